@@ -1,0 +1,31 @@
+# `make run` and `make test` each set everything up on a fresh machine, then run.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench bench-micro clean setup
+
+$(STAMP): pyproject.toml
+	@echo "==> creating virtualenv in $(VENV) and installing edgecache (+test extras)"
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m edge.demo_run --config config.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+bench-micro: $(STAMP)
+	$(BIN)/python -m pytest bench/micro --benchmark-only -p no:cacheprovider -o testpaths=bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/load/hits.py
+
+clean:
+	rm -rf $(VENV) .cache-demo

@@ -1,0 +1,55 @@
+"""CacheKey: the normalised request identity and its fixed-width xxh3-128 id.
+
+The id, never the URL, names files on disk, so no request can name a path outside the
+cache directory. The target is kept byte-for-byte as the client sent it: `/a%3Fx` and
+`/a?x` are different keys, and `%2e%2e` is never resolved. Vary turns a primary key into
+a secondary (variant) key by hashing the selected request header values under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import xxhash
+
+__all__ = ["CacheKey", "make_key", "normalise_field_value"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """The identity of a cached object; `id` is what stores are indexed by."""
+
+    id: bytes  # 16-byte xxh3-128 digest
+    url: str  # "scheme://host/raw-target": what the id was computed from (primary part)
+    host: str  # lower-cased host[:port]
+    target: str  # raw request target as sent: path and query, undecoded
+
+    @property
+    def hex(self) -> str:
+        """The id as 32 hex digits (file names, logs)."""
+        return self.id.hex()
+
+    def variant(self, vary: Iterable[str], headers: Mapping[str, str]) -> CacheKey:
+        """Returns the secondary key for the request header values named by Vary."""
+        h = xxhash.xxh3_128(self.id)
+        for name in vary:
+            h.update(b"\x00")
+            h.update(name.encode("latin-1"))
+            h.update(b"\x01")
+            h.update(normalise_field_value(headers.get(name)).encode("latin-1", "replace"))
+        return CacheKey(h.digest(), self.url, self.host, self.target)
+
+
+def normalise_field_value(value: str | None) -> str:
+    """Folds whitespace around list separators so equivalent header values match (RFC 9111 §4.1)."""
+    if value is None:
+        return "\x02absent"
+    return ",".join(part.strip() for part in value.split(",")).lower()
+
+
+def make_key(scheme: str, host: str, target: str) -> CacheKey:
+    """Builds the primary key from scheme, host and the raw request target."""
+    host = host.lower()
+    url = f"{scheme}://{host}{target}"
+    return CacheKey(xxhash.xxh3_128_digest(url.encode("utf-8", "surrogateescape")), url, host, target)

@@ -1,0 +1,58 @@
+"""The one error tree for talking upstream (origin servers, peers, shields).
+
+    UpstreamError                 retryable: may another server / one more try help?
+    ├── ConnectError              could not open a connection (refused, unreachable, DNS)   retryable
+    ├── UpstreamTimeout           connect, first-byte or total timeout expired              retryable
+    ├── ProtocolError             malformed or truncated response from upstream             retryable
+    ├── BodyError                 the body broke after the head was received               not retryable
+    └── NoServerAvailable         every server of the pool is down (health checks)          not retryable
+
+aiohttp and OS exceptions are translated into these where they enter (origin/client.py),
+inside body iterators too, with `raise ... from exc`. The edge maps them to HTTP status in
+one place: timeouts to 504, everything else to 502.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "UpstreamError",
+    "ConnectError",
+    "UpstreamTimeout",
+    "ProtocolError",
+    "BodyError",
+    "NoServerAvailable",
+]
+
+
+class UpstreamError(Exception):
+    """An upstream fetch failed; `retryable` says whether another try could succeed."""
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, upstream: str = "") -> None:
+        super().__init__(message)
+        self.upstream = upstream  # which server or peer failed, for logs
+
+
+class ConnectError(UpstreamError):
+    """The connection could not be opened."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """A connect, first-byte or total timeout expired."""
+
+
+class ProtocolError(UpstreamError):
+    """Upstream sent a malformed or truncated response head."""
+
+
+class BodyError(UpstreamError):
+    """The body failed after the head arrived; bytes may already be on their way to clients."""
+
+    retryable = False
+
+
+class NoServerAvailable(UpstreamError):
+    """No healthy server is left to try."""
+
+    retryable = False
