@@ -5,6 +5,8 @@
     ├── UpstreamTimeout           connect, first-byte or total timeout expired              retryable
     ├── ProtocolError             malformed or truncated response from upstream             retryable
     ├── BodyError                 the body broke after the head was received               not retryable
+    │   └── BodyTimeout           idle or total timeout mid-body (also an UpstreamTimeout)  not retryable
+    ├── InvalidTarget             the request target cannot be sent byte-for-byte           not retryable
     └── NoServerAvailable         every server of the pool is down (health checks)          not retryable
 
 aiohttp and OS exceptions are translated into these where they enter (origin/client.py),
@@ -20,6 +22,8 @@ __all__ = [
     "UpstreamTimeout",
     "ProtocolError",
     "BodyError",
+    "BodyTimeout",
+    "InvalidTarget",
     "NoServerAvailable",
 ]
 
@@ -48,6 +52,18 @@ class ProtocolError(UpstreamError):
 
 class BodyError(UpstreamError):
     """The body failed after the head arrived; bytes may already be on their way to clients."""
+
+    retryable = False
+
+
+class BodyTimeout(BodyError, UpstreamTimeout):
+    """The idle (between chunks) or total timeout expired while the body was streaming."""
+
+    retryable = False
+
+
+class InvalidTarget(UpstreamError):
+    """The target is not origin-form ("/path?query") and cannot be sent unchanged."""
 
     retryable = False
 

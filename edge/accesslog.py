@@ -1,0 +1,30 @@
+"""AccessLog: one JSON line per request on a stream (stdout by default)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+from edge.server.request import Request
+
+__all__ = ["AccessLog"]
+
+
+class AccessLog:
+    """Writes `{"t", "peer", "method", "host", "target", "status", "cache", "bytes", "ms"}` lines."""
+
+    def __init__(self, stream: TextIO | None = None, node: str = "") -> None:
+        self._stream = stream or sys.stdout
+        self._node = node
+
+    def write(self, request: Request, status: int, cache: str, size: int, seconds: float) -> None:
+        """Logs one finished request."""
+        line = json.dumps({
+            "t": round(time.time(), 3), "node": self._node, "peer": request.peer, "method": request.method,
+            "host": request.host, "target": request.target, "status": status, "cache": cache,
+            "bytes": size, "ms": round(seconds * 1000, 2),
+        }, separators=(",", ":"))
+        self._stream.write(line + "\n")
+        self._stream.flush()

@@ -1,0 +1,141 @@
+"""The only wiring place: builds one node's stores, origin pools, coalescer and listener.
+
+`EdgeNode(config)` is started with `await node.start()` and stopped with
+`await node.stop()`, which closes the listener, cancels request tasks and fills under a
+deadline, and closes the stores and client sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from edge.accesslog import AccessLog
+from edge.config import EdgeConfig
+from edge.fill import Filler
+from edge.handler import Handler
+from edge.server.protocol import HttpProtocol
+from edge.store.disk import DiskStore
+from edge.store.memory import MemoryStore
+from edge.store.policy import EvictionPolicy, LRUPolicy
+from edge.store.s3fifo import S3FIFOPolicy
+from edge.store.tiered import TieredStore
+from origin.client import make_session
+from origin.coalesce import Coalescer
+from origin.pool import OriginPool
+from origin.routes import Router
+from origin.upstream import Upstream
+
+__all__ = ["EdgeNode", "StartupError", "check_parsers"]
+
+log = logging.getLogger("edge.app")
+
+SHUTDOWN_DEADLINE_S = 10.0
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message says what to do."""
+
+
+def check_parsers() -> None:
+    """Refuses to run on aiohttp's pure-Python HTTP parser (lenient: a smuggling risk)."""
+    from aiohttp import http_parser
+
+    c_parser = getattr(http_parser, "HttpResponseParserC", None)
+    if c_parser is None or http_parser.HttpResponseParser is not c_parser:
+        raise StartupError(
+            "aiohttp is running its pure-Python HTTP parser (AIOHTTP_NO_EXTENSIONS set, or the C "
+            "extension failed to build); unset AIOHTTP_NO_EXTENSIONS or reinstall aiohttp from a wheel")
+
+
+def _policy(name: str, max_bytes: int) -> EvictionPolicy:
+    return S3FIFOPolicy(max_bytes) if name == "s3fifo" else LRUPolicy(max_bytes)
+
+
+class EdgeNode:
+    """One running edge node."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._coalescer: Coalescer | None = None
+        self.store: TieredStore | None = None
+        self.port = config.node.port
+
+    async def start(self) -> None:
+        """Opens the stores and the listener."""
+        check_parsers()
+        cfg = self.config
+        cache = cfg.cache
+        memory = MemoryStore(max_bytes=cache.memory_bytes, max_object_bytes=cache.memory_max_object_bytes,
+                             policy=_policy(cache.policy, cache.memory_bytes))
+        disk_dir = cfg.disk_dir
+        disk = None
+        spool_dir: Path | None = None
+        if disk_dir is not None:
+            started = time.monotonic()
+            disk = await DiskStore.open(disk_dir, max_bytes=cache.disk_bytes,
+                                        max_object_bytes=cache.disk_max_object_bytes,
+                                        policy=_policy(cache.policy, cache.disk_bytes))
+            log.info("disk tier %s: %d objects, %d bytes indexed in %.2fs", disk_dir, disk.stats.entries,
+                     disk.stats.bytes, time.monotonic() - started)
+            spool_dir = disk_dir / "spool"
+            spool_dir.mkdir(parents=True, exist_ok=True)
+        self.store = TieredStore(memory, disk)
+        self._session = make_session()
+        upstreams: dict[str, Upstream] = {name: OriginPool(pool, self._session) for name, pool in cfg.pools.items()}
+        co = cfg.coalesce
+        self._coalescer = Coalescer(spool_dir=spool_dir, memory_spool_bytes=co.spool_memory_bytes,
+                                    head_timeout_s=co.head_timeout_s, idle_timeout_s=co.idle_timeout_s,
+                                    pass_memo_s=co.pass_memo_s)
+        handler = Handler(
+            store=self.store, coalescer=self._coalescer, filler=Filler(store=self.store, cache=cache),
+            router=Router(cfg.routes), upstreams=upstreams,
+            allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
+            access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,
+        )
+        loop = asyncio.get_running_loop()
+        limits = cfg.limits
+        try:
+            self._server = await loop.create_server(
+                lambda: HttpProtocol(handler, limits, self._tasks), cfg.node.host, cfg.node.port,
+                reuse_address=True, backlog=2048)
+        except OSError as exc:
+            await self._close_resources()
+            raise StartupError(f"cannot listen on {cfg.node.host}:{cfg.node.port}: {exc.strerror}; "
+                               "pick a free address in [nodes] or --listen") from exc
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("node %s listening on http://%s:%d", cfg.node.name, cfg.node.host, self.port)
+
+    async def stop(self) -> None:
+        """Stops listening, ends in-flight work under a deadline, closes everything."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_DEADLINE_S)
+        await self._close_resources()
+        if self._server is not None:
+            try:
+                async with asyncio.timeout(SHUTDOWN_DEADLINE_S):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                log.warning("listener did not close within %.0fs", SHUTDOWN_DEADLINE_S)
+
+    async def _close_resources(self) -> None:
+        if self._coalescer is not None:
+            await self._coalescer.close()
+        if self._session is not None:
+            await self._session.close()
+        if self.store is not None:
+            await self.store.close()

@@ -1,0 +1,205 @@
+"""The fill: one upstream fetch whose body is spooled for every waiting client and stored.
+
+`Filler.run` is the producer the coalescer runs in its own task for one key. It fetches
+upstream (conditionally when it revalidates a stored entry), decides whether the response
+may be stored and shared (RFC 9111 §3), computes its freshness (§4.2), announces the head
+to the waiters, then tees every chunk into the fill's spool and the store writer, and
+commits. A 304 to a revalidation refreshes the stored entry's headers (§4.3.4) and tells
+the waiters to serve it from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from edge.config import CacheConfig
+from edge.entry import EntryMeta
+from edge.key import CacheKey
+from edge.outcome import NoStoreReason
+from edge.rules.cache_control import response_directives
+from edge.rules.freshness import compute_freshness, updated_headers_from_304
+from edge.rules.storable import no_store_reason
+from edge.store.base import Store
+from origin.coalesce import Fill, FillHead
+from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
+
+__all__ = ["FillInfo", "Filler", "replay_headers", "vary_names", "VARY_MARKER_STATUS"]
+
+log = logging.getLogger("edge.fill")
+
+# A stored entry with this status is a Vary marker: its `vary` names the fields that select
+# the variant, stored under CacheKey.variant(); it has no body.
+VARY_MARKER_STATUS = 0
+
+# Fields never replayed from a stored response: framing and per-hop (we set them), and Age
+# (recomputed on every response, RFC 9111 §4.2.3).
+_NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "age",
+                           "proxy-connection", "trailer", "upgrade", "te", "accept-ranges"})
+
+# Reasons a response is not stored but may still be given to the requests that waited on it:
+# they are public answers (errors, too-large or unvalidatable bodies). Everything else
+# (private, no-store, credentials, cookies) goes to the leader only.
+_SHAREABLE_REASONS = frozenset({NoStoreReason.STATUS, NoStoreReason.TOO_LARGE, NoStoreReason.PARTIAL})
+
+
+@dataclass(frozen=True, slots=True)
+class FillInfo:
+    """What the edge attaches to a FillHead (its `extra`)."""
+
+    meta: EntryMeta | None  # the entry being stored; None when not stored
+    reason: NoStoreReason | None  # why it is not stored
+    refreshed: bool = False  # a 304 refreshed the stored entry: serve it from the store
+    variant_id: bytes | None = None  # the store id of this variant, when the response varies
+    vary: tuple[str, ...] = ()  # lower-cased Vary field names
+    initial_age_s: float = 0.0  # for Age on responses that are not stored
+
+
+def replay_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The response fields a cache replays (framing, per-hop fields and Age removed)."""
+    return tuple((n, v) for n, v in headers if n.lower() not in _NOT_REPLAYED)
+
+
+def vary_names(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """Lower-cased field names from every Vary header, in order, without duplicates."""
+    names: list[str] = []
+    for n, v in headers:
+        if n.lower() == "vary":
+            for token in v.split(","):
+                token = token.strip().lower()
+                if token and token not in names:
+                    names.append(token)
+    return tuple(names)
+
+
+def _tags(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    tags: list[str] = []
+    for n, v in headers:
+        ln = n.lower()
+        if ln == "surrogate-key" or ln == "cache-tag":
+            tags.extend(t for t in v.replace(",", " ").split() if t)
+    return tuple(dict.fromkeys(tags))
+
+
+def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return None
+
+
+class Filler:
+    """Runs fills for one node: upstream fetch → head → spool + store → commit."""
+
+    def __init__(self, *, store: Store, cache: CacheConfig, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._cache = cache
+        self._clock = clock
+
+    async def run(self, fill: Fill, *, upstream: Upstream, request: UpstreamRequest, key: CacheKey,
+                  client_headers: object, authorization: bool, stale: EntryMeta | None) -> None:
+        """Fetches and fills; `stale` (when given) is revalidated with its validators."""
+        if stale is not None:
+            extra = []
+            if stale.etag:
+                extra.append(("If-None-Match", stale.etag))
+            if stale.last_modified:
+                extra.append(("If-Modified-Since", stale.last_modified))
+            request = UpstreamRequest(method=request.method, host=request.host, target=request.target,
+                                      headers=request.headers + tuple(extra), body=None)
+        response = await upstream.fetch(request)
+        try:
+            if stale is not None and response.status == 304:
+                await self._refresh(fill, response, stale)
+                return
+            await self._store_response(fill, response, key, client_headers, authorization)
+        finally:
+            response.close()
+
+    async def _refresh(self, fill: Fill, response: UpstreamResponse, stale: EntryMeta) -> None:
+        """RFC 9111 §4.3.4: a 304 freshens the stored headers; the body stays."""
+        headers = replay_headers(updated_headers_from_304(stale.headers, response.headers))
+        directives, used_cdn = response_directives(headers)
+        f = compute_freshness(status=stale.status, response_headers=headers, directives=directives,
+                              used_cdn_cc=used_cdn, request_time=response.request_time,
+                              response_time=response.response_time,
+                              heuristic_fraction=self._cache.heuristic_fraction,
+                              heuristic_max_s=self._cache.heuristic_max_s)
+        meta = stale.replace(headers=headers, request_time=response.request_time,
+                             response_time=response.response_time, initial_age_s=f.initial_age_s,
+                             lifetime_s=f.lifetime_s, swr_s=f.swr_s, sie_s=f.sie_s,
+                             must_revalidate=f.must_revalidate, no_cache=f.no_cache,
+                             etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
+                             invalidated=False)
+        updated = await self._store.update_meta(stale.key, meta)
+        fill.set_head(FillHead(status=304, reason="Not Modified", headers=headers, shareable=True,
+                               length=0, extra=FillInfo(meta=meta if updated else None, reason=None,
+                                                        refreshed=updated)))
+        fill.finish()
+
+    async def _store_response(self, fill: Fill, response: UpstreamResponse, key: CacheKey,
+                              client_headers: object, authorization: bool) -> None:
+        headers = response.headers
+        directives, used_cdn = response_directives(headers)
+        reason = no_store_reason(method="GET", status=response.status, request_headers=client_headers,
+                                 response_headers=headers, directives=directives, authorization=authorization,
+                                 allow_set_cookie=self._cache.allow_set_cookie, used_cdn_cc=used_cdn)
+        f = compute_freshness(status=response.status, response_headers=headers, directives=directives,
+                              used_cdn_cc=used_cdn, request_time=response.request_time,
+                              response_time=response.response_time,
+                              heuristic_fraction=self._cache.heuristic_fraction,
+                              heuristic_max_s=self._cache.heuristic_max_s)
+        replay = replay_headers(headers)
+        length_s = response.header("content-length")
+        length = int(length_s) if length_s and length_s.isdigit() else None
+        if reason is None and length is not None and length > self._max_object_bytes():
+            reason = NoStoreReason.TOO_LARGE
+        vary = vary_names(headers)
+        store_key = key
+        if vary and reason is None:
+            store_key = key.variant(vary, client_headers)  # type: ignore[arg-type]
+        meta: EntryMeta | None = None
+        if reason is None:
+            meta = EntryMeta(
+                key=store_key.id, url=key.url, status=response.status, headers=replay,
+                request_time=response.request_time, response_time=response.response_time,
+                initial_age_s=f.initial_age_s, lifetime_s=f.lifetime_s, swr_s=f.swr_s, sie_s=f.sie_s,
+                must_revalidate=f.must_revalidate, no_cache=f.no_cache,
+                etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
+                vary=vary, tags=_tags(headers),
+            )
+        shareable = reason is None or reason in _SHAREABLE_REASONS
+        info = FillInfo(meta=meta, reason=reason, variant_id=store_key.id if vary else None, vary=vary,
+                        initial_age_s=f.initial_age_s)
+        if meta is not None and vary:
+            await self._write_vary_marker(key, meta)
+        fill.set_head(FillHead(status=response.status, reason=response.reason, headers=replay,
+                               shareable=shareable, length=length, extra=info))
+        if meta is None:
+            log.debug("not storing %s: %s", key.url, reason.name if reason else "?")
+            async for chunk in response.body:
+                await fill.append(chunk)
+            fill.finish()
+            return
+        async with await self._store.open_writer(meta) as writer:
+            async for chunk in response.body:
+                await fill.append(chunk)
+                await writer.write(chunk)
+            fill.finish()
+            if not await writer.commit():
+                log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
+
+    def _max_object_bytes(self) -> int:
+        if self._cache.disk_dir:
+            return max(self._cache.disk_max_object_bytes, self._cache.memory_max_object_bytes)
+        return self._cache.memory_max_object_bytes
+
+    async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta) -> None:
+        """Stores the primary key's Vary marker (no body) naming the selecting fields."""
+        marker = variant.replace(key=key.id, status=VARY_MARKER_STATUS, headers=(), etag=None,
+                                 last_modified=None, lifetime_s=10 * 365 * 86400.0, no_cache=False,
+                                 must_revalidate=False)
+        async with await self._store.open_writer(marker) as writer:
+            await writer.commit()

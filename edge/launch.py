@@ -1,0 +1,100 @@
+"""`make run`: starts the demo origin and every node of config.toml, prints URLs to try.
+
+Each part is its own process (`python -m origin.demo`, `python -m edge --node NAME`); their
+output is passed through (one JSON access-log line per request, with its cache status).
+Ctrl-C stops them all; a part that dies stops the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+__all__ = ["main"]
+
+READY_TIMEOUT_S = 60.0
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}; see its output above")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not listen on {host}:{port} within {READY_TIMEOUT_S:.0f}s")
+
+
+def _addr(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the demo deployment until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m edge.launch", description=__doc__)
+    parser.add_argument("--config", default="config.toml", help="deployment file (default config.toml)")
+    args = parser.parse_args(argv)
+    with open(args.config, "rb") as f:
+        data = tomllib.load(f)
+    demo = data.get("demo", {})
+    demo_host, demo_port = _addr(demo.get("listen", "127.0.0.1:8000"))
+    root = demo.get("root", ".cache-demo/site")
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    py = sys.executable
+    try:
+        print(f"==> starting the demo origin on http://{demo_host}:{demo_port} (sample site in {root})", flush=True)
+        origin = subprocess.Popen([py, "-m", "origin.demo", "--listen", f"{demo_host}:{demo_port}",
+                                   "--root", root, "--generate"])
+        procs.append(("demo origin", origin))
+        _wait_port(demo_host, demo_port, origin, "the demo origin")
+        nodes = data.get("nodes", {})
+        first = None
+        for name, node in nodes.items():
+            host, port = _addr(node["listen"])
+            print(f"==> starting edge node {name} on http://{host}:{port}", flush=True)
+            proc = subprocess.Popen([py, "-m", "edge", "--config", args.config, "--node", name])
+            procs.append((f"node {name}", proc))
+            _wait_port(host, port, proc, f"edge node {name}")
+            first = first or f"http://{host}:{port}"
+        print("\n==> ready. Try (the second request of each is a cache hit; see Cache-Status):", flush=True)
+        for path in ("/index.html", "/video/hls/master.m3u8", "/video/hls/720p/index.m3u8",
+                     "/video/hls/720p/seg00000.ts", "/obj/hello?size=1024&cc=max-age=60"):
+            print(f"    curl -si {first}{path} | head -20")
+        print(f"    curl -si -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4   # seek in a 64 MiB MP4")
+        print(f"    curl -s {first}/video/big.mp4 -o /dev/null -w '%{{size_download}} bytes in %{{time_total}}s\\n'")
+        print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")
+        print("==> Ctrl-C stops everything.\n", flush=True)
+        while True:
+            for what, proc in procs:
+                if proc.poll() is not None:
+                    print(f"==> {what} exited with code {proc.returncode}; stopping", flush=True)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\n==> stopping", flush=True)
+        return 0
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

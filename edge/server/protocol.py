@@ -1,0 +1,232 @@
+"""The public listener: a lean HTTP/1.1 server on asyncio.Protocol and llhttp (httptools).
+
+aiohttp's request machinery costs more per request than a whole cache hit should, so the
+public port parses with llhttp directly. A fresh hit is answered synchronously from the
+parser callback with one prebuilt byte string (`Responder.try_fast`); everything else runs
+as one task per request through `Responder.handle`, which writes through a `Writer`.
+Requests on one connection are answered strictly in order (pipelining is honoured by
+pausing reads while a request is in flight).
+
+Limits: a target longer than `max_url_bytes` gets 414, too many or too large header fields
+get 431, a body over `max_body_bytes` gets 413, and anything llhttp rejects (smuggling
+attempts such as Content-Length together with Transfer-Encoding, bad chunking) gets 400
+and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
+from multidict import CIMultiDict
+
+from edge.server.request import Request
+from edge.server.writer import Writer, simple_response
+
+__all__ = ["Limits", "Responder", "HttpProtocol"]
+
+log = logging.getLogger("edge.server")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Request size limits of the public listener."""
+
+    max_url_bytes: int = 8192  # longer request targets get 414
+    max_header_bytes: int = 32768  # all field names + values; more gets 431
+    max_headers: int = 100  # more header fields gets 431
+    max_body_bytes: int = 16 * 1024 * 1024  # request bodies (POST/PUT pass-through); more gets 413
+
+
+class Responder(Protocol):
+    """What the listener calls for each request (implemented by edge.handler)."""
+
+    def try_fast(self, request: Request) -> bytes | None:
+        """Returns a complete response for a fresh memory hit, or None to go async."""
+        ...
+
+    def handle(self, request: Request, writer: Writer) -> Awaitable[None]:
+        """Answers one request through writer; must finish (or abort) the response."""
+        ...
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    __slots__ = (
+        "_responder", "_limits", "_loop", "_transport", "_parser", "_url", "_headers",
+        "_header_bytes", "_body", "_pending", "_busy", "_closed", "_peer", "_writable",
+        "_tasks", "_last_name",
+    )
+
+    def __init__(self, responder: Responder, limits: Limits, tasks: set[asyncio.Task[None]]) -> None:
+        self._responder = responder
+        self._limits = limits
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = bytearray()
+        self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
+        self._body: bytearray | None = None
+        # requests parsed but not yet answered, in arrival order (pipelining)
+        self._pending: collections.deque[Request] = collections.deque()
+        self._busy = False  # a request task is writing its response
+        self._closed = False
+        self._peer = ""
+        # set while the transport accepts writes; cleared by pause_writing (flow control)
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._tasks = tasks  # the server's owned set of request tasks (strong references)
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._writable.set()  # wake a writer waiting on drain so it notices the close
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except _TooLarge as exc:
+            self._reject(exc.status, exc.reason)
+        except httptools.HttpParserUpgrade:
+            self._reject(501, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed request: {exc}")
+
+    # -- llhttp callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._headers = []
+        self._header_bytes = 0
+        self._body = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_url_bytes:
+            raise _TooLarge(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._limits.max_header_bytes:
+            raise _TooLarge(431, "request header fields too large")
+        if len(self._headers) >= self._limits.max_headers:
+            raise _TooLarge(431, "too many request header fields")
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is None:
+            self._body = bytearray()
+        self._body += body
+        if len(self._body) > self._limits.max_body_bytes:
+            raise _TooLarge(413, "request body too large")
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        request = Request(
+            method=parser.get_method().decode("ascii"),
+            target=self._url.decode("latin-1"),
+            version=parser.get_http_version(),
+            headers=CIMultiDict(self._headers),
+            body=bytes(self._body) if self._body is not None else None,
+            keep_alive=parser.should_keep_alive(),
+            peer=self._peer,
+        )
+        if self._busy or self._pending:
+            self._pending.append(request)
+            if self._transport is not None:
+                self._transport.pause_reading()
+            return
+        self._dispatch(request)
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _dispatch(self, request: Request) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        fast = self._responder.try_fast(request)
+        if fast is not None:
+            transport.write(fast)
+            if not request.keep_alive:
+                transport.close()
+            return
+        self._busy = True
+        writer = Writer(transport, self._writable, request, self)
+        task = self._loop.create_task(self._run(request, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, request: Request, writer: Writer) -> None:
+        try:
+            await self._responder.handle(request, writer)
+            if not writer.finished:
+                # a handler that returns without finishing leaves the framing unknown
+                log.error("handler left %s %s unfinished; closing connection", request.method, request.target)
+                writer.abort()
+        except asyncio.CancelledError:
+            writer.abort()
+            raise
+        except Exception:
+            log.exception("unhandled error for %s %s", request.method, request.target)
+            if writer.started:
+                writer.abort()
+            else:
+                await writer.send_simple(500, "internal error; see the node's log", close=True)
+        finally:
+            self._busy = False
+        self._next()
+
+    def _next(self) -> None:
+        """Answers the next pipelined request, or resumes reading."""
+        transport = self._transport
+        if transport is None or self._closed or transport.is_closing():
+            self._pending.clear()
+            return
+        while self._pending and not self._busy:
+            self._dispatch(self._pending.popleft())
+            if transport.is_closing():
+                self._pending.clear()
+                return
+        if not self._busy and not self._pending:
+            transport.resume_reading()
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answers a request the parser refused and closes the connection."""
+        log.info("rejected request from %s: %d %s", self._peer, status, reason)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._busy:
+            # a response is being written; the framing is lost, so just close
+            transport.close()
+            return
+        transport.write(simple_response(status, reason, close=True))
+        transport.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the client connection is gone."""
+        return self._closed

@@ -1,0 +1,217 @@
+"""Writer: how a handler answers on the lean listener, with framing and flow control.
+
+A response is `start()`ed once, then `write()`n (awaiting drain when the client reads
+slower than we send) or `sendfile()`d, then `finish()`ed. Bodies of known length go out
+with Content-Length, others chunked (HTTP/1.1) or close-delimited (HTTP/1.0). A HEAD
+response sends the head only. `abort()` drops the connection: the only honest way to
+end a response whose body failed midway, so the client sees a truncation, never a
+short body that looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import select
+from collections.abc import Iterable
+from typing import Protocol
+
+from edge.server.request import Request
+
+__all__ = ["Writer", "ClientGone", "simple_response", "REASONS", "build_head"]
+
+WRITE_STALL_TIMEOUT_S = 60.0  # a client that reads nothing for this long is dropped
+
+REASONS: dict[int, str] = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Found", 304: "Not Modified", 307: "Temporary Redirect",
+    308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 410: "Gone", 412: "Precondition Failed",
+    413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+
+class ClientGone(Exception):
+    """The client connection closed (or stalled) while we were writing to it."""
+
+
+class _ConnState(Protocol):
+    @property
+    def closed(self) -> bool: ...
+
+
+def build_head(status: int, headers: Iterable[tuple[str, str]], extra: bytes = b"") -> bytes:
+    """Serialises a status line and header fields (values must be latin-1 safe)."""
+    reason = REASONS.get(status, "Unknown")
+    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+    for name, value in headers:
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1", "replace") + extra + b"\r\n"
+
+
+def simple_response(status: int, reason: str, *, close: bool = False, head_only: bool = False,
+                    headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A complete short text response: the status and a one-line reason."""
+    body = f"{status} {REASONS.get(status, 'Error')}: {reason}\n".encode("utf-8", "replace")
+    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+              *headers]
+    if close:
+        fields.append(("Connection", "close"))
+    head = build_head(status, fields)
+    return head if head_only else head + body
+
+
+class Writer:
+    """Writes one response to the client transport."""
+
+    __slots__ = ("_transport", "_writable", "_request", "_conn", "started", "finished",
+                 "_chunked", "_close", "_head_only", "status", "bytes_sent")
+
+    def __init__(self, transport: asyncio.Transport, writable: asyncio.Event, request: Request,
+                 conn: _ConnState) -> None:
+        self._transport = transport
+        self._writable = writable  # cleared while the transport's buffer is over its high-water mark
+        self._request = request
+        self._conn = conn
+        self.started = False
+        self.finished = False
+        self._chunked = False
+        self._close = not request.keep_alive
+        self._head_only = request.method == "HEAD"
+        self.status = 0
+        self.bytes_sent = 0
+
+    def start(self, status: int, headers: list[tuple[str, str]], length: int | None) -> None:
+        """Sends the head; `length` None means the body length is not known yet."""
+        assert not self.started, "response already started"
+        self.started = True
+        self.status = status
+        fields = headers
+        no_body_status = status == 304 or status == 204 or status < 200
+        if length is not None:
+            if not no_body_status:
+                fields.append(("Content-Length", str(length)))
+        elif not no_body_status:
+            if self._request.version == "1.1":
+                self._chunked = not self._head_only
+                if self._chunked:
+                    fields.append(("Transfer-Encoding", "chunked"))
+            else:
+                self._close = True
+        if self._close:
+            fields.append(("Connection", "close"))
+        elif self._request.version == "1.0":
+            fields.append(("Connection", "keep-alive"))
+        self._transport.write(build_head(status, fields))
+
+    async def write(self, chunk: bytes) -> None:
+        """Sends body bytes, waiting while the client is slower than us."""
+        if self._head_only or not chunk:
+            return
+        if self._conn.closed:
+            raise ClientGone("client closed the connection")
+        if self._chunked:
+            self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            self._transport.write(chunk)
+        self.bytes_sent += len(chunk)
+        if not self._writable.is_set():
+            await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(WRITE_STALL_TIMEOUT_S):
+                await self._writable.wait()
+        except TimeoutError as exc:
+            self.abort()
+            raise ClientGone("client stopped reading") from exc
+        if self._conn.closed:
+            raise ClientGone("client closed the connection")
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """Sends `count` bytes of an open file with os.sendfile, falling back to reads."""
+        if self._head_only or count <= 0:
+            return
+        if self._chunked:
+            self._transport.write(b"%x\r\n" % count)
+        sock = self._transport.get_extra_info("socket")
+        # The kernel copy is only safe once the transport has nothing queued ahead of it.
+        if sock is not None and self._transport.get_write_buffer_size() == 0:
+            loop = asyncio.get_running_loop()
+            sent = await loop.run_in_executor(None, _sendfile_blocking, sock.fileno(), fd, offset, count)
+            self.bytes_sent += sent
+            if sent < count:
+                self.abort()
+                raise ClientGone("client went away during sendfile")
+        else:
+            await self._pread_copy(fd, offset, count)
+        if self._chunked:
+            self._transport.write(b"\r\n")
+
+    async def _pread_copy(self, fd: int, offset: int, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        end = offset + count
+        while offset < end:
+            chunk = await loop.run_in_executor(None, os.pread, fd, min(256 * 1024, end - offset), offset)
+            if not chunk:
+                self.abort()
+                raise ClientGone("file shorter than expected")
+            offset += len(chunk)
+            chunked, self._chunked = self._chunked, False  # the caller frames the whole span
+            try:
+                await self.write(chunk)
+            finally:
+                self._chunked = chunked
+
+    def finish(self) -> None:
+        """Ends the response; closes the connection when keep-alive is off."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._chunked:
+            self._transport.write(b"0\r\n\r\n")
+        if self._close:
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Drops the connection: the client sees a truncated response."""
+        self.finished = True
+        self._transport.abort()
+
+    async def send_simple(self, status: int, reason: str, *, close: bool = False,
+                          headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Answers with a short text body and a one-line reason."""
+        self.started = True
+        self.status = status
+        close = close or self._close
+        self._close = close
+        self._transport.write(simple_response(status, reason, close=close, head_only=self._head_only,
+                                              headers=headers))
+        self.finished = True
+        if close:
+            self._transport.close()
+
+
+def _sendfile_blocking(sock_fd: int, fd: int, offset: int, count: int) -> int:
+    """Runs in an executor: os.sendfile until done, waiting for writability; returns bytes sent."""
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            _, writable, _ = select.select([], [sock_fd], [], WRITE_STALL_TIMEOUT_S)
+            if not writable:
+                return sent
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.EBADF, errno.ENOTCONN):
+                return sent
+            raise
+        if n == 0:
+            return sent
+        sent += n
+    return sent
+

@@ -1,0 +1,425 @@
+"""DiskStore: the disk tier. Crash-safe object files, an in-memory index, sendfile spans.
+
+The file format and every blocking operation live in edge/store/diskfile.py; this module
+keeps the index (key -> ObjectInfo), the byte budget and eviction, and runs each blocking
+operation as one executor call. Writers stream the body into a tmp file and hash it as it
+goes; commit publishes with fsync + rename. update_meta writes a new file with the new meta
+and an in-kernel copy of the body (copy_file_range), under the same discipline: simpler
+than a meta sidecar and crash-safe, at the cost of a body copy per 304 refresh.
+
+On open the index is rebuilt from the files' headers; bodies are checked against their
+checksums before they are first served, lazily at lookup or by a background pass, whichever
+comes first. A file that fails is deleted and the lookup misses.
+
+Locking: index changes are synchronous; a key's file operation and its index update happen
+together under that key's lock (KeyLocks). Evicted keys leave the index at once and their
+files are unlinked afterwards under their own lock, only if no newer object took the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+import xxhash
+
+from edge.entry import EntryMeta
+from edge.store import diskfile
+from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreStats
+from edge.store.diskfile import ObjectInfo, OpenStatus
+from edge.store.keylock import KeyLocks
+from edge.store.policy import EvictionPolicy
+from edge.store.s3fifo import S3FIFOPolicy
+
+__all__ = ["DiskHit", "DiskStore", "DiskWriter"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DiskHit:
+    """An object opened for reading; its fd survives a concurrent remove or replace."""
+
+    __slots__ = ("meta", "_fd", "_body_offset", "_store")
+
+    def __init__(self, store: DiskStore, fd: int, info: ObjectInfo) -> None:
+        self.meta = info.meta
+        self._fd = fd
+        self._body_offset = info.body_offset
+        self._store = store
+
+    def file_span(self) -> tuple[int, int, int] | None:
+        """(fd, body offset, body length) for loop.sendfile; valid until close()."""
+        if self._fd < 0:
+            raise ValueError("hit is closed")
+        return self._fd, self._body_offset, self.meta.body_length
+
+    def body_bytes(self) -> bytes | None:
+        """None: disk bodies are streamed, never held whole."""
+        return None
+
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Streams body[start:end] with one pread per chunk in the executor."""
+        stop = self.meta.body_length if end is None else min(end, self.meta.body_length)
+        offset = start
+        while offset < stop:
+            if self._fd < 0:
+                raise ValueError("hit is closed")
+            want = min(CHUNK_BYTES, stop - offset)
+            data = await self._store._run(os.pread, self._fd, want, self._body_offset + offset)
+            if not data:
+                raise diskfile.CorruptObject("object file ended before its body did")
+            offset += len(data)
+            yield data
+
+    async def close(self) -> None:
+        """Closes the fd; idempotent."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class DiskStore:
+    """The disk tier under `root`; create with `await DiskStore.open(...)`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int,
+        max_object_bytes: int,
+        policy: EvictionPolicy | None,
+        executor: Executor | None,
+    ) -> None:
+        if max_object_bytes <= 0 or max_bytes <= 0:
+            raise ValueError("max_bytes and max_object_bytes must be positive")
+        self.root = root
+        self.max_bytes = max_bytes
+        self.max_object_bytes = max_object_bytes
+        self._policy = policy if policy is not None else S3FIFOPolicy(max_bytes)
+        if self._policy.max_bytes != max_bytes:
+            raise ValueError("the policy's max_bytes must equal the store's")
+        self._executor = executor
+        self._index: dict[bytes, ObjectInfo] = {}
+        self._unverified: set[bytes] = set()  # keys whose current file's body is unchecked
+        self._locks = KeyLocks()
+        self._verifier: asyncio.Task[None] | None = None
+        self._bytes = 0
+        self._hits = self._misses = self._evictions = self._inserts = self._rejected = 0
+        self.invalid = 0  # objects dropped as corrupt since open
+
+    @classmethod
+    async def open(
+        cls,
+        root: Path | str,
+        *,
+        max_bytes: int,
+        max_object_bytes: int,
+        policy: EvictionPolicy | None = None,
+        verify_in_background: bool = True,
+        executor: Executor | None = None,
+    ) -> DiskStore:
+        """Cleans tmp/, rebuilds the index from the object files and starts verification."""
+        store = cls(
+            Path(root),
+            max_bytes=max_bytes,
+            max_object_bytes=max_object_bytes,
+            policy=policy,
+            executor=executor,
+        )
+        victims: list[bytes] = []
+        for info in await store._run(diskfile.scan, store.root):
+            key = info.meta.key
+            store._index[key] = info
+            store._bytes += info.file_bytes
+            store._unverified.add(key)
+            victims += store._policy.admit(key, info.file_bytes)
+        for key in victims:  # the budget shrank since the files were written
+            store._forget_index(key)
+            store._evictions += 1
+        paths = [diskfile.object_path(store.root, key) for key in victims]
+        await store._run(diskfile.unlink_quietly, paths)
+        if verify_in_background and store._unverified:
+            store._verifier = asyncio.create_task(store._verify_all(), name="disk-verify")
+        return store
+
+    async def lookup(self, key: bytes) -> DiskHit | None:
+        """Opens the object (checking its body first if not yet verified), or None."""
+        info = self._index.get(key)
+        if info is None:
+            self._misses += 1
+            return None
+        verify = key in self._unverified
+        try:
+            opened = await self._run(diskfile.open_for_read, self.root, key, verify)
+        except OSError:
+            log.exception("disk lookup failed for %s", key.hex())
+            self._misses += 1
+            return None
+        if opened.status is OpenStatus.OK and opened.info is not None:
+            if verify and self._index.get(key) is info:
+                self._unverified.discard(key)
+            self._hits += 1
+            self._policy.touch(key)
+            return DiskHit(self, opened.fd, opened.info)
+        self._misses += 1
+        if opened.status is OpenStatus.CORRUPT:
+            await self._drop_invalid(key, info)
+        elif self._index.get(key) is info:  # MISSING: the file vanished under us
+            self._forget_index(key)
+        return None
+
+    async def open_writer(self, meta: EntryMeta) -> DiskWriter:
+        """Creates the tmp file the body streams into."""
+        fd, path = await self._run(diskfile.create_tmp, self.root)
+        return DiskWriter(self, meta, fd, path, diskfile.reserve_bytes(meta))
+
+    async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
+        """Publishes a copy with the new meta; if that fails the object is removed (False)."""
+        async with self._locks.hold(key):
+            old = self._index.get(key)
+            if old is None:
+                return False
+            kept = meta.replace(
+                key=key, body_length=old.meta.body_length, checksum=old.meta.checksum
+            )
+            try:
+                info = await self._run(diskfile.rewrite_meta, self.root, old, kept)
+            except (OSError, diskfile.CorruptObject):
+                # A soft purge that cannot be recorded must not leave the object fresh.
+                log.exception("meta rewrite failed for %s; removing it", key.hex())
+                self._forget_index(key)
+                await self._run(diskfile.unlink_quietly, [diskfile.object_path(self.root, key)])
+                return False
+            victims = self._index_object(info, verified=key not in self._unverified)
+        await self._unlink_evicted(victims)
+        return True
+
+    async def remove(self, key: bytes, reason: RemoveReason) -> bool:
+        """Deletes the object; open hits keep their fd."""
+        async with self._locks.hold(key):
+            if not self._forget_index(key):
+                return False
+            await self._run(diskfile.unlink_quietly, [diskfile.object_path(self.root, key)])
+        if reason is RemoveReason.EVICTION:
+            self._evictions += 1
+        elif reason is RemoveReason.INVALID:
+            self.invalid += 1
+        return True
+
+    def entries(self) -> Iterator[EntryMeta]:
+        """Iterates a snapshot of the stored metas."""
+        return iter([info.meta for info in self._index.values()])
+
+    @property
+    def stats(self) -> StoreStats:
+        """The current counters; bytes are whole files (header + meta + body)."""
+        return StoreStats(
+            entries=len(self._index),
+            bytes=self._bytes,
+            max_bytes=self.max_bytes,
+            hits=self._hits,
+            misses=self._misses,
+            evictions=self._evictions,
+            inserts=self._inserts,
+            rejected=self._rejected,
+        )
+
+    @property
+    def verification_pending(self) -> int:
+        """Objects whose body has not been checked since open."""
+        return len(self._unverified)
+
+    async def wait_verified(self) -> None:
+        """Waits for the background verification pass to finish."""
+        if self._verifier is not None:
+            await asyncio.shield(self._verifier)
+
+    async def close(self) -> None:
+        """Stops the verification pass; the files stay for the next open."""
+        if self._verifier is not None:
+            self._verifier.cancel()
+            await asyncio.wait([self._verifier])
+            self._verifier = None
+
+    async def _publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None:
+        # Called by DiskWriter.commit with the final meta; takes over the writer's tmp file.
+        key = meta.key
+        if writer.reserved + meta.body_length > self.max_bytes:
+            self._rejected += 1
+            await self._run(diskfile.discard_tmp, writer.fd, writer.path)
+            return RefuseReason.TOO_LARGE
+        async with self._locks.hold(key):
+            try:
+                info = await self._run(
+                    diskfile.publish, self.root, writer.fd, writer.path, meta, writer.reserved
+                )
+            except (OSError, diskfile.CorruptObject):
+                log.exception("publishing %s failed", key.hex())
+                self._rejected += 1
+                return RefuseReason.IO_ERROR
+            victims = self._index_object(info, verified=True)
+            self._inserts += 1
+        await self._unlink_evicted(victims)
+        return None if key in self._index else RefuseReason.TOO_LARGE
+
+    def _index_object(self, info: ObjectInfo, *, verified: bool) -> list[bytes]:
+        # Synchronous: the index, the byte count and the policy change together.
+        # A replaced key keeps its policy history: admit() of a tracked key is a resize.
+        key = info.meta.key
+        old = self._index.get(key)
+        if old is not None:
+            self._bytes -= old.file_bytes
+        self._index[key] = info
+        self._bytes += info.file_bytes
+        if verified:
+            self._unverified.discard(key)
+        else:
+            self._unverified.add(key)
+        victims = self._policy.admit(key, info.file_bytes)
+        for victim in victims:
+            self._forget_index(victim)
+            self._evictions += 1
+        return victims
+
+    def _forget_index(self, key: bytes) -> bool:
+        info = self._index.pop(key, None)
+        if info is None:
+            return False
+        self._bytes -= info.file_bytes
+        self._unverified.discard(key)
+        self._policy.forget(key)
+        return True
+
+    async def _unlink_evicted(self, victims: list[bytes]) -> None:
+        for key in victims:
+            async with self._locks.hold(key):
+                if key not in self._index:  # a newer commit may have taken the key meanwhile
+                    path = diskfile.object_path(self.root, key)
+                    await self._run(diskfile.unlink_quietly, [path])
+
+    async def _drop_invalid(self, key: bytes, info: ObjectInfo) -> None:
+        async with self._locks.hold(key):
+            if self._index.get(key) is not info:
+                return  # replaced or removed since it was found corrupt
+            log.warning("dropping corrupt disk object %s", key.hex())
+            self._forget_index(key)
+            self.invalid += 1
+            await self._run(diskfile.unlink_quietly, [diskfile.object_path(self.root, key)])
+
+    async def _verify_all(self) -> None:
+        # The background pass: one object per executor call, oldest first.
+        for key in list(self._unverified):
+            info = self._index.get(key)
+            if info is None or key not in self._unverified:
+                continue
+            status = await self._run(diskfile.verify_file, self.root, key)
+            if status is OpenStatus.OK:
+                if self._index.get(key) is info:
+                    self._unverified.discard(key)
+            elif status is OpenStatus.CORRUPT:
+                await self._drop_invalid(key, info)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+class DiskWriter:
+    """Streams one body into a tmp file, hashing as it goes; nothing is held but one batch."""
+
+    def __init__(self, store: DiskStore, meta: EntryMeta, fd: int, path: Path, reserved: int):
+        self.fd = fd
+        self.path = path
+        self.reserved = reserved  # the body starts here in the tmp file
+        self._store = store
+        self._meta = meta
+        self._hasher = xxhash.xxh3_64()
+        self._batch: list[bytes] = []  # chunks not yet written, at most ~CHUNK_BYTES
+        self._batch_bytes = 0
+        self._size = 0  # body bytes accepted so far
+        self._refusal: RefuseReason | None = None
+        self._done = False  # committed, or the tmp file is gone
+        self.peak_batch_bytes = 0  # the most body bytes held at once (tests check streaming)
+
+    @property
+    def refusal(self) -> RefuseReason | None:
+        """Why commit() will return False, if it will."""
+        return self._refusal
+
+    async def write(self, chunk: bytes) -> None:
+        """Hashes the chunk and writes it out once a batch of CHUNK_BYTES is gathered."""
+        if self._done and self._refusal is None:
+            raise RuntimeError("write() after commit()")
+        if self._refusal is not None:
+            return
+        self._size += len(chunk)
+        if self._size > self._store.max_object_bytes:
+            await self._refuse(RefuseReason.TOO_LARGE)
+            return
+        self._hasher.update(chunk)
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
+        self.peak_batch_bytes = max(self.peak_batch_bytes, self._batch_bytes)
+        if self._batch_bytes >= CHUNK_BYTES:
+            await self._flush()
+
+    async def commit(self, meta: EntryMeta | None = None) -> bool:
+        """Flushes, writes the final meta and publishes; False if refused."""
+        final = self._meta if meta is None else meta
+        if final.key != self._meta.key:
+            raise ValueError("commit() meta names another key")
+        if self._done and self._refusal is None:
+            raise RuntimeError("commit() called twice")
+        if self._refusal is not None:
+            return False
+        await self._flush()
+        if self._refusal is not None:
+            return False
+        self._done = True
+        final = final.replace(body_length=self._size, checksum=self._hasher.intdigest())
+        self._refusal = await self._store._publish(self, final)
+        return self._refusal is None
+
+    async def abort(self) -> None:
+        """Deletes the tmp file; idempotent."""
+        if self._done:
+            return
+        self._refusal = self._refusal or RefuseReason.ABORTED
+        self._done = True
+        self._batch = []
+        await self._store._run(diskfile.discard_tmp, self.fd, self.path)
+
+    async def _flush(self) -> None:
+        if not self._batch:
+            return
+        data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
+        self._batch, self._batch_bytes = [], 0
+        offset = self.reserved + self._size - len(data)
+        try:
+            await self._store._run(diskfile.pwrite_all, self.fd, data, offset)
+        except OSError:
+            log.exception("writing a disk object failed")
+            await self._refuse(RefuseReason.IO_ERROR)
+
+    async def _refuse(self, reason: RefuseReason) -> None:
+        self._store._rejected += 1
+        await self.abort()
+        self._refusal = reason
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._done:
+            await self.abort()

@@ -1,0 +1,102 @@
+"""The Cache-Status header (RFC 9211) and outcome names (edge/outcome.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.outcome import CacheOutcome, Fwd, NoStoreReason, cache_status, reason_detail
+
+
+class TestCacheStatusHits:
+    def test_cache_status_writes_hit_and_ttl_when_fresh_hit(self) -> None:
+        assert cache_status(CacheOutcome.HIT, ttl=42.9) == "edgecache; hit; ttl=42"
+
+    def test_cache_status_writes_negative_ttl_when_stale_while_revalidate(self) -> None:
+        value = cache_status(CacheOutcome.STALE_HIT, ttl=-2.5)
+        assert value == "edgecache; hit; ttl=-3; detail=stale-while-revalidate"
+
+    def test_cache_status_floors_ttl_when_just_expired(self) -> None:
+        assert cache_status(CacheOutcome.HIT, ttl=-0.2) == "edgecache; hit; ttl=-1"
+
+    def test_cache_status_omits_ttl_when_unknown(self) -> None:
+        assert cache_status(CacheOutcome.HIT, ttl=None) == "edgecache; hit"
+
+    def test_cache_status_omits_fwd_status_when_hit(self) -> None:
+        assert cache_status(CacheOutcome.HIT, fwd_status=200) == "edgecache; hit"
+
+
+class TestCacheStatusForwards:
+    def test_cache_status_writes_miss_and_stored_when_filled(self) -> None:
+        value = cache_status(CacheOutcome.MISS, ttl=None, stored=True, fwd_status=None)
+        assert value == "edgecache; fwd=miss; stored"
+
+    def test_cache_status_writes_reason_when_not_stored(self) -> None:
+        value = cache_status(
+            CacheOutcome.MISS,
+            stored=False,
+            detail=reason_detail(NoStoreReason.NO_STORE),
+            fwd=Fwd.URI_MISS,
+        )
+        assert value == "edgecache; fwd=uri-miss; detail=no-store"
+
+    def test_cache_status_writes_stale_and_304_when_revalidated(self) -> None:
+        value = cache_status(CacheOutcome.REVALIDATED, ttl=60, fwd_status=304)
+        assert value == "edgecache; fwd=stale; fwd-status=304; ttl=60"
+
+    def test_cache_status_writes_stale_and_200_when_expired_and_refetched(self) -> None:
+        value = cache_status(CacheOutcome.EXPIRED, ttl=30, stored=True, fwd_status=200)
+        assert value == "edgecache; fwd=stale; fwd-status=200; ttl=30; stored"
+
+    def test_cache_status_writes_stale_if_error_when_upstream_failed(self) -> None:
+        value = cache_status(CacheOutcome.STALE_ERROR, ttl=-10, fwd_status=503)
+        assert value == "edgecache; fwd=stale; fwd-status=503; ttl=-10; detail=stale-if-error"
+
+    @pytest.mark.parametrize(
+        ("outcome", "fwd"),
+        [
+            (CacheOutcome.PASS, "method"),
+            (CacheOutcome.BYPASS, "bypass"),
+            (CacheOutcome.ERROR, "miss"),
+        ],
+    )
+    def test_cache_status_writes_default_fwd_when_outcome_forwards(
+        self, outcome: CacheOutcome, fwd: str
+    ) -> None:
+        assert cache_status(outcome) == f"edgecache; fwd={fwd}"
+
+    def test_cache_status_writes_collapsed_when_waited_on_fill(self) -> None:
+        value = cache_status(CacheOutcome.COLLAPSED, ttl=5)
+        assert value == "edgecache; fwd=miss; ttl=5; collapsed"
+
+    def test_cache_status_writes_collapsed_when_flag_set_on_other_outcome(self) -> None:
+        value = cache_status(CacheOutcome.REVALIDATED, fwd_status=304, collapsed=True)
+        assert value == "edgecache; fwd=stale; fwd-status=304; collapsed"
+
+    def test_cache_status_uses_given_fwd_when_overridden(self) -> None:
+        assert cache_status(CacheOutcome.MISS, fwd=Fwd.VARY_MISS) == "edgecache; fwd=vary-miss"
+
+    def test_cache_status_overrides_default_detail_when_detail_given(self) -> None:
+        value = cache_status(CacheOutcome.STALE_ERROR, detail="timeout")
+        assert value == "edgecache; fwd=stale; detail=timeout"
+
+
+class TestCacheStatusDetail:
+    def test_cache_status_quotes_detail_when_not_a_token(self) -> None:
+        value = cache_status(CacheOutcome.ERROR, detail='connect refused "x"')
+        assert value == 'edgecache; fwd=miss; detail="connect refused \\"x\\""'
+
+    def test_cache_status_replaces_non_ascii_when_detail_quoted(self) -> None:
+        assert cache_status(CacheOutcome.ERROR, detail="é\n").endswith('detail="??"')
+
+    def test_cache_status_escapes_backslash_when_detail_quoted(self) -> None:
+        assert cache_status(CacheOutcome.ERROR, detail="a\\b").endswith('detail="a\\\\b"')
+
+
+class TestReasonDetail:
+    @pytest.mark.parametrize("reason", list(NoStoreReason))
+    def test_reason_detail_is_kebab_token_when_any_reason(self, reason: NoStoreReason) -> None:
+        detail = reason_detail(reason)
+        assert detail == reason.name.lower().replace("_", "-")
+
+    def test_reason_detail_names_no_freshness_when_nothing_to_reuse(self) -> None:
+        assert reason_detail(NoStoreReason.NO_FRESHNESS) == "no-freshness"

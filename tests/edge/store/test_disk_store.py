@@ -1,0 +1,234 @@
+"""DiskStore: the Store contract plus crash safety, restart, checksums and streaming."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from edge.store.base import CHUNK_BYTES, RemoveReason, Store
+from edge.store.disk import DiskHit, DiskStore
+from edge.store.diskfile import HEADER, object_path
+from tests.edge.store.store_contract import (
+    KiB,
+    MiB,
+    StoreContract,
+    StoreFactory,
+    body_of,
+    fetch,
+    make_meta,
+    put,
+)
+
+
+def _typed(store: DiskStore) -> Store:
+    return store  # mypy checks DiskStore satisfies the Store protocol
+
+
+class TestDiskStoreContract(StoreContract):
+    @pytest.fixture
+    async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+        made: list[DiskStore] = []
+
+        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
+            root = tmp_path / f"cache{len(made)}"
+            made.append(
+                await DiskStore.open(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+            )
+            return _typed(made[-1])
+
+        yield factory
+        for store in made:
+            await store.close()
+
+
+async def _open(root: Path, *, background: bool = False, max_bytes: int = 64 * MiB) -> DiskStore:
+    return await DiskStore.open(
+        root, max_bytes=max_bytes, max_object_bytes=32 * MiB, verify_in_background=background
+    )
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _body_offset(path: Path) -> int:
+    with path.open("rb") as f:
+        return int(HEADER.unpack(f.read(HEADER.size))[3])
+
+
+class TestDiskStoreLayout:
+    async def test_store_names_files_by_hex_id_when_committed(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        meta = make_meta("../../etc/passwd?x=1")
+        await put(store, meta, b"body")
+        await store.close()
+        hexid = meta.key.hex()
+        assert _files(tmp_path) == [tmp_path / "objects" / hexid[:2] / hexid]
+        with (tmp_path / "objects" / hexid[:2] / hexid).open("rb") as f:
+            assert f.read(4) == b"EDGC"
+
+    async def test_hit_gives_file_span_of_body_when_on_disk(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        meta, body = make_meta("span"), body_of(100 * KiB, seed=9)
+        await put(store, meta, body)
+        hit = await store.lookup(meta.key)
+        assert isinstance(hit, DiskHit) and hit.body_bytes() is None
+        try:
+            span = hit.file_span()
+            assert span is not None
+            fd, offset, length = span
+            assert length == len(body) and os.pread(fd, length, offset) == body
+            # A purge unlinks the file; the open fd still serves the ongoing response.
+            await store.remove(meta.key, RemoveReason.PURGE)
+            assert not object_path(tmp_path, meta.key).exists()
+            assert os.pread(fd, length, offset) == body
+        finally:
+            await hit.close()
+        await store.close()
+
+    async def test_commit_copies_body_when_final_meta_outgrows_reservation(
+        self, tmp_path: Path
+    ) -> None:
+        store = await _open(tmp_path)
+        meta, body = make_meta("grow"), body_of(300 * KiB, seed=4)
+        many = tuple((f"x-header-{i}", "v" * 40) for i in range(100))
+        assert await put(store, meta, body, final=meta.replace(headers=many))
+        await store.close()
+        store = await _open(tmp_path)
+        found = await fetch(store, meta.key)
+        assert found is not None and found[0].headers == many and found[1] == body
+        assert _files(tmp_path / "tmp") == []
+        await store.close()
+
+
+class TestDiskStoreRestart:
+    async def test_store_keeps_objects_when_reopened(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        metas = [make_meta(f"keep{i}") for i in range(3)]
+        for i, meta in enumerate(metas):
+            await put(store, meta, body_of(50 * KiB, seed=i))
+        await store.update_meta(metas[0].key, metas[0].replace(etag='"fresh"'))
+        await store.close()
+        store = await _open(tmp_path)
+        assert store.stats.entries == 3 and store.verification_pending == 3
+        for i, meta in enumerate(metas):
+            found = await fetch(store, meta.key)
+            assert found is not None and found[1] == body_of(50 * KiB, seed=i)
+        assert (await fetch(store, metas[0].key)) is not None
+        assert next(m for m in store.entries() if m.key == metas[0].key).etag == '"fresh"'
+        assert store.verification_pending == 0
+        await store.close()
+
+    async def test_store_deletes_tmp_leftovers_when_opened(self, tmp_path: Path) -> None:
+        await (await _open(tmp_path)).close()
+        leftover = tmp_path / "tmp" / "deadbeef"
+        leftover.write_bytes(b"EDGC half written")
+        store = await _open(tmp_path)
+        assert not leftover.exists() and store.stats.entries == 0
+        await store.close()
+
+    async def test_store_drops_object_when_file_truncated(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        meta = make_meta("cut")
+        await put(store, meta, body_of(64 * KiB))
+        await store.close()
+        path = object_path(tmp_path, meta.key)
+        os.truncate(path, path.stat().st_size - 10)
+        store = await _open(tmp_path)
+        assert await store.lookup(meta.key) is None
+        assert not path.exists() and list(store.entries()) == []
+        await store.close()
+
+    @pytest.mark.parametrize("background", [False, True])
+    async def test_store_never_serves_body_when_a_byte_is_flipped(
+        self, tmp_path: Path, background: bool
+    ) -> None:
+        store = await _open(tmp_path)
+        meta, good = make_meta("flip"), make_meta("good")
+        await put(store, meta, body_of(64 * KiB))
+        await put(store, good, body_of(64 * KiB, seed=1))
+        await store.close()
+        path = object_path(tmp_path, meta.key)
+        with path.open("r+b") as f:
+            f.seek(_body_offset(path) + 1000)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0x01]))
+        store = await _open(tmp_path, background=background)
+        await store.wait_verified()
+        assert await store.lookup(meta.key) is None
+        assert not path.exists() and store.invalid == 1
+        assert (await fetch(store, good.key)) is not None
+        await store.close()
+
+    @pytest.mark.parametrize(
+        "damage", [b"XXXX", b"EDGC\x00\x00\x00\x09", b"EDGC\x00\x00\x00\x01\x00\x00\x00\x05"]
+    )
+    async def test_store_drops_file_when_header_is_bad(self, tmp_path: Path, damage: bytes) -> None:
+        store = await _open(tmp_path)
+        meta = make_meta("bad")
+        await put(store, meta, b"body")
+        await store.close()
+        path = object_path(tmp_path, meta.key)
+        with path.open("r+b") as f:
+            f.write(damage)  # bad magic, unknown version, meta length pointing into garbage
+        store = await _open(tmp_path)
+        assert store.stats.entries == 0 and not path.exists()
+        await store.close()
+
+    async def test_store_drops_file_when_name_is_not_its_key(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        meta, other = make_meta("one"), make_meta("two")
+        await put(store, meta, b"body")
+        await store.close()
+        os.rename(object_path(tmp_path, meta.key), object_path(tmp_path, other.key))
+        (tmp_path / "objects" / "zz").mkdir()
+        (tmp_path / "objects" / "zz" / "not-hex").write_bytes(b"x")
+        store = await _open(tmp_path)
+        assert store.stats.entries == 0 and _files(tmp_path) == []
+        await store.close()
+
+    async def test_store_evicts_when_reopened_with_smaller_budget(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        for i in range(8):
+            await put(store, make_meta(f"s{i}"), body_of(100 * KiB, seed=i))
+        await store.close()
+        store = await _open(tmp_path, max_bytes=400 * KiB)
+        assert store.stats.bytes <= 400 * KiB and store.stats.evictions > 0
+        assert len(_files(tmp_path / "objects")) == store.stats.entries
+        await store.close()
+
+
+class TestDiskStoreStreaming:
+    async def test_store_streams_large_body_in_bounded_chunks_when_written_and_read(
+        self, tmp_path: Path
+    ) -> None:
+        store = await _open(tmp_path)
+        meta = make_meta("video")
+        piece = body_of(64 * KiB, seed=11)
+        total = 20 * MiB
+        hasher = xxhash.xxh3_64()
+        async with await store.open_writer(meta) as writer:
+            for _ in range(total // len(piece)):
+                await writer.write(piece)
+                hasher.update(piece)
+            assert await writer.commit()
+        assert writer.peak_batch_bytes <= CHUNK_BYTES
+        hit = await store.lookup(meta.key)
+        assert hit is not None
+        read_hash, largest, length = xxhash.xxh3_64(), 0, 0
+        try:
+            async for chunk in hit.read():
+                largest = max(largest, len(chunk))
+                length += len(chunk)
+                read_hash.update(chunk)
+        finally:
+            await hit.close()
+        assert largest <= CHUNK_BYTES
+        assert length == total and read_hash.intdigest() == hasher.intdigest()
+        assert hit.meta.checksum == hasher.intdigest()
+        await store.close()

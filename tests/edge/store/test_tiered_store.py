@@ -1,0 +1,156 @@
+"""TieredStore: the Store contract (with and without a disk tier) plus promotion and tee."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from edge.store.base import RemoveReason, Store
+from edge.store.disk import DiskHit, DiskStore
+from edge.store.memory import MemoryHit, MemoryStore
+from edge.store.tiered import TieredStore
+from tests.edge.store.store_contract import (
+    KiB,
+    MiB,
+    StoreContract,
+    StoreFactory,
+    body_of,
+    fetch,
+    make_meta,
+    put,
+)
+
+
+def _typed(store: TieredStore) -> Store:
+    return store  # mypy checks TieredStore satisfies the Store protocol
+
+
+class TestTieredStoreContract(StoreContract):
+    @pytest.fixture
+    async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+        made: list[TieredStore] = []
+
+        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
+            memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+            disk = await DiskStore.open(
+                tmp_path / f"cache{len(made)}", max_bytes=max_bytes, max_object_bytes=max_object_bytes
+            )
+            made.append(TieredStore(memory, disk))
+            return _typed(made[-1])
+
+        yield factory
+        for store in made:
+            await store.close()
+
+
+class TestTieredMemoryOnlyContract(StoreContract):
+    @pytest.fixture
+    async def make_store(self) -> AsyncIterator[StoreFactory]:
+        made: list[TieredStore] = []
+
+        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
+            memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+            made.append(TieredStore(memory, None))
+            return _typed(made[-1])
+
+        yield factory
+        for store in made:
+            await store.close()
+
+
+@pytest.fixture
+async def tiered(tmp_path: Path) -> AsyncIterator[TieredStore]:
+    memory = MemoryStore(max_bytes=8 * MiB, max_object_bytes=256 * KiB)
+    disk = await DiskStore.open(tmp_path, max_bytes=64 * MiB, max_object_bytes=16 * MiB)
+    store = TieredStore(memory, disk)
+    yield store
+    await store.close()
+
+
+class TestTieredPromotion:
+    async def test_lookup_promotes_disk_hit_when_body_fits_memory(self, tiered: TieredStore) -> None:
+        meta, body = make_meta("warm"), body_of(100 * KiB)
+        await put(tiered, meta, body)
+        await tiered.memory.remove(meta.key, RemoveReason.EVICTION)
+        hit = await tiered.lookup(meta.key)
+        assert isinstance(hit, MemoryHit) and hit.body_bytes() == body
+        assert tiered.memory.peek(meta.key) is hit and tiered.promotions == 1
+
+    async def test_lookup_serves_from_disk_when_body_exceeds_memory_limit(
+        self, tiered: TieredStore
+    ) -> None:
+        meta, body = make_meta("big"), body_of(1 * MiB)
+        await put(tiered, meta, body)
+        assert tiered.memory.peek(meta.key) is None  # the tee stopped past 256 KiB
+        hit = await tiered.lookup(meta.key)
+        assert isinstance(hit, DiskHit)
+        await hit.close()
+        assert tiered.promotions == 0 and tiered.memory.peek(meta.key) is None
+
+    async def test_writer_fills_both_tiers_when_body_fits_memory(self, tiered: TieredStore) -> None:
+        meta, body = make_meta("both"), body_of(10 * KiB)
+        await put(tiered, meta, body)
+        assert tiered.memory.peek(meta.key) is not None
+        assert tiered.disk is not None and await fetch(tiered.disk, meta.key) is not None
+        assert [m.key for m in tiered.entries()] == [meta.key]  # de-duplicated
+
+    @pytest.mark.parametrize("last", [0, 1])
+    async def test_tiers_agree_when_writers_race_on_one_key(
+        self, tiered: TieredStore, last: int
+    ) -> None:
+        meta = make_meta("race")
+        writers = [await tiered.open_writer(meta.replace(etag=f'"{i}"')) for i in range(2)]
+        for i, writer in enumerate(writers):
+            await writer.write(bytes([65 + i]) * (8 * KiB))
+        await writers[1 - last].commit()
+        await writers[last].commit()
+        in_memory = tiered.memory.peek(meta.key)
+        assert tiered.disk is not None
+        on_disk = await fetch(tiered.disk, meta.key)
+        assert in_memory is not None and on_disk is not None
+        assert in_memory.meta == on_disk[0] and in_memory.body == on_disk[1]
+        assert in_memory.meta.etag == f'"{last}"'
+
+    async def test_commit_removes_old_disk_copy_when_disk_refuses_new_body(
+        self, tmp_path: Path
+    ) -> None:
+        memory = MemoryStore(max_bytes=8 * MiB, max_object_bytes=MiB)
+        disk = await DiskStore.open(tmp_path, max_bytes=8 * MiB, max_object_bytes=64 * KiB)
+        store = TieredStore(memory, disk)
+        meta = make_meta("shift")
+        await put(store, meta, b"old")
+        assert await put(store, meta, body_of(128 * KiB))  # fits memory only
+        assert await fetch(disk, meta.key) is None
+        found = await fetch(store, meta.key)
+        assert found is not None and found[1] == body_of(128 * KiB)
+        await store.close()
+
+    async def test_commit_removes_old_memory_copy_when_memory_refuses_new_body(
+        self, tiered: TieredStore
+    ) -> None:
+        meta = make_meta("grow")
+        await put(tiered, meta, b"old")
+        await put(tiered, meta, body_of(MiB))  # too big for memory: disk only
+        assert tiered.memory.peek(meta.key) is None
+        found = await fetch(tiered, meta.key)
+        assert found is not None and found[1] == body_of(MiB)
+
+    async def test_update_meta_reaches_disk_when_object_in_both_tiers(
+        self, tiered: TieredStore
+    ) -> None:
+        meta = make_meta("soft")
+        await put(tiered, meta, b"body")
+        assert await tiered.update_meta(meta.key, meta.replace(invalidated=True))
+        await tiered.memory.remove(meta.key, RemoveReason.EVICTION)
+        found = await fetch(tiered, meta.key)  # promoted again from disk
+        assert found is not None and found[0].invalidated
+
+    async def test_remove_clears_both_tiers_when_purged(self, tiered: TieredStore) -> None:
+        meta = make_meta("purge")
+        await put(tiered, meta, b"body")
+        assert await tiered.remove(meta.key, RemoveReason.PURGE)
+        assert tiered.memory.peek(meta.key) is None
+        assert tiered.disk is not None and await tiered.disk.lookup(meta.key) is None
+        assert await tiered.lookup(meta.key) is None
