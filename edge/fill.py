@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from edge.config import CacheConfig
@@ -99,7 +99,7 @@ class Filler:
         self._clock = clock
 
     async def run(self, fill: Fill, *, upstream: Upstream, request: UpstreamRequest, key: CacheKey,
-                  client_headers: object, authorization: bool, stale: EntryMeta | None) -> None:
+                  client_headers: Mapping[str, str], authorization: bool, stale: EntryMeta | None) -> None:
         """Fetches and fills; `stale` (when given) is revalidated with its validators."""
         if stale is not None:
             extra = []
@@ -140,7 +140,7 @@ class Filler:
         fill.finish()
 
     async def _store_response(self, fill: Fill, response: UpstreamResponse, key: CacheKey,
-                              client_headers: object, authorization: bool) -> None:
+                              client_headers: Mapping[str, str], authorization: bool) -> None:
         headers = response.headers
         directives, used_cdn = response_directives(headers)
         reason = no_store_reason(method="GET", status=response.status, request_headers=client_headers,
@@ -157,9 +157,7 @@ class Filler:
         if reason is None and length is not None and length > self._max_object_bytes():
             reason = NoStoreReason.TOO_LARGE
         vary = vary_names(headers)
-        store_key = key
-        if vary and reason is None:
-            store_key = key.variant(vary, client_headers)  # type: ignore[arg-type]
+        store_key = key.variant(vary, client_headers) if vary else key
         meta: EntryMeta | None = None
         if reason is None:
             meta = EntryMeta(

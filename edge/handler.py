@@ -152,13 +152,18 @@ class Handler:
         return hit, key.id
 
     async def _lookup(self, request: Request, writer: Writer, upstream: Upstream,
-                      allowlist: tuple[str, ...] | None, key: CacheKey, *, attempt: int) -> str:
+                      allowlist: tuple[str, ...] | None, key: CacheKey, *, attempt: int,
+                      revalidated: bool = False) -> str:
         hit, store_id = await self._find(key, request)
         if hit is None:
             return await self._miss(request, writer, upstream, allowlist, key, store_id, None, attempt)
         try:
             now = self._clock()
             use = usability(hit.meta, now)
+            if revalidated:
+                # just validated by a 304 (also covers no-cache entries, stale again at once)
+                await self._send_hit(request, writer, hit, CacheOutcome.REVALIDATED, now, fwd_status=304)
+                return "revalidated"
             if use is Usability.FRESH:
                 await self._send_hit(request, writer, hit, CacheOutcome.HIT, now)
                 return "hit"
@@ -218,7 +223,8 @@ class Handler:
         if head.status == 304:
             # a revalidation refreshed the stored entry: serve it from the store
             if attempt < 2:
-                return await self._lookup(request, writer, upstream, allowlist, key, attempt=attempt + 1)
+                return await self._lookup(request, writer, upstream, allowlist, key, attempt=attempt + 1,
+                                          revalidated=True)
             raise UpstreamError("revalidated entry vanished from the store twice; retry")
         if info.vary and not leader:
             mine = key.variant(info.vary, request.headers).id

@@ -71,10 +71,6 @@ class JoinResult:
 Producer = Callable[[Fill], Awaitable[None]]
 
 
-async def _drive(producer: Producer, fill: Fill) -> None:
-    await producer(fill)
-
-
 class Coalescer:
     """Runs at most one fill per key and hands every joiner the running one."""
 
@@ -129,9 +125,9 @@ class Coalescer:
             on_uncacheable=self._memo_pass,
         )
         self._fills[key] = fill
-        task = asyncio.get_running_loop().create_task(_drive(producer, fill), name=f"fill-{key.hex()}")
+        task = asyncio.get_running_loop().create_task(self._drive(producer, fill), name=f"fill-{key.hex()}")
         self._tasks[task] = fill
-        task.add_done_callback(partial(self._producer_done, fill))
+        task.add_done_callback(partial(self._task_done, fill))
         return JoinResult(fill, leader=True, passed=False)
 
     def forget_pass(self, key: bytes) -> None:
@@ -169,18 +165,34 @@ class Coalescer:
         if self._fills.get(fill.key) is fill:
             del self._fills[fill.key]
 
-    def _producer_done(self, fill: Fill, task: asyncio.Task[None]) -> None:
-        del self._tasks[task]
-        if self._fills.get(fill.key) is fill:
-            del self._fills[fill.key]
-        if task.cancelled():
+    async def _drive(self, producer: Producer, fill: Fill) -> None:
+        # The bookkeeping runs inside the task, so once the task is done the fill has ended
+        # and left the map (no window where a finished task's fill is still joinable).
+        try:
+            await producer(fill)
+        except asyncio.CancelledError:
             fill.fail(None, outcome=FillOutcome.ABANDONED)
-        elif (exc := task.exception()) is not None:
+            raise
+        except Exception as exc:  # the producer's failure is the fill's outcome, not a task error
             if fill.outcome is None:
                 fill.fail(exc)
             else:
                 log.warning("producer for %s raised after its fill ended", fill.key.hex(), exc_info=exc)
-        elif fill.outcome is None:
-            # "Dropped = failed": returning without finish() must not look like a complete body.
-            fill.fail(None, outcome=FillOutcome.ABANDONED)
+        else:
+            if fill.outcome is None:
+                # "Dropped = failed": returning without finish() must not look like a whole body.
+                fill.fail(None, outcome=FillOutcome.ABANDONED)
+        finally:
+            self._settle(fill)
+
+    def _settle(self, fill: Fill) -> None:
+        if self._fills.get(fill.key) is fill:
+            del self._fills[fill.key]
         fill.retire()
+
+    def _task_done(self, fill: Fill, task: asyncio.Task[None]) -> None:
+        del self._tasks[task]
+        if task.cancelled():
+            # Cancelled before its first step, _drive never ran: settle here (idempotent).
+            fill.fail(None, outcome=FillOutcome.ABANDONED)
+            self._settle(fill)

@@ -47,9 +47,14 @@ def _counting_middleware(stats: RequestStats, verbose: bool) -> Middleware:
         # Counted before the first await, so a client that got any answer sees its count.
         if request.path not in _UNCOUNTED:
             stats.record(request.method, request.raw_path, request_headers(request))
-        resp = await handler(request)
-        if verbose:
-            print(f"{request.method} {request.raw_path} {resp.status}", flush=True)
+        if not verbose:
+            return await handler(request)
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:  # e.g. the router's 404 and 405
+            print(f"{request.method} {request.raw_path} {exc.status}", flush=True)
+            raise
+        print(f"{request.method} {request.raw_path} {resp.status}", flush=True)
         return resp
 
     return count

@@ -234,7 +234,7 @@ class SyntheticObjects:
             if p.rate_bytes_per_s is not None and sent < end - start:
                 if not await self._pause(len(piece) / p.rate_bytes_per_s):
                     return _drop(request, resp)
-        if p.fail_at is not None:  # fail_at at or past the end: cut before the final chunk
+        if p.fail_at is not None:  # at or past the end: no end of message (chunked: no last-chunk)
             return _drop(request, resp)
         await resp.write_eof()
         return resp

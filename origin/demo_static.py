@@ -33,6 +33,7 @@ from origin.demo_http import (
 __all__ = ["StaticFiles", "cache_control_for", "content_type_for", "file_etag"]
 
 _READ_BYTES = 256 * 1024  # chunk size when sendfile is not available
+_IN_MEMORY_BYTES = 1024 * 1024  # files up to this size are read whole in the executor call
 
 # Cache-Control by extension: live manifests churn, media segments never change.
 _CACHE_RULES: tuple[tuple[frozenset[str], str], ...] = (
@@ -86,22 +87,23 @@ def file_etag(st: os.stat_result) -> str:
 @dataclass(frozen=True, slots=True)
 class _Opened:
     path: Path  # the file actually opened (index.html for a directory)
-    file: BinaryIO
     st: os.stat_result
+    data: bytes | None  # the whole file when small; then `file` is None
+    file: BinaryIO | None  # open for sendfile when large; the handler closes it
 
 
 def _open_regular(path: Path) -> _Opened | None:
-    """Opens a regular file and stats the open descriptor; None when there is none."""
+    """Opens a regular file, stats the descriptor and reads it if small; None if none."""
     target = path / "index.html" if path.is_dir() else path
     try:
-        fobj = open(target, "rb")  # noqa: SIM115 - closed by the handler
+        fobj = open(target, "rb")  # noqa: SIM115 - closed here or by the handler
     except OSError:
         return None
     st = os.fstat(fobj.fileno())
-    if not stat.S_ISREG(st.st_mode):
-        fobj.close()
-        return None
-    return _Opened(target, fobj, st)
+    if not stat.S_ISREG(st.st_mode) or st.st_size <= _IN_MEMORY_BYTES:
+        with fobj:
+            return _Opened(target, st, fobj.read(), None) if stat.S_ISREG(st.st_mode) else None
+    return _Opened(target, st, None, fobj)
 
 
 class StaticFiles:
@@ -127,22 +129,25 @@ class StaticFiles:
             return None
         return candidate
 
+    def _find_and_open(self, raw_path: str) -> _Opened | None:
+        """All the blocking work of one request: resolve, open, stat, maybe read."""
+        try:
+            path = self.locate(raw_path)
+        except UnicodeDecodeError:
+            return None
+        return None if path is None else _open_regular(path)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET/HEAD for one file with ETag, Last-Modified, conditionals and one Range."""
-        try:
-            path = self.locate(request.raw_path)
-        except UnicodeDecodeError:
-            path = None
-        if path is None:
-            return web.Response(status=404, text="not found\n")
         loop = asyncio.get_running_loop()
-        opened = await loop.run_in_executor(None, _open_regular, path)
+        opened = await loop.run_in_executor(None, self._find_and_open, request.raw_path)
         if opened is None:
             return web.Response(status=404, text="not found\n")
         try:
             return await self._send(request, opened)
         finally:
-            await loop.run_in_executor(None, opened.file.close)
+            if opened.file is not None:
+                await loop.run_in_executor(None, opened.file.close)
 
     async def _send(self, request: web.Request, opened: _Opened) -> web.StreamResponse:
         st, name = opened.st, opened.path.name
@@ -170,6 +175,10 @@ class StaticFiles:
         if rng.kind is RangeKind.PARTIAL:
             status = 206
             headers["Content-Range"] = rng.content_range
+        if opened.data is not None:
+            body = opened.data[rng.start : rng.end]
+            return web.Response(status=status, headers=headers, body=body)
+        assert opened.file is not None  # large files stay open for sendfile
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = rng.end - rng.start
         await resp.prepare(request)

@@ -46,8 +46,8 @@ class Limits:
 class Responder(Protocol):
     """What the listener calls for each request (implemented by edge.handler)."""
 
-    def try_fast(self, request: Request) -> bytes | None:
-        """Returns a complete response for a fresh memory hit, or None to go async."""
+    def try_fast(self, request: Request) -> bytes | tuple[bytes, bytes] | None:
+        """Returns a fresh memory hit's response (whole, or head and body), or None to go async."""
         ...
 
     def handle(self, request: Request, writer: Writer) -> Awaitable[None]:
@@ -114,6 +114,10 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(exc.status, exc.reason)
         except httptools.HttpParserUpgrade:
             self._reject(501, "protocol upgrades are not supported")
+        except httptools.HttpParserCallbackError as exc:
+            # one of our callbacks raised: a bug, not a bad request
+            log.error("request callback failed", exc_info=exc.__context__ or exc)
+            self._reject(500, "internal error; see the node's log")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
 
@@ -169,7 +173,12 @@ class HttpProtocol(asyncio.Protocol):
             return
         fast = self._responder.try_fast(request)
         if fast is not None:
-            transport.write(fast)
+            if isinstance(fast, tuple):
+                head, body = fast
+                transport.write(head)
+                transport.write(body)
+            else:
+                transport.write(fast)
             if not request.keep_alive:
                 transport.close()
             return

@@ -213,6 +213,9 @@ class DiskStore:
             self.invalid += 1
         return True
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
     def entries(self) -> Iterator[EntryMeta]:
         """Iterates a snapshot of the stored metas."""
         return iter([info.meta for info in self._index.values()])

@@ -134,6 +134,9 @@ class MemoryStore:
             self._evictions += 1
         return True
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
     def entries(self) -> Iterator[EntryMeta]:
         """Iterates a snapshot of the stored metas."""
         return iter([hit.meta for hit in self._entries.values()])

@@ -95,13 +95,18 @@ class TieredStore:
 
     @property
     def stats(self) -> StoreStats:
-        """Lookups, inserts and refusals of the tiered store; sizes and evictions summed over tiers.
+        """Distinct objects, lookups, inserts and refusals of the tiered store.
 
-        An object held by both tiers counts in both tiers' entries and bytes.
+        bytes, max_bytes and evictions are summed over the tiers (RAM plus disk). Counting
+        distinct objects walks the memory tier's keys: for status pages, not per request.
         """
         tiers = [self.memory.stats] + ([] if self.disk is None else [self.disk.stats])
+        entries = tiers[0].entries
+        if self.disk is not None:
+            disk = self.disk
+            entries = tiers[1].entries + sum(1 for m in self.memory.entries() if m.key not in disk)
         return StoreStats(
-            entries=sum(t.entries for t in tiers),
+            entries=entries,
             bytes=sum(t.bytes for t in tiers),
             max_bytes=sum(t.max_bytes for t in tiers),
             hits=self._hits,
@@ -139,7 +144,7 @@ class TieredStore:
         # Both tiers publish under the key lock, so racing writers leave them agreeing.
         key = meta.key
         async with self._locks.hold(key):
-            disk_ok = writer.disk is None or await writer.disk.commit(meta)
+            disk_ok = writer.disk is not None and await writer.disk.commit(meta)
             memory_ok = await writer.memory.commit(meta)
             # A tier that refused the new body must not keep serving the old one.
             if not memory_ok:

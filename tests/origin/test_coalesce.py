@@ -77,7 +77,7 @@ async def fetch_through(joined: JoinResult) -> bytes:
 
 
 async def producer_ended(key: bytes) -> None:
-    """Waits for the producer task of key (named fill-<hex>) and its bookkeeping to end."""
+    """Waits for the producer task of key (named fill-<hex>); its bookkeeping runs inside it."""
     tasks = [t for t in asyncio.all_tasks() if t.get_name() == f"fill-{key.hex()}"]
     if tasks:
         await asyncio.wait(tasks)
@@ -115,13 +115,23 @@ class TestSingleFlight:
     async def test_producer_runs_once_when_100_clients_join_concurrently(self, coalescer: Coalescer) -> None:
         upstream = FakeUpstream(BODY, gated=True)
         relay = Relay(upstream)
-        joins = [coalescer.join(KEY, relay) for _ in range(100)]
-        assert [j.leader for j in joins] == [True] + [False] * 99
-        assert all(j.fill is joins[0].fill for j in joins) and coalescer.in_flight == 1
-        readers = [asyncio.create_task(fetch_through(j)) for j in joins]
+        joins: list[JoinResult] = []
+        all_joined = asyncio.Event()
+
+        async def client() -> bytes:
+            joined = coalescer.join(KEY, relay)
+            joins.append(joined)
+            if len(joins) == 100:
+                all_joined.set()
+            return await fetch_through(joined)
+
+        clients = [asyncio.create_task(client()) for _ in range(100)]
+        await all_joined.wait()
+        assert sum(j.leader for j in joins) == 1 and coalescer.in_flight == 1
+        assert all(j.fill is joins[0].fill for j in joins)
         upstream.release_all()
-        bodies = await asyncio.gather(*readers)
-        assert all(b == BODY for b in bodies)
+        bodies = await asyncio.gather(*clients)
+        assert bodies == [BODY] * 100
         assert upstream.calls == 1 and relay.runs == 1
 
     async def test_fill_stays_joinable_until_producer_task_ends(self, coalescer: Coalescer) -> None:
@@ -201,6 +211,7 @@ class TestFailure:
             assert info.value.__cause__ is error and info.value.retryable
         assert coalescer.in_flight == 0
         upstream.error = None
+        upstream.release_all()
         retry = coalescer.join(KEY, Relay(upstream))
         assert retry.leader and await fetch_through(retry) == BODY and upstream.calls == 2
 
@@ -211,8 +222,9 @@ class TestFailure:
         leader = coalescer.join(KEY, Relay(upstream))
         follower = coalescer.join(KEY, Relay(upstream))
         assert leader.fill is not None and follower.fill is not None
-        upstream.release_all()
+        upstream.release_chunks(1)
         await leader.fill.head(leader=True)
+        upstream.release_all()
         received = bytearray()
         with pytest.raises(FillFailed) as info:
             async for chunk in leader.fill.body():

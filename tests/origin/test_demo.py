@@ -48,7 +48,7 @@ async def http(origin: DemoOrigin) -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def raw_get(port: int, target: str) -> tuple[str, bytes]:
-    """Sends one GET with the target byte-for-byte over a plain socket; returns status line, body."""
+    """Sends one GET with the target byte-for-byte; returns the status line and the body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         request = f"GET {target} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n"
@@ -99,7 +99,8 @@ class TestRequestCounting:
             await resp.read()
         async with http.get("/__stats") as resp:
             stats = await resp.json()
-        sent = [pair for pair in stats["requests"]["/echo/h"][0]["headers"] if pair[0].startswith("X-")]
+        received = stats["requests"]["/echo/h"][0]["headers"]
+        sent = [pair for pair in received if pair[0].startswith("X-")]
         assert sent == [["X-B", "2"], ["X-A", "1"], ["X-A", "3"]]
         assert stats["requests"]["/echo/h"][0]["method"] == "GET"
         record = origin.stats.requests("/echo/h")[0]

@@ -24,7 +24,8 @@ class TestPreconditions:
 
     @pytest.mark.parametrize("value", ['"abc"', 'W/"abc"', '"x", "abc"', "*"])
     def test_if_none_match_gives_304_when_weakly_equal(self, value: str) -> None:
-        assert evaluate_preconditions("GET", {"If-None-Match": value}, V) is Precondition.NOT_MODIFIED
+        decision = evaluate_preconditions("GET", {"If-None-Match": value}, V)
+        assert decision is Precondition.NOT_MODIFIED
 
     def test_if_none_match_gives_412_when_matching_unsafe_method(self) -> None:
         assert evaluate_preconditions("PUT", {"If-None-Match": '"abc"'}, V) is Precondition.FAILED
@@ -73,7 +74,9 @@ class TestRanges:
         assert decision.kind is RangeKind.UNSATISFIABLE
         assert decision.content_range == "bytes */10"
 
-    @pytest.mark.parametrize("value", ["items=0-1", "bytes=0-1,3-4", "bytes=5-2", "bytes=a-b", "bytes"])
+    @pytest.mark.parametrize(
+        "value", ["items=0-1", "bytes=0-1,3-4", "bytes=5-2", "bytes=a-b", "bytes"]
+    )
     def test_range_is_ignored_when_unsupported_or_invalid(self, value: str) -> None:
         assert select_range("GET", {"Range": value}, V, 10).kind is RangeKind.FULL
 

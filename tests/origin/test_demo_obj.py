@@ -155,7 +155,9 @@ class TestObjConditionalAndRange:
         async with http.get("/obj/m?lm=auto&version=4", headers=headers) as resp:
             assert resp.status == 200  # a newer version is newer than the cached date
 
-    async def test_obj_answers_206_slice_when_range_given(self, http: aiohttp.ClientSession) -> None:
+    async def test_obj_answers_206_slice_when_range_given(
+        self, http: aiohttp.ClientSession
+    ) -> None:
         size = 300_000
         headers = {"Range": "bytes=70000-200000"}
         async with http.get(f"/obj/r?size={size}&etag=auto", headers=headers) as resp:

@@ -55,7 +55,9 @@ class TestStaticFullResponse:
             assert resp.headers["ETag"] == f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
             assert "GMT" in resp.headers["Last-Modified"]
 
-    async def test_static_serves_index_when_root_requested(self, http: aiohttp.ClientSession) -> None:
+    async def test_static_serves_index_when_root_requested(
+        self, http: aiohttp.ClientSession
+    ) -> None:
         async with http.get("/") as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/html")
@@ -131,7 +133,9 @@ class TestStaticConditional:
         async with http.get("/app.js", headers=headers) as resp:
             assert resp.status == 200
 
-    async def test_static_answers_412_when_if_match_differs(self, http: aiohttp.ClientSession) -> None:
+    async def test_static_answers_412_when_if_match_differs(
+        self, http: aiohttp.ClientSession
+    ) -> None:
         async with http.get("/app.js", headers={"If-Match": '"stale"'}) as resp:
             assert resp.status == 412
 
