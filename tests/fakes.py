@@ -1,4 +1,5 @@
-"""Test doubles shared by the unit tests: a counting, gated FakeUpstream and a FakeClock.
+"""Test doubles shared by the unit tests: a counting, gated FakeUpstream, a FakeClock, and a
+FakeProducer that drives a coalesced Fill from a FakeUpstream the way the edge does.
 
 FakeUpstream answers like an origin.upstream.Upstream, but its head and each body chunk
 wait for the test to release them (asyncio.Event gates), so tests order concurrent steps
@@ -9,12 +10,18 @@ without sleeping. It counts calls, keeps the requests, and can fail before the h
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+from origin.coalesce import Fill, FillHead, JoinResult
 from origin.errors import BodyError, UpstreamError
 from origin.upstream import Headers, UpstreamRequest, UpstreamResponse
 
-__all__ = ["FakeClock", "FakeUpstream"]
+__all__ = [
+    "FakeClock", "FakeUpstream", "FakeProducer", "read_fill", "serve_join", "producer_ended",
+    "open_files_under",
+]
 
 
 class FakeClock:
@@ -115,3 +122,81 @@ class FakeUpstream:
             yield chunk
         if self.fail_at is not None:
             raise BodyError(f"fake upstream failed at byte {self.fail_at}", upstream=self.name)
+
+
+class FakeProducer:
+    """The edge's producer, cut down: fetch, publish the head, spool each chunk, finish."""
+
+    def __init__(
+        self, upstream: FakeUpstream, *, shareable: bool = True, request: UpstreamRequest | None = None
+    ) -> None:
+        self.upstream = upstream
+        self.request = request or UpstreamRequest(method="GET", host="example.test", target="/obj")
+        self.shareable = shareable
+        self.runs = 0
+        self.received = 0
+        self.cancelled = False
+        self.commit_gate = asyncio.Event()  # stands for the store commit before finish()
+        self.commit_gate.set()
+        self._progress = asyncio.Event()  # replaced after every chunk, like Fill's own
+
+    async def __call__(self, fill: Fill) -> None:
+        self.runs += 1
+        try:
+            resp = await self.upstream.fetch(self.request)
+            length = resp.header("content-length")
+            fill.set_head(FillHead(
+                status=resp.status, reason=resp.reason, headers=resp.headers,
+                shareable=self.shareable, length=int(length) if length is not None else None,
+            ))
+            async for chunk in resp.body:
+                await fill.append(chunk)
+                self.received += len(chunk)
+                progress, self._progress = self._progress, asyncio.Event()
+                progress.set()
+            await self.commit_gate.wait()
+            fill.finish()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+    async def wait_received(self, count: int) -> None:
+        """Waits until at least `count` body bytes are spooled."""
+        while self.received < count:
+            await self._progress.wait()
+
+
+async def read_fill(fill: Fill, offset: int = 0, end: int | None = None) -> bytes:
+    """Reads fill.body(offset, end) to its end."""
+    out = bytearray()
+    async for chunk in fill.body(offset, end):
+        out += chunk
+    return bytes(out)
+
+
+async def serve_join(joined: JoinResult) -> bytes:
+    """What an edge handler does with a join: head, then the whole body, then release."""
+    with joined:
+        assert joined.fill is not None
+        await joined.fill.head(leader=joined.leader)
+        return await read_fill(joined.fill)
+
+
+async def producer_ended(key: bytes) -> None:
+    """Waits for the producer task of key (named fill-<hex>); its bookkeeping runs inside it."""
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == f"fill-{key.hex()}"]
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def open_files_under(directory: Path) -> list[str]:
+    """Targets of this process's open descriptors under directory (Linux /proc)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(str(directory)):
+            found.append(target)
+    return found

@@ -1,11 +1,10 @@
 """Hit ratio of LRU against S3-FIFO on a Zipf trace with scans mixed in (fixed seed).
 
 1M requests: 80% drawn from Zipf(alpha=1.0) over 100k keys, 20% from 20 one-off sequential
-scans of 10k new keys each, one after every 40k Zipf requests. Object sizes are fixed per key (1-64 KiB, seeded); the cache
-holds 10% of the Zipf working set's bytes. Run
+scans of 10k new keys each, one after every 40k Zipf requests. Object sizes are fixed per
+key (1-64 KiB, seeded); the cache holds 10% of the Zipf working set's bytes. Run
 `pytest bench/micro/bench_policy_hit_ratio.py -s` to see the ratios (also in extra_info).
-Seed 20240601 gave: LRU 0.5425 (bytes 0.5330), S3-FIFO 0.6212 (bytes 0.6133).
-"""
+Seed 20240601 gave: LRU 0.5425 (bytes 0.5330), S3-FIFO 0.6212 (bytes 0.6133)."""
 
 from __future__ import annotations
 
@@ -109,7 +108,9 @@ def _record(benchmark: BenchmarkFixture, name: str, result: Result) -> None:
 
 
 def test_policy_hit_ratio_lru(benchmark: BenchmarkFixture, trace: Trace) -> None:
-    result = benchmark.pedantic(simulate, args=(LRUPolicy, trace), rounds=1, iterations=1)
+    result = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        simulate, args=(LRUPolicy, trace), rounds=1, iterations=1
+    )
     _record(benchmark, "lru", result)
     assert 0.0 < result.ratio < 1.0
 
@@ -117,7 +118,9 @@ def test_policy_hit_ratio_lru(benchmark: BenchmarkFixture, trace: Trace) -> None
 def test_policy_hit_ratio_s3fifo_beats_lru(
     benchmark: BenchmarkFixture, trace: Trace, lru_result: Result
 ) -> None:
-    result = benchmark.pedantic(simulate, args=(S3FIFOPolicy, trace), rounds=1, iterations=1)
+    result = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        simulate, args=(S3FIFOPolicy, trace), rounds=1, iterations=1
+    )
     _record(benchmark, "lru", lru_result)
     _record(benchmark, "s3fifo", result)
     assert result.ratio > lru_result.ratio

@@ -45,7 +45,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def _sync(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[T]]) -> Callable[[], T]:
-    return lambda: loop.run_until_complete(fn())  # type: ignore[arg-type]
+    return lambda: loop.run_until_complete(fn())
 
 
 async def _put(store: MemoryStore | DiskStore | TieredStore, meta: EntryMeta) -> bool:

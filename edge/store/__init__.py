@@ -1,4 +1,4 @@
-"""The cache stores: the contract, the memory and disk tiers, the tiered store, eviction policies."""
+"""The cache stores: the contract, memory and disk tiers, the tiered store, eviction policies."""
 
 from __future__ import annotations
 

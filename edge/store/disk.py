@@ -24,20 +24,18 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
-
-import xxhash
+from typing import TypeVar
 
 from edge.entry import EntryMeta
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreStats
 from edge.store.diskfile import ObjectInfo, OpenStatus
+from edge.store.diskwriter import DiskWriter
 from edge.store.keylock import KeyLocks
 from edge.store.policy import EvictionPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 
-__all__ = ["DiskHit", "DiskStore", "DiskWriter"]
+__all__ = ["DiskHit", "DiskStore", "DiskWriter"]  # DiskWriter lives in diskwriter.py
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +44,7 @@ T = TypeVar("T")
 class DiskHit:
     """An object opened for reading; its fd survives a concurrent remove or replace."""
 
-    __slots__ = ("meta", "_fd", "_body_offset", "_store")
+    __slots__ = ("_body_offset", "_fd", "_store", "meta")
 
     def __init__(self, store: DiskStore, fd: int, info: ObjectInfo) -> None:
         self.meta = info.meta
@@ -151,28 +149,34 @@ class DiskStore:
 
     async def lookup(self, key: bytes) -> DiskHit | None:
         """Opens the object (checking its body first if not yet verified), or None."""
-        info = self._index.get(key)
-        if info is None:
-            self._misses += 1
-            return None
-        verify = key in self._unverified
-        try:
-            opened = await self._run(diskfile.open_for_read, self.root, key, verify)
-        except OSError:
-            log.exception("disk lookup failed for %s", key.hex())
-            self._misses += 1
-            return None
-        if opened.status is OpenStatus.OK and opened.info is not None:
-            if verify and self._index.get(key) is info:
-                self._unverified.discard(key)
-            self._hits += 1
-            self._policy.touch(key)
-            return DiskHit(self, opened.fd, opened.info)
+        for _ in range(2):  # one retry when a commit replaced the file while we opened it
+            info = self._index.get(key)
+            if info is None:
+                break
+            verify = key in self._unverified
+            try:
+                opened = await self._run(diskfile.open_for_read, self.root, key, verify)
+            except OSError:
+                log.exception("disk lookup failed for %s", key.hex())
+                break
+            current = self._index.get(key)
+            if opened.status is OpenStatus.OK:
+                # Serve only the file the index names now: a purge that completed while we
+                # opened must win, even though our fd still reads the unlinked file.
+                if current is not None and current == opened.info:
+                    if verify:
+                        self._unverified.discard(key)
+                    self._hits += 1
+                    self._policy.touch(key)
+                    return DiskHit(self, opened.fd, current)
+                os.close(opened.fd)
+            elif opened.status is OpenStatus.CORRUPT:
+                await self._drop_invalid(key, info)
+                break
+            elif current is info:  # MISSING although indexed: deleted behind our back
+                self._forget_index(key)
+                break
         self._misses += 1
-        if opened.status is OpenStatus.CORRUPT:
-            await self._drop_invalid(key, info)
-        elif self._index.get(key) is info:  # MISSING: the file vanished under us
-            self._forget_index(key)
         return None
 
     async def open_writer(self, meta: EntryMeta) -> DiskWriter:
@@ -250,6 +254,9 @@ class DiskStore:
             self._verifier.cancel()
             await asyncio.wait([self._verifier])
             self._verifier = None
+
+    def _count_refusal(self) -> None:
+        self._rejected += 1
 
     async def _publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None:
         # Called by DiskWriter.commit with the final meta; takes over the writer's tmp file.
@@ -331,98 +338,3 @@ class DiskStore:
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-
-class DiskWriter:
-    """Streams one body into a tmp file, hashing as it goes; nothing is held but one batch."""
-
-    def __init__(self, store: DiskStore, meta: EntryMeta, fd: int, path: Path, reserved: int):
-        self.fd = fd
-        self.path = path
-        self.reserved = reserved  # the body starts here in the tmp file
-        self._store = store
-        self._meta = meta
-        self._hasher = xxhash.xxh3_64()
-        self._batch: list[bytes] = []  # chunks not yet written, at most ~CHUNK_BYTES
-        self._batch_bytes = 0
-        self._size = 0  # body bytes accepted so far
-        self._refusal: RefuseReason | None = None
-        self._done = False  # committed, or the tmp file is gone
-        self.peak_batch_bytes = 0  # the most body bytes held at once (tests check streaming)
-
-    @property
-    def refusal(self) -> RefuseReason | None:
-        """Why commit() will return False, if it will."""
-        return self._refusal
-
-    async def write(self, chunk: bytes) -> None:
-        """Hashes the chunk and writes it out once a batch of CHUNK_BYTES is gathered."""
-        if self._done and self._refusal is None:
-            raise RuntimeError("write() after commit()")
-        if self._refusal is not None:
-            return
-        self._size += len(chunk)
-        if self._size > self._store.max_object_bytes:
-            await self._refuse(RefuseReason.TOO_LARGE)
-            return
-        self._hasher.update(chunk)
-        self._batch.append(chunk)
-        self._batch_bytes += len(chunk)
-        self.peak_batch_bytes = max(self.peak_batch_bytes, self._batch_bytes)
-        if self._batch_bytes >= CHUNK_BYTES:
-            await self._flush()
-
-    async def commit(self, meta: EntryMeta | None = None) -> bool:
-        """Flushes, writes the final meta and publishes; False if refused."""
-        final = self._meta if meta is None else meta
-        if final.key != self._meta.key:
-            raise ValueError("commit() meta names another key")
-        if self._done and self._refusal is None:
-            raise RuntimeError("commit() called twice")
-        if self._refusal is not None:
-            return False
-        await self._flush()
-        if self._refusal is not None:
-            return False
-        self._done = True
-        final = final.replace(body_length=self._size, checksum=self._hasher.intdigest())
-        self._refusal = await self._store._publish(self, final)
-        return self._refusal is None
-
-    async def abort(self) -> None:
-        """Deletes the tmp file; idempotent."""
-        if self._done:
-            return
-        self._refusal = self._refusal or RefuseReason.ABORTED
-        self._done = True
-        self._batch = []
-        await self._store._run(diskfile.discard_tmp, self.fd, self.path)
-
-    async def _flush(self) -> None:
-        if not self._batch:
-            return
-        data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
-        self._batch, self._batch_bytes = [], 0
-        offset = self.reserved + self._size - len(data)
-        try:
-            await self._store._run(diskfile.pwrite_all, self.fd, data, offset)
-        except OSError:
-            log.exception("writing a disk object failed")
-            await self._refuse(RefuseReason.IO_ERROR)
-
-    async def _refuse(self, reason: RefuseReason) -> None:
-        self._store._rejected += 1
-        await self.abort()
-        self._refusal = reason
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._done:
-            await self.abort()

@@ -14,6 +14,7 @@ object, the new one or nothing, never a half object.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import struct
@@ -26,23 +27,23 @@ import xxhash
 from edge.entry import EntryMeta, MetaFormatError, pack_meta, unpack_meta
 
 __all__ = [
-    "MAGIC",
     "FILE_VERSION",
+    "MAGIC",
     "CorruptObject",
     "ObjectInfo",
     "OpenStatus",
     "Opened",
-    "object_path",
-    "reserve_bytes",
     "create_tmp",
-    "pwrite_all",
     "discard_tmp",
-    "publish",
-    "rewrite_meta",
+    "object_path",
     "open_for_read",
-    "verify_file",
+    "publish",
+    "pwrite_all",
+    "reserve_bytes",
+    "rewrite_meta",
     "scan",
     "unlink_quietly",
+    "verify_file",
 ]
 
 MAGIC = b"EDGC"
@@ -138,7 +139,9 @@ def _copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: in
     if hasattr(os, "copy_file_range"):
         try:
             while done < length:
-                n = os.copy_file_range(src, dst, length - done, src_offset + done, dst_offset + done)
+                n = os.copy_file_range(
+                    src, dst, length - done, src_offset + done, dst_offset + done
+                )
                 if n == 0:
                     raise CorruptObject("source ended early")
                 done += n
@@ -311,7 +314,5 @@ def scan(root: Path) -> list[ObjectInfo]:
 def unlink_quietly(paths: list[Path]) -> None:
     """Deletes files that may already be gone; directories are skipped."""
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(path)
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            pass

@@ -56,7 +56,7 @@ class EvictionPolicy(Protocol):
 class LRUPolicy:
     """Least recently used: a hit moves a key to the front, eviction takes from the back."""
 
-    __slots__ = ("_max_bytes", "_used", "_order")
+    __slots__ = ("_max_bytes", "_order", "_used")
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:

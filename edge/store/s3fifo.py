@@ -21,17 +21,17 @@ class S3FIFOPolicy:
     """S3-FIFO over a byte budget; bookkeeping only, admit() returns victims."""
 
     __slots__ = (
-        "_max_bytes",
-        "_small_max",
+        "_freq",
+        "_ghost",
+        "_ghost_bytes",
         "_ghost_max",
+        "_main",
+        "_main_bytes",
+        "_max_bytes",
         "_move_threshold",
         "_small",
-        "_main",
-        "_ghost",
-        "_freq",
         "_small_bytes",
-        "_main_bytes",
-        "_ghost_bytes",
+        "_small_max",
     )
 
     def __init__(

@@ -48,7 +48,12 @@ def body_of(size: int, seed: int = 0) -> bytes:
 
 
 async def put(
-    store: Store, meta: EntryMeta, body: bytes, *, chunk: int = 64 * KiB, final: EntryMeta | None = None
+    store: Store,
+    meta: EntryMeta,
+    body: bytes,
+    *,
+    chunk: int = 64 * KiB,
+    final: EntryMeta | None = None,
 ) -> bool:
     """Writes `body` through a writer in chunks and commits it."""
     async with await store.open_writer(meta) as writer:
@@ -112,7 +117,10 @@ class StoreContract:
     async def test_store_stores_empty_body_when_length_zero(self, store: Store) -> None:
         meta = make_meta("empty", status=204)
         assert await put(store, meta, b"")
-        assert await fetch(store, meta.key) == (meta.replace(checksum=xxhash.xxh3_64_intdigest(b"")), b"")
+        assert await fetch(store, meta.key) == (
+            meta.replace(checksum=xxhash.xxh3_64_intdigest(b"")),
+            b"",
+        )
 
     @pytest.mark.parametrize(
         ("start", "end"),
@@ -135,7 +143,9 @@ class StoreContract:
         final = meta.replace(headers=(("x-new", "1"),), etag='"v2"')
         await put(store, meta, b"body", final=final)
         found = await fetch(store, meta.key)
-        assert found is not None and found[0].etag == '"v2"' and found[0].headers == (("x-new", "1"),)
+        assert (
+            found is not None and found[0].etag == '"v2"' and found[0].headers == (("x-new", "1"),)
+        )
 
     async def test_store_misses_when_writer_left_without_commit(self, store: Store) -> None:
         meta = make_meta("abandoned")

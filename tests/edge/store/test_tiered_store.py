@@ -35,7 +35,9 @@ class TestTieredStoreContract(StoreContract):
         async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
             memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
             disk = await DiskStore.open(
-                tmp_path / f"cache{len(made)}", max_bytes=max_bytes, max_object_bytes=max_object_bytes
+                tmp_path / f"cache{len(made)}",
+                max_bytes=max_bytes,
+                max_object_bytes=max_object_bytes,
             )
             made.append(TieredStore(memory, disk))
             return _typed(made[-1])
@@ -70,7 +72,9 @@ async def tiered(tmp_path: Path) -> AsyncIterator[TieredStore]:
 
 
 class TestTieredPromotion:
-    async def test_lookup_promotes_disk_hit_when_body_fits_memory(self, tiered: TieredStore) -> None:
+    async def test_lookup_promotes_disk_hit_when_body_fits_memory(
+        self, tiered: TieredStore
+    ) -> None:
         meta, body = make_meta("warm"), body_of(100 * KiB)
         await put(tiered, meta, body)
         await tiered.memory.remove(meta.key, RemoveReason.EVICTION)

@@ -1,0 +1,121 @@
+"""DiskWriter: streams one body into a disk-tier tmp file, hashing it as it goes.
+
+Chunks are gathered into batches of about CHUNK_BYTES and each batch is written with one
+executor call, so the writer never holds more than one batch of the body. commit() hands
+the tmp file to DiskStore._publish, which writes the final meta and renames it into place.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import xxhash
+
+from edge.entry import EntryMeta
+from edge.store import diskfile
+from edge.store.base import CHUNK_BYTES, RefuseReason
+
+if TYPE_CHECKING:
+    from edge.store.disk import DiskStore
+
+__all__ = ["DiskWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class DiskWriter:
+    """Streams one body into a tmp file, hashing as it goes; nothing is held but one batch."""
+
+    def __init__(self, store: DiskStore, meta: EntryMeta, fd: int, path: Path, reserved: int):
+        self.fd = fd
+        self.path = path
+        self.reserved = reserved  # the body starts here in the tmp file
+        self._store = store
+        self._meta = meta
+        self._hasher = xxhash.xxh3_64()
+        self._batch: list[bytes] = []  # chunks not yet written, at most ~CHUNK_BYTES
+        self._batch_bytes = 0
+        self._size = 0  # body bytes accepted so far
+        self._refusal: RefuseReason | None = None
+        self._done = False  # committed, or the tmp file is gone
+        self.peak_batch_bytes = 0  # the most body bytes held at once (tests check streaming)
+
+    @property
+    def refusal(self) -> RefuseReason | None:
+        """Why commit() will return False, if it will."""
+        return self._refusal
+
+    async def write(self, chunk: bytes) -> None:
+        """Hashes the chunk and writes it out once a batch of CHUNK_BYTES is gathered."""
+        if self._done and self._refusal is None:
+            raise RuntimeError("write() after commit()")
+        if self._refusal is not None:
+            return
+        self._size += len(chunk)
+        if self._size > self._store.max_object_bytes:
+            await self._refuse(RefuseReason.TOO_LARGE)
+            return
+        self._hasher.update(chunk)
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
+        self.peak_batch_bytes = max(self.peak_batch_bytes, self._batch_bytes)
+        if self._batch_bytes >= CHUNK_BYTES:
+            await self._flush()
+
+    async def commit(self, meta: EntryMeta | None = None) -> bool:
+        """Flushes, writes the final meta and publishes; False if refused."""
+        final = self._meta if meta is None else meta
+        if final.key != self._meta.key:
+            raise ValueError("commit() meta names another key")
+        if self._done and self._refusal is None:
+            raise RuntimeError("commit() called twice")
+        if self._refusal is not None:
+            return False
+        await self._flush()
+        if self._refusal is not None:
+            return False
+        self._done = True
+        final = final.replace(body_length=self._size, checksum=self._hasher.intdigest())
+        self._refusal = await self._store._publish(self, final)
+        return self._refusal is None
+
+    async def abort(self) -> None:
+        """Deletes the tmp file; idempotent."""
+        if self._done:
+            return
+        self._refusal = self._refusal or RefuseReason.ABORTED
+        self._done = True
+        self._batch = []
+        await self._store._run(diskfile.discard_tmp, self.fd, self.path)
+
+    async def _flush(self) -> None:
+        if not self._batch:
+            return
+        data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
+        self._batch, self._batch_bytes = [], 0
+        offset = self.reserved + self._size - len(data)
+        try:
+            await self._store._run(diskfile.pwrite_all, self.fd, data, offset)
+        except OSError:
+            log.exception("writing a disk object failed")
+            await self._refuse(RefuseReason.IO_ERROR)
+
+    async def _refuse(self, reason: RefuseReason) -> None:
+        self._store._count_refusal()
+        await self.abort()
+        self._refusal = reason
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._done:
+            await self.abort()
