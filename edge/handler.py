@@ -35,8 +35,6 @@ __all__ = ["Handler", "error_status"]
 
 log = logging.getLogger("edge.handler")
 
-_CONDITIONAL = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
-
 
 def error_status(exc: BaseException) -> tuple[int, str]:
     """The one mapping of upstream failures to an HTTP status and a one-line reason."""
@@ -74,13 +72,10 @@ class Handler:
     def try_fast(self, request: Request) -> bytes | tuple[bytes, bytes] | None:
         """A fresh memory hit without Range or validators, as prebuilt bytes; else None."""
         method = request.method
-        if (method != "GET" and method != "HEAD") or not request.keep_alive or request.version != "1.1":
+        if (method != "GET" and method != "HEAD") or not request.plain or not request.keep_alive \
+                or request.version != "1.1":
             return None
-        headers = request.headers
-        for name in _CONDITIONAL:
-            if name in headers:
-                return None
-        host = headers.get("host")
+        host = request.raw_host
         if not host:
             return None
         url = "http://" + host.lower() + request.target
@@ -89,7 +84,7 @@ class Handler:
             return None
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
-            variant = make_key("http", host, request.target).variant(meta.vary, headers)
+            variant = make_key("http", host, request.target).variant(meta.vary, request.headers)
             hit = self._memory.get(variant.id)
             if hit is None:
                 return None
@@ -128,8 +123,11 @@ class Handler:
 
     async def _recv(self, request: Request, writer: Writer) -> str:
         host = request.host
-        if not host:
-            await writer.send_simple(400, "missing Host header; HTTP/1.1 requests must name a host")
+        if not host or len(request.headers.getall("host", ())) != 1:
+            await writer.send_simple(400, "exactly one Host header is required; send the site's host name")
+            return "bad-request"
+        if not request.target.startswith("/"):
+            await writer.send_simple(400, "request target must be an absolute path such as /index.html")
             return "bad-request"
         route = self._router.match(host, request.target)
         if route is None:

@@ -125,6 +125,7 @@ class Coalescer:
             on_uncacheable=self._memo_pass,
         )
         self._fills[key] = fill
+        # The task is named for the key so logs, debuggers and tests can find it.
         task = asyncio.get_running_loop().create_task(self._drive(producer, fill), name=f"fill-{key.hex()}")
         self._tasks[task] = fill
         task.add_done_callback(partial(self._task_done, fill))
@@ -176,7 +177,7 @@ class Coalescer:
         except Exception as exc:  # the producer's failure is the fill's outcome, not a task error
             if fill.outcome is None:
                 fill.fail(exc)
-            else:
+            elif not isinstance(exc, FillFailed):  # FillFailed: told to stop, e.g. by close()
                 log.warning("producer for %s raised after its fill ended", fill.key.hex(), exc_info=exc)
         else:
             if fill.outcome is None:

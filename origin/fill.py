@@ -142,8 +142,9 @@ class Fill:
     async def body(self, offset: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Streams bytes [offset, end) as they arrive; raises FillFailed rather than stop short.
 
-        An `end` past the finished body is clamped, like a slice. Each wait for more bytes
-        lasts at most idle_timeout_s (FILL_TIMEOUT).
+        Call it after head(); a follower that head() refused must not read. An `end` past the
+        finished body is clamped, like a slice. Each wait for more bytes lasts at most
+        idle_timeout_s (FILL_TIMEOUT).
         """
         if offset < 0 or (end is not None and end < offset):
             raise ValueError(f"bad body range [{offset}, {end})")

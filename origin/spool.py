@@ -103,6 +103,8 @@ class Spool:
             raise RuntimeError("concurrent append: a spool has one writer")
         if not data:
             return
+        if type(data) is not bytes:
+            data = bytes(data)  # kept by reference: a caller's reusable buffer must not leak in
         room = self._memory_limit - self._memory_size
         if room > 0:
             head = data if len(data) <= room else data[:room]

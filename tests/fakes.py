@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from origin.coalesce import Fill, FillHead, JoinResult
 from origin.errors import BodyError, UpstreamError
 from origin.upstream import Headers, UpstreamRequest, UpstreamResponse
 
+_T = TypeVar("_T")
+
 __all__ = [
     "FakeClock", "FakeUpstream", "FakeProducer", "read_fill", "serve_join", "producer_ended",
-    "open_files_under",
+    "open_files_under", "start",
 ]
 
 
@@ -200,3 +203,16 @@ def open_files_under(directory: Path) -> list[str]:
         if target.startswith(str(directory)):
             found.append(target)
     return found
+
+
+async def start(coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+    """Runs coro in a task and returns once it has reached its first wait (no sleeping)."""
+    running = asyncio.Event()
+
+    async def run() -> _T:
+        running.set()  # the wake-up is queued; coro runs on until it suspends before it lands
+        return await coro
+
+    task = asyncio.create_task(run())
+    await running.wait()
+    return task

@@ -23,14 +23,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
-from multidict import CIMultiDict
-
 from edge.server.request import Request
 from edge.server.writer import Writer, simple_response
 
 __all__ = ["Limits", "Responder", "HttpProtocol"]
 
 log = logging.getLogger("edge.server")
+
+# Request fields that take a request off the fast path (answered by the full handler).
+_NOT_PLAIN = frozenset({b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match",
+                        b"if-unmodified-since", b"authorization", b"expect", b"transfer-encoding",
+                        b"content-length", b"upgrade"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +71,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "_responder", "_limits", "_loop", "_transport", "_parser", "_url", "_headers",
         "_header_bytes", "_body", "_pending", "_busy", "_closed", "_peer", "_writable",
-        "_tasks", "_last_name",
+        "_tasks", "_host", "_plain",
     )
 
     def __init__(self, responder: Responder, limits: Limits, tasks: set[asyncio.Task[None]]) -> None:
@@ -81,6 +84,8 @@ class HttpProtocol(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
         self._body: bytearray | None = None
+        self._host: str | None = None  # the Host field of the request being parsed
+        self._plain = True  # no field of the request being parsed needs the slow path
         # requests parsed but not yet answered, in arrival order (pipelining)
         self._pending: collections.deque[Request] = collections.deque()
         self._busy = False  # a request task is writing its response
@@ -127,6 +132,8 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._body = None
+        self._host = None
+        self._plain = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -139,7 +146,16 @@ class HttpProtocol(asyncio.Protocol):
             raise _TooLarge(431, "request header fields too large")
         if len(self._headers) >= self._limits.max_headers:
             raise _TooLarge(431, "too many request header fields")
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        sname = name.decode("latin-1")
+        svalue = value.decode("latin-1")
+        self._headers.append((sname, svalue))
+        lname = name.lower()
+        if lname == b"host":
+            if self._host is not None:
+                self._plain = False  # two Host fields: let the slow path refuse it
+            self._host = svalue
+        elif lname in _NOT_PLAIN:
+            self._plain = False
 
     def on_body(self, body: bytes) -> None:
         if self._body is None:
@@ -154,10 +170,12 @@ class HttpProtocol(asyncio.Protocol):
             method=parser.get_method().decode("ascii"),
             target=self._url.decode("latin-1"),
             version=parser.get_http_version(),
-            headers=CIMultiDict(self._headers),
+            raw_headers=self._headers,
             body=bytes(self._body) if self._body is not None else None,
             keep_alive=parser.should_keep_alive(),
             peer=self._peer,
+            raw_host=self._host,
+            plain=self._plain,
         )
         if self._busy or self._pending:
             self._pending.append(request)

@@ -15,6 +15,7 @@ import pytest
 from origin.coalesce import Coalescer, FillFailed, FillOutcome, JoinResult
 from tests.fakes import (
     FakeClock, FakeProducer, FakeUpstream, open_files_under, producer_ended, read_fill, serve_join,
+    start,
 )
 
 KEY = b"k" * 16
@@ -115,7 +116,7 @@ class TestUncacheable:
         leader = coalescer.join(KEY, relay)
         follower = coalescer.join(KEY, relay)
         assert leader.fill is not None and follower.fill is not None
-        waiting = asyncio.create_task(follower.fill.head(leader=False))
+        waiting = await start(follower.fill.head(leader=False))
         upstream.release_head()  # the body is still held upstream
         with pytest.raises(FillFailed) as info:
             await waiting
@@ -197,10 +198,10 @@ class TestClose:
         await relay.wait_received(4096)
         other = co.join(b"other", FakeProducer(FakeUpstream(gated=True)))  # still waiting for its head
         assert other.fill is not None
-        head_waiter = asyncio.create_task(other.fill.head(leader=True))
+        head_waiter = await start(other.fill.head(leader=True))
         body = follower.fill.body()
         assert await anext(body) == BODY[:4096]
-        next_chunk = asyncio.create_task(read_fill(follower.fill, 4096))
+        next_chunk = await start(read_fill(follower.fill, 4096))
         await co.close()
         for waiter in (head_waiter, next_chunk):
             with pytest.raises(FillFailed) as info:

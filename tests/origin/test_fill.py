@@ -13,7 +13,7 @@ import pytest
 
 from origin.coalesce import Coalescer, Fill, FillFailed, FillHead, FillOutcome
 from origin.errors import BodyError, ConnectError
-from tests.fakes import FakeProducer, FakeUpstream, read_fill, serve_join
+from tests.fakes import FakeProducer, FakeUpstream, read_fill, serve_join, start
 
 KEY = b"k" * 16
 BODY = bytes(range(256)) * 64  # 16 KiB: four 4 KiB chunks from FakeUpstream
@@ -54,11 +54,15 @@ class TestReadWhileWrite:
         upstream.release_chunks(2)
         await relay.wait_received(len(BODY) // 2)
         late = coalescer.join(KEY, relay)
-        assert not late.leader and late.fill is leader.fill
-        late_read = asyncio.create_task(serve_join(late))
+        assert not late.leader and late.fill is leader.fill and late.fill is not None
+        await late.fill.head(leader=False)
+        half = len(BODY) // 2
+        assert await read_fill(late.fill, 0, half) == BODY[:half]  # no wait for the rest
+        rest = await start(read_fill(late.fill, half))
         upstream.release_all()
-        assert await late_read == BODY
+        assert await rest == BODY[half:]
         assert await serve_join(leader) == BODY and upstream.calls == 1
+        late.release()
 
     async def test_body_range_yields_exact_bytes_when_fill_has_not_finished(self, coalescer: Coalescer) -> None:
         upstream = FakeUpstream(BODY, gated=True)

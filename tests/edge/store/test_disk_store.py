@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xxhash
 
+from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RemoveReason, Store
 from edge.store.disk import DiskHit, DiskStore
 from edge.store.diskfile import HEADER, object_path
+from edge.store.keylock import KeyLocks
 from tests.edge.store.store_contract import (
     KiB,
     MiB,
@@ -21,6 +26,7 @@ from tests.edge.store.store_contract import (
     fetch,
     make_meta,
     put,
+    read_all,
 )
 
 
@@ -232,3 +238,124 @@ class TestDiskStoreStreaming:
         assert length == total and read_hash.intdigest() == hasher.intdigest()
         assert hit.meta.checksum == hasher.intdigest()
         await store.close()
+
+
+class HeldExecutor(Executor):
+    """Runs calls inline; calls to the held function run at once but report only on release."""
+
+    def __init__(self) -> None:
+        self.held_fn: Callable[..., object] | None = None
+        self.submitted = asyncio.Event()  # set when a held call has run
+        self._held: list[tuple[Future[object], object]] = []
+
+    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object) -> Future[Any]:
+        future: Future[object] = Future()
+        result = fn(*args, **kwargs)
+        if fn is self.held_fn:
+            self._held.append((future, result))
+            self.submitted.set()
+        else:
+            future.set_result(result)
+        return future
+
+    def release(self) -> None:
+        for future, result in self._held:
+            future.set_result(result)
+        self._held = []
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class TestDiskStoreRaces:
+    async def test_lookup_misses_when_purged_while_opening(self, tmp_path: Path) -> None:
+        executor = HeldExecutor()
+        store = await DiskStore.open(
+            tmp_path, max_bytes=MiB, max_object_bytes=MiB, executor=executor
+        )
+        meta = make_meta("purged")
+        await put(store, meta, b"stale")
+        fds = _open_fds()
+        executor.held_fn = diskfile.open_for_read
+        lookup = asyncio.create_task(store.lookup(meta.key))
+        await executor.submitted.wait()  # the file is open; the purge now completes
+        assert await store.remove(meta.key, RemoveReason.PURGE)
+        executor.release()
+        assert await lookup is None
+        assert _open_fds() == fds  # the opened fd was closed
+        await store.close()
+
+    async def test_lookup_serves_new_object_when_replaced_while_opening(
+        self, tmp_path: Path
+    ) -> None:
+        executor = HeldExecutor()
+        store = await DiskStore.open(
+            tmp_path, max_bytes=MiB, max_object_bytes=MiB, executor=executor
+        )
+        meta = make_meta("replaced")
+        await put(store, meta, b"old")
+        executor.held_fn = diskfile.open_for_read
+        lookup = asyncio.create_task(store.lookup(meta.key))
+        await executor.submitted.wait()
+        executor.held_fn = None
+        await put(store, meta, b"new")
+        executor.release()
+        hit = await lookup
+        assert hit is not None
+        assert await read_all(hit) == b"new"  # the retry opened the file the index names
+        await hit.close()
+        await store.close()
+
+    @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+    async def test_store_leaks_no_fds_when_objects_come_and_go(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        fds = _open_fds()
+        meta = make_meta("fd")
+        await put(store, meta, b"x" * 1000)
+        async with await store.open_writer(make_meta("aborted")) as writer:
+            await writer.write(b"y")
+        hit = await store.lookup(meta.key)
+        assert hit is not None
+        await hit.close()
+        await hit.close()  # idempotent
+        await store.update_meta(meta.key, meta.replace(etag='"2"'))
+        await store.remove(meta.key, RemoveReason.PURGE)
+        assert _open_fds() == fds
+        await store.close()
+
+    async def test_writer_raises_when_written_after_commit(self, tmp_path: Path) -> None:
+        store = await _open(tmp_path)
+        writer = await store.open_writer(make_meta("late"))
+        assert await writer.commit()
+        with pytest.raises(RuntimeError):
+            await writer.write(b"late")
+        await store.close()
+
+
+class TestKeyLocks:
+    async def test_key_locks_serialise_one_key_and_free_it_when_released(self) -> None:
+        locks = KeyLocks()
+        order: list[str] = []
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def first() -> None:
+            async with locks.hold(b"k"):
+                inside.set()
+                await release.wait()
+                order.append("first")
+
+        async def second() -> None:
+            async with locks.hold(b"k"):
+                order.append("second")
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(first())
+            await inside.wait()
+            tg.create_task(second())
+            async with locks.hold(b"other"):  # another key is not blocked
+                order.append("other")
+            release.set()
+        assert order == ["other", "first", "second"]
+        assert len(locks) == 0
