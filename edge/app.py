@@ -95,8 +95,10 @@ class EdgeNode:
         self._coalescer = Coalescer(spool_dir=spool_dir, memory_spool_bytes=co.spool_memory_bytes,
                                     head_timeout_s=co.head_timeout_s, idle_timeout_s=co.idle_timeout_s,
                                     pass_memo_s=co.pass_memo_s)
+        largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
         handler = Handler(
-            store=self.store, coalescer=self._coalescer, filler=Filler(store=self.store, cache=cache),
+            store=self.store, coalescer=self._coalescer,
+            filler=Filler(store=self.store, cache=cache, max_object_bytes=largest),
             router=Router(cfg.routes), upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,

@@ -93,9 +93,11 @@ def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
 class Filler:
     """Runs fills for one node: upstream fetch → head → spool + store → commit."""
 
-    def __init__(self, *, store: Store, cache: CacheConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, store: Store, cache: CacheConfig, max_object_bytes: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._cache = cache
+        self._max_object_bytes = max_object_bytes  # the largest body any tier takes
         self._clock = clock
 
     async def run(self, fill: Fill, *, upstream: Upstream, request: UpstreamRequest, key: CacheKey,
@@ -154,7 +156,7 @@ class Filler:
         replay = replay_headers(headers)
         length_s = response.header("content-length")
         length = int(length_s) if length_s and length_s.isdigit() else None
-        if reason is None and length is not None and length > self._max_object_bytes():
+        if reason is None and length is not None and length > self._max_object_bytes:
             reason = NoStoreReason.TOO_LARGE
         vary = vary_names(headers)
         store_key = key.variant(vary, client_headers) if vary else key
@@ -188,11 +190,6 @@ class Filler:
             fill.finish()
             if not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
-
-    def _max_object_bytes(self) -> int:
-        if self._cache.disk_dir:
-            return max(self._cache.disk_max_object_bytes, self._cache.memory_max_object_bytes)
-        return self._cache.memory_max_object_bytes
 
     async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta) -> None:
         """Stores the primary key's Vary marker (no body) naming the selecting fields."""

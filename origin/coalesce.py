@@ -43,7 +43,7 @@ class JoinResult:
     never released only delays that until the Fill is garbage collected.
     """
 
-    __slots__ = ("fill", "leader", "passed", "_held")
+    __slots__ = ("_held", "fill", "leader", "passed")
 
     def __init__(self, fill: Fill | None, leader: bool, passed: bool) -> None:
         self.fill = fill
@@ -63,7 +63,10 @@ class JoinResult:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()
 
@@ -118,7 +121,9 @@ class Coalescer:
         fill = Fill(
             key,
             spool=Spool(
-                memory_bytes=self._memory_spool_bytes, spool_dir=self._spool_dir, executor=self._executor
+                memory_bytes=self._memory_spool_bytes,
+                spool_dir=self._spool_dir,
+                executor=self._executor,
             ),
             head_timeout_s=self._head_timeout_s,
             idle_timeout_s=self._idle_timeout_s,
@@ -126,7 +131,9 @@ class Coalescer:
         )
         self._fills[key] = fill
         # The task is named for the key so logs, debuggers and tests can find it.
-        task = asyncio.get_running_loop().create_task(self._drive(producer, fill), name=f"fill-{key.hex()}")
+        task = asyncio.get_running_loop().create_task(
+            self._drive(producer, fill), name=f"fill-{key.hex()}"
+        )
         self._tasks[task] = fill
         task.add_done_callback(partial(self._task_done, fill))
         return JoinResult(fill, leader=True, passed=False)
@@ -146,10 +153,14 @@ class Coalescer:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._close_timeout_s)
             if pending:
-                log.warning("coalescer closed with %d producers ignoring cancellation", len(pending))
+                log.warning(
+                    "coalescer closed with %d producers ignoring cancellation", len(pending)
+                )
         self._fills.clear()
 
     def _is_passed(self, key: bytes) -> bool:
+        if not self._passes:
+            return False
         now = self._clock()
         while self._passes:
             first = next(iter(self._passes))
@@ -178,7 +189,9 @@ class Coalescer:
             if fill.outcome is None:
                 fill.fail(exc)
             elif not isinstance(exc, FillFailed):  # FillFailed: told to stop, e.g. by close()
-                log.warning("producer for %s raised after its fill ended", fill.key.hex(), exc_info=exc)
+                log.warning(
+                    "producer for %s raised after its fill ended", fill.key.hex(), exc_info=exc
+                )
         else:
             if fill.outcome is None:
                 # "Dropped = failed": returning without finish() must not look like a whole body.

@@ -60,7 +60,7 @@ class FillFailed(Exception):
 
     @property
     def retryable(self) -> bool:
-        """Whether fetching again may help: the caller's own fetch, or a retryable upstream error."""
+        """Whether fetching again may help: a fetch of its own, or a retryable upstream error."""
         if self.outcome is FillOutcome.UNCACHEABLE:
             return True
         if self.outcome is FillOutcome.UPSTREAM_ERROR:
@@ -80,8 +80,19 @@ class Fill:
     """One upstream fetch in flight: its head, its spooled body, and how it ended."""
 
     __slots__ = (
-        "key", "_spool", "_head_timeout_s", "_idle_timeout_s", "_on_uncacheable", "_head",
-        "_outcome", "_cause", "_head_ready", "_progress", "_holds", "_readers", "_retired",
+        "_cause",
+        "_head",
+        "_head_ready",
+        "_head_timeout_s",
+        "_holds",
+        "_idle_timeout_s",
+        "_on_uncacheable",
+        "_outcome",
+        "_progress",
+        "_readers",
+        "_retired",
+        "_spool",
+        "key",
     )
 
     def __init__(

@@ -23,7 +23,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Spool", "READ_CHUNK_BYTES"]
+__all__ = ["READ_CHUNK_BYTES", "Spool"]
 
 READ_CHUNK_BYTES = 256 * 1024  # the most one read() returns (and one pread asks for)
 
@@ -53,8 +53,19 @@ class Spool:
     """Append-only bytes, memory first then an unlinked temp file, readable by offset."""
 
     __slots__ = (
-        "_memory_limit", "_dir", "_executor", "_chunks", "_starts", "_memory_size", "_size",
-        "_fd", "_closer", "_io_in_flight", "_released", "_writing", "__weakref__",
+        "__weakref__",
+        "_chunks",
+        "_closer",
+        "_dir",
+        "_executor",
+        "_fd",
+        "_io_in_flight",
+        "_memory_limit",
+        "_memory_size",
+        "_released",
+        "_size",
+        "_starts",
+        "_writing",
     )
 
     def __init__(
@@ -70,7 +81,9 @@ class Spool:
         self._memory_size = 0
         self._size = 0  # bytes readable: memory prefix + file bytes whose pwrite completed
         self._fd: int | None = None
-        self._closer: weakref.finalize[[int], Spool] | None = None  # closes _fd once, even if never released
+        self._closer: weakref.finalize[[int], Spool] | None = (
+            None  # closes _fd once, even if never released
+        )
         self._io_in_flight = 0  # executor calls using _fd; the fd closes only when this is 0
         self._released = False
         self._writing = False
@@ -112,7 +125,7 @@ class Spool:
             self._chunks.append(head)
             self._memory_size += len(head)
             self._size += len(head)
-            data = data[len(head):]
+            data = data[len(head) :]
             if not data:
                 return
         self._writing = True
@@ -139,7 +152,7 @@ class Spool:
             chunk, rel = self._chunks[i], offset - self._starts[i]
             if rel == 0 and len(chunk) <= limit:
                 return chunk
-            return chunk[rel:rel + limit]
+            return chunk[rel : rel + limit]
         fd = self._fd
         assert fd is not None  # size > memory_size implies the file exists
         n = min(limit, self._size - offset)

@@ -22,8 +22,14 @@ from origin.upstream import Headers, UpstreamRequest, UpstreamResponse
 _T = TypeVar("_T")
 
 __all__ = [
-    "FakeClock", "FakeUpstream", "FakeProducer", "read_fill", "serve_join", "producer_ended",
-    "open_files_under", "start",
+    "FakeClock",
+    "FakeProducer",
+    "FakeUpstream",
+    "open_files_under",
+    "producer_ended",
+    "read_fill",
+    "serve_join",
+    "start",
 ]
 
 
@@ -58,7 +64,7 @@ class FakeUpstream:
         name: str = "fake",
     ) -> None:
         self.body = body
-        self.chunks = [body[i:i + chunk_size] for i in range(0, len(body), chunk_size)]
+        self.chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
         self.status = status
         self.reason = reason
         # Content-Length is sent unless the test gives its own headers.
@@ -115,7 +121,7 @@ class FakeUpstream:
 
     async def _body(self) -> AsyncIterator[bytes]:
         sent = 0
-        for gate, chunk in zip(self.chunk_gates, self.chunks):
+        for gate, chunk in zip(self.chunk_gates, self.chunks, strict=True):
             await gate.wait()
             if self.fail_at is not None and sent + len(chunk) >= self.fail_at:
                 if self.fail_at > sent:
@@ -131,7 +137,11 @@ class FakeProducer:
     """The edge's producer, cut down: fetch, publish the head, spool each chunk, finish."""
 
     def __init__(
-        self, upstream: FakeUpstream, *, shareable: bool = True, request: UpstreamRequest | None = None
+        self,
+        upstream: FakeUpstream,
+        *,
+        shareable: bool = True,
+        request: UpstreamRequest | None = None,
     ) -> None:
         self.upstream = upstream
         self.request = request or UpstreamRequest(method="GET", host="example.test", target="/obj")
@@ -148,10 +158,15 @@ class FakeProducer:
         try:
             resp = await self.upstream.fetch(self.request)
             length = resp.header("content-length")
-            fill.set_head(FillHead(
-                status=resp.status, reason=resp.reason, headers=resp.headers,
-                shareable=self.shareable, length=int(length) if length is not None else None,
-            ))
+            fill.set_head(
+                FillHead(
+                    status=resp.status,
+                    reason=resp.reason,
+                    headers=resp.headers,
+                    shareable=self.shareable,
+                    length=int(length) if length is not None else None,
+                )
+            )
             async for chunk in resp.body:
                 await fill.append(chunk)
                 self.received += len(chunk)

@@ -175,7 +175,12 @@ class Services:
             try:
                 svc.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                say(f"killing {svc.name} (pid {svc.proc.pid})")
+                say(f"killing {svc.name} (pid {svc.proc.pid}) and its children")
+                for child in _children(svc.proc.pid):  # nginx workers outlive a killed master
+                    try:
+                        os.kill(child, 9)
+                    except OSError:
+                        pass
                 svc.proc.kill()
                 svc.proc.wait(timeout=5)
         self.started.clear()

@@ -27,9 +27,15 @@ log = logging.getLogger(__name__)
 
 
 class DiskWriter:
-    """Streams one body into a tmp file, hashing as it goes; nothing is held but one batch."""
+    """Streams one body into a tmp file, hashing as it goes; nothing is held but one batch.
 
-    def __init__(self, store: DiskStore, meta: EntryMeta, fd: int, path: Path, reserved: int):
+    A writer dropped without commit() or abort() (not used with `async with`) leaks its fd
+    and tmp file until the store is reopened, which empties tmp/.
+    """
+
+    def __init__(
+        self, store: DiskStore, meta: EntryMeta, fd: int, path: Path, reserved: int
+    ) -> None:
         self.fd = fd
         self.path = path
         self.reserved = reserved  # the body starts here in the tmp file

@@ -14,7 +14,13 @@ import pytest
 
 from origin.coalesce import Coalescer, FillFailed, FillOutcome, JoinResult
 from tests.fakes import (
-    FakeClock, FakeProducer, FakeUpstream, open_files_under, producer_ended, read_fill, serve_join,
+    FakeClock,
+    FakeProducer,
+    FakeUpstream,
+    open_files_under,
+    producer_ended,
+    read_fill,
+    serve_join,
     start,
 )
 
@@ -39,7 +45,9 @@ async def coalescer(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Coalescer
 
 
 class TestSingleFlight:
-    async def test_producer_runs_once_when_100_clients_join_concurrently(self, coalescer: Coalescer) -> None:
+    async def test_producer_runs_once_when_100_clients_join_concurrently(
+        self, coalescer: Coalescer
+    ) -> None:
         upstream = FakeUpstream(BODY, gated=True)
         relay = FakeProducer(upstream)
         joins: list[JoinResult] = []
@@ -131,7 +139,9 @@ class TestUncacheable:
         self, coalescer: Coalescer, clock: FakeClock
     ) -> None:
         upstream = FakeUpstream(BODY)
-        assert await serve_join(coalescer.join(KEY, FakeProducer(upstream, shareable=False))) == BODY
+        assert (
+            await serve_join(coalescer.join(KEY, FakeProducer(upstream, shareable=False))) == BODY
+        )
         passed = coalescer.join(KEY, FakeProducer(upstream))
         assert passed.passed and passed.fill is None and coalescer.in_flight == 0
         clock.advance(9.9)
@@ -154,7 +164,9 @@ class TestSpill:
     async def test_readers_get_exact_bytes_when_body_spills_past_memory_spool_bytes(
         self, tmp_path: Path
     ) -> None:
-        co = Coalescer(spool_dir=tmp_path, memory_spool_bytes=1000, head_timeout_s=10, idle_timeout_s=10)
+        co = Coalescer(
+            spool_dir=tmp_path, memory_spool_bytes=1000, head_timeout_s=10, idle_timeout_s=10
+        )
         try:
             body = os.urandom(200_000)
             upstream = FakeUpstream(body, chunk_size=7000, gated=True)
@@ -175,7 +187,9 @@ class TestSpill:
             await co.close()
 
     async def test_spool_file_is_closed_when_nobody_ever_reads(self, tmp_path: Path) -> None:
-        co = Coalescer(spool_dir=tmp_path, memory_spool_bytes=0, head_timeout_s=10, idle_timeout_s=10)
+        co = Coalescer(
+            spool_dir=tmp_path, memory_spool_bytes=0, head_timeout_s=10, idle_timeout_s=10
+        )
         try:
             upstream = FakeUpstream(BODY)
             relay = FakeProducer(upstream)
@@ -188,7 +202,9 @@ class TestSpill:
 
 
 class TestClose:
-    async def test_close_wakes_readers_with_abandoned_when_fills_are_running(self, tmp_path: Path) -> None:
+    async def test_close_wakes_readers_with_abandoned_when_fills_are_running(
+        self, tmp_path: Path
+    ) -> None:
         co = Coalescer(spool_dir=tmp_path, head_timeout_s=10, idle_timeout_s=10)
         upstream = FakeUpstream(BODY, gated=True)
         relay = FakeProducer(upstream)
@@ -196,7 +212,9 @@ class TestClose:
         assert leader.fill is not None and follower.fill is not None
         upstream.release_chunks(1)
         await relay.wait_received(4096)
-        other = co.join(b"other", FakeProducer(FakeUpstream(gated=True)))  # still waiting for its head
+        other = co.join(
+            b"other", FakeProducer(FakeUpstream(gated=True))
+        )  # still waiting for its head
         assert other.fill is not None
         head_waiter = await start(other.fill.head(leader=True))
         body = follower.fill.body()

@@ -5,7 +5,6 @@ Concurrency is ordered by the FakeUpstream's gates and by awaiting readers, neve
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,10 +28,13 @@ async def coalescer(tmp_path: Path) -> AsyncIterator[Coalescer]:
 
 
 class TestReadWhileWrite:
-    async def test_follower_gets_first_chunk_when_producer_has_not_finished(self, coalescer: Coalescer) -> None:
+    async def test_follower_gets_first_chunk_when_producer_has_not_finished(
+        self, coalescer: Coalescer
+    ) -> None:
         upstream = FakeUpstream(BODY, gated=True)
+        unused = FakeProducer(upstream)
         leader = coalescer.join(KEY, FakeProducer(upstream))
-        follower = coalescer.join(KEY, FakeProducer(upstream))
+        follower = coalescer.join(KEY, unused)  # a follower's producer is never started
         assert follower.fill is not None
         upstream.release_chunks(1)
         await follower.fill.head(leader=False)
@@ -43,6 +45,7 @@ class TestReadWhileWrite:
         rest = b"".join([chunk async for chunk in body])
         assert rest == BODY[4096:]
         assert await serve_join(leader) == BODY
+        assert unused.runs == 0 and upstream.calls == 1
         follower.release()
 
     async def test_late_joiner_reads_from_byte_zero_when_half_the_body_has_arrived(
@@ -64,7 +67,9 @@ class TestReadWhileWrite:
         assert await serve_join(leader) == BODY and upstream.calls == 1
         late.release()
 
-    async def test_body_range_yields_exact_bytes_when_fill_has_not_finished(self, coalescer: Coalescer) -> None:
+    async def test_body_range_yields_exact_bytes_when_fill_has_not_finished(
+        self, coalescer: Coalescer
+    ) -> None:
         upstream = FakeUpstream(BODY, gated=True)
         joined = coalescer.join(KEY, FakeProducer(upstream))
         assert joined.fill is not None
@@ -79,7 +84,9 @@ class TestReadWhileWrite:
 
 
 class TestFailure:
-    async def test_every_joiner_gets_cause_when_producer_fails_before_head(self, coalescer: Coalescer) -> None:
+    async def test_every_joiner_gets_cause_when_producer_fails_before_head(
+        self, coalescer: Coalescer
+    ) -> None:
         error = ConnectError("refused", upstream="o1")
         upstream = FakeUpstream(BODY, gated=True, error=error)
         joins = [coalescer.join(KEY, FakeProducer(upstream)) for _ in range(3)]
@@ -110,7 +117,9 @@ class TestFailure:
         with pytest.raises(FillFailed) as info:
             async for chunk in leader.fill.body():
                 received += chunk
-        assert bytes(received) == BODY[:6000]  # everything spooled, then an error: never a clean end
+        assert (
+            bytes(received) == BODY[:6000]
+        )  # everything spooled, then an error: never a clean end
         assert info.value.outcome is FillOutcome.UPSTREAM_ERROR
         assert isinstance(info.value.__cause__, BodyError) and not info.value.retryable
         assert await read_fill(follower.fill, 0, 6000) == BODY[:6000]  # its range was complete
@@ -121,7 +130,9 @@ class TestFailure:
         leader.release()
         follower.release()
 
-    async def test_fill_is_abandoned_when_producer_returns_without_finish(self, coalescer: Coalescer) -> None:
+    async def test_fill_is_abandoned_when_producer_returns_without_finish(
+        self, coalescer: Coalescer
+    ) -> None:
         async def quitter(fill: Fill) -> None:
             fill.set_head(FillHead(200, "OK", (), True, None))
             await fill.append(b"partial")
@@ -132,7 +143,9 @@ class TestFailure:
                 await read_fill(joined.fill)
             assert info.value.outcome is FillOutcome.ABANDONED
 
-    async def test_fill_fails_when_body_is_shorter_than_head_length(self, coalescer: Coalescer) -> None:
+    async def test_fill_fails_when_body_is_shorter_than_head_length(
+        self, coalescer: Coalescer
+    ) -> None:
         upstream = FakeUpstream(BODY, headers=(("content-length", str(len(BODY) + 1)),))
         with coalescer.join(KEY, FakeProducer(upstream)) as joined:
             assert joined.fill is not None

@@ -107,11 +107,13 @@ class TestMemory:
 
 
 class TestSpill:
-    async def test_read_returns_exact_bytes_when_body_crosses_memory_limit(self, tmp_path: Path) -> None:
+    async def test_read_returns_exact_bytes_when_body_crosses_memory_limit(
+        self, tmp_path: Path
+    ) -> None:
         spool = Spool(memory_bytes=1000, spool_dir=tmp_path)
         body = bytes(range(256)) * 40  # 10,240 bytes, appended in 700-byte chunks
         for i in range(0, len(body), 700):
-            await spool.append(body[i:i + 700])
+            await spool.append(body[i : i + 700])
         assert spool.spilled and spool.memory_size == 1000 and spool.size == len(body)
         assert await read_all(spool) == body
         assert await read_all(spool, 990, 7) == body[990:]  # reads across the boundary
@@ -137,7 +139,7 @@ class TestSpill:
         for _ in range(16):
             await spool.append(block)
         assert spool.memory_size == 64 * 1024 and spool.size == 16 * 1024 * 1024
-        assert await spool.read(5 * 1024 * 1024, 10 * 1024 * 1024) == block[: READ_CHUNK_BYTES]
+        assert await spool.read(5 * 1024 * 1024, 10 * 1024 * 1024) == block[:READ_CHUNK_BYTES]
         spool.release()
 
     async def test_each_file_read_is_one_executor_call_when_spilled(self, tmp_path: Path) -> None:

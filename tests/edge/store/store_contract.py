@@ -7,7 +7,6 @@ max_object_bytes, which closes every store it made at teardown.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -290,8 +289,3 @@ class StoreContract:
         # Whichever commit won, meta and body belong to the same writer.
         assert body == bytes([65 + int(stored.etag.strip('"'))]) * (100 * KiB)  # type: ignore[union-attr]
         assert stored.checksum == xxhash.xxh3_64_intdigest(body)
-
-
-def random_body(size: int) -> bytes:
-    """Incompressible bytes for tests that inspect files."""
-    return os.urandom(size)
