@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 bench-micro: $(STAMP)
-	$(BIN)/python -m pytest bench/micro --benchmark-only -p no:cacheprovider -o testpaths=bench
+	$(BIN)/python -m pytest bench/micro --benchmark-only -p no:cacheprovider -o testpaths=bench -o python_files="bench_*.py"
 
 bench: $(STAMP)
 	$(BIN)/python bench/load/hits.py

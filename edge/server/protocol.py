@@ -71,7 +71,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "_responder", "_limits", "_loop", "_transport", "_parser", "_url", "_headers",
         "_header_bytes", "_body", "_pending", "_busy", "_closed", "_peer", "_writable",
-        "_tasks", "_host", "_plain",
+        "_tasks", "_host", "_plain", "_max_header_bytes", "_max_headers",
     )
 
     def __init__(self, responder: Responder, limits: Limits, tasks: set[asyncio.Task[None]]) -> None:
@@ -81,7 +81,9 @@ class HttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = bytearray()
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_headers = limits.max_headers
         self._header_bytes = 0
         self._body: bytearray | None = None
         self._host: str | None = None  # the Host field of the request being parsed
@@ -141,19 +143,18 @@ class HttpProtocol(asyncio.Protocol):
             raise _TooLarge(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > self._limits.max_header_bytes:
+        size = self._header_bytes = self._header_bytes + len(name) + len(value)
+        headers = self._headers
+        if size > self._max_header_bytes:
             raise _TooLarge(431, "request header fields too large")
-        if len(self._headers) >= self._limits.max_headers:
+        if len(headers) >= self._max_headers:
             raise _TooLarge(431, "too many request header fields")
-        sname = name.decode("latin-1")
-        svalue = value.decode("latin-1")
-        self._headers.append((sname, svalue))
+        headers.append((name, value))
         lname = name.lower()
         if lname == b"host":
             if self._host is not None:
                 self._plain = False  # two Host fields: let the slow path refuse it
-            self._host = svalue
+            self._host = value.decode("latin-1")
         elif lname in _NOT_PLAIN:
             self._plain = False
 

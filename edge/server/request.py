@@ -19,12 +19,12 @@ class Request:
                  "plain", "_headers")
 
     def __init__(self, *, method: str, target: str, version: str, headers: CIMultiDict[str] | None = None,
-                 raw_headers: list[tuple[str, str]] | None = None, body: bytes | None, keep_alive: bool,
+                 raw_headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None, keep_alive: bool,
                  peer: str, raw_host: str | None = None, plain: bool = False) -> None:
         self.method = method
         self.target = target  # raw request target: never decoded, never normalised
         self.version = version  # "1.1" or "1.0"
-        self.raw_headers = raw_headers if raw_headers is not None else list((headers or {}).items())
+        self.raw_headers = raw_headers or []  # as parsed: bytes pairs, decoded on first use
         self._headers = headers
         self.body = body
         self.keep_alive = keep_alive
@@ -39,7 +39,8 @@ class Request:
         """The header fields, case-insensitive (built on first use)."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = CIMultiDict(self.raw_headers)
+            headers = self._headers = CIMultiDict(
+                [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers])
         return headers
 
     @property
