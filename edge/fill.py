@@ -41,8 +41,10 @@ _NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection", 
 
 # Reasons a response is not stored but may still be given to the requests that waited on it:
 # they are public answers (errors, too-large or unvalidatable bodies). Everything else
-# (private, no-store, credentials, cookies) goes to the leader only.
-_SHAREABLE_REASONS = frozenset({NoStoreReason.STATUS, NoStoreReason.TOO_LARGE, NoStoreReason.PARTIAL})
+# (private, no-store, credentials, cookies) goes to the leader only. A client's own no-store
+# only stops storing: the answer itself is public.
+_SHAREABLE_REASONS = frozenset({NoStoreReason.STATUS, NoStoreReason.TOO_LARGE, NoStoreReason.PARTIAL,
+                                NoStoreReason.REQUEST_NO_STORE})
 
 
 @dataclass(frozen=True, slots=True)
