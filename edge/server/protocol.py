@@ -117,14 +117,16 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except _TooLarge as exc:
-            self._reject(exc.status, exc.reason)
         except httptools.HttpParserUpgrade:
             self._reject(501, "protocol upgrades are not supported")
         except httptools.HttpParserCallbackError as exc:
-            # one of our callbacks raised: a bug, not a bad request
-            log.error("request callback failed", exc_info=exc.__context__ or exc)
-            self._reject(500, "internal error; see the node's log")
+            # llhttp wraps what our callbacks raise: a limit we enforce, or a bug of ours
+            cause = exc.__context__
+            if isinstance(cause, _TooLarge):
+                self._reject(cause.status, cause.reason)
+            else:
+                log.error("request callback failed", exc_info=cause or exc)
+                self._reject(500, "internal error; see the node's log")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
 
