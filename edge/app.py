@@ -35,7 +35,8 @@ __all__ = ["EdgeNode", "StartupError", "check_parsers"]
 
 log = logging.getLogger("edge.app")
 
-SHUTDOWN_DEADLINE_S = 10.0
+SHUTDOWN_DEADLINE_S = 10.0  # request tasks and the listener get this long to end
+FILL_GRACE_S = 5.0  # running fills get this long to finish and commit before they are cancelled
 
 
 class StartupError(RuntimeError):
@@ -126,6 +127,10 @@ class EdgeNode:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_DEADLINE_S)
+        if self._coalescer is not None:
+            left = await self._coalescer.drain(FILL_GRACE_S)
+            if left:
+                log.info("abandoning %d fills still running after %.0fs", left, FILL_GRACE_S)
         await self._close_resources()
         if self._server is not None:
             try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cluster.config import ClusterConfig, PeerConfig
 from edge.server.protocol import Limits
 from origin.config import ConfigError, OriginPoolConfig, RouteRule, parse_pools, parse_routes
 
@@ -62,6 +63,15 @@ class NodeConfig:
     host: str  # listen address; each node of a local cluster has its own 127.0.0.x
     port: int
     disk_dir: str | None = None  # overrides [cache].disk_dir for this node
+    region: str = "default"  # nodes of one region share one consistent-hash ring
+    internal_host: str | None = None  # the peer listener (cluster traffic); None = no peers
+    internal_port: int = 0
+    weight: float = 1.0  # share of the region's ring relative to its other nodes
+
+    @property
+    def internal_url(self) -> str | None:
+        """The base URL peers use to reach this node, or None."""
+        return f"http://{self.internal_host}:{self.internal_port}" if self.internal_host else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +96,13 @@ class EdgeConfig:
     routes: tuple[RouteRule, ...] = ()
     access_log: bool = True  # one JSON line per request on stdout
     demo: DemoConfig | None = None
+    cluster: ClusterConfig | None = None  # None: a lone node, no peers
+    peers: tuple[PeerConfig, ...] = ()  # every node with an internal listener, this one included
+
+    @property
+    def region_peers(self) -> tuple[PeerConfig, ...]:
+        """The nodes of this node's region (this node included)."""
+        return tuple(p for p in self.peers if p.region == self.node.region)
 
     @property
     def disk_dir(self) -> Path | None:
@@ -202,12 +219,60 @@ def _nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
         path = f"nodes.{name}"
         if not isinstance(body, Mapping):
             raise ConfigError(f"{path}: expected a table with listen = \"host:port\"")
-        _check_keys(body, {"listen", "disk_dir"}, path)
+        _check_keys(body, {"listen", "disk_dir", "region", "internal", "weight"}, path)
         if "listen" not in body:
             raise ConfigError(f"{path}.listen: missing; give the node's \"host:port\"")
         host, port = parse_addr(body["listen"], f"{path}.listen")
-        nodes[name] = NodeConfig(name=name, host=host, port=port, disk_dir=_opt_str(body, "disk_dir", path))
+        internal_host, internal_port = None, 0
+        if "internal" in body:
+            internal_host, internal_port = parse_addr(body["internal"], f"{path}.internal")
+        region = _opt_str(body, "region", path) or "default"
+        weight = _number(body, "weight", 1.0, path)
+        if weight <= 0:
+            raise ConfigError(f"{path}.weight: must be greater than 0")
+        nodes[name] = NodeConfig(name=name, host=host, port=port, disk_dir=_opt_str(body, "disk_dir", path),
+                                 region=region, internal_host=internal_host, internal_port=internal_port,
+                                 weight=weight)
     return nodes
+
+
+_CLUSTER_NUMBERS = ("probe_interval_s", "probe_timeout_s", "peer_connect_timeout_s", "peer_first_byte_timeout_s",
+                    "peer_idle_timeout_s", "peer_total_timeout_s", "hot_share", "hot_window_s")
+_CLUSTER_INTS = ("vnodes", "fail_after", "recover_after", "hot_min_hits")
+
+
+def _cluster(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> tuple[ClusterConfig | None, tuple[PeerConfig, ...]]:
+    peers = tuple(PeerConfig(name=n.name, region=n.region, internal_url=n.internal_url, weight=n.weight)
+                  for n in nodes.values() if n.internal_url)
+    regions: dict[str, int] = {}
+    for n in nodes.values():
+        regions[n.region] = regions.get(n.region, 0) + 1
+    clustered = any(count > 1 for count in regions.values())
+    if clustered:
+        missing = [n.name for n in nodes.values() if not n.internal_url]
+        if missing:
+            raise ConfigError(f"nodes.{missing[0]}.internal: missing; every node of a multi-node region needs an "
+                              "internal \"host:port\" for peer traffic")
+    if not t and not clustered:
+        return None, peers
+    _check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS}, "cluster")
+    secret = t.get("secret")
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError("cluster.secret: missing; set a shared secret string that every node of the deployment uses")
+    values: dict[str, Any] = {"secret": secret}
+    for key in _CLUSTER_NUMBERS:
+        if key in t:
+            values[key] = _number(t, key, 0.0, "cluster")
+    for key in _CLUSTER_INTS:
+        if key in t:
+            value = t[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"cluster.{key}: expected an integer, got {value!r}")
+            values[key] = value
+    try:
+        return ClusterConfig(**values), peers
+    except ValueError as exc:
+        raise ConfigError(f"cluster: {exc}") from exc
 
 
 def _demo(t: Mapping[str, Any]) -> DemoConfig:
@@ -217,7 +282,7 @@ def _demo(t: Mapping[str, Any]) -> DemoConfig:
     return DemoConfig(host=host, port=port, root=root)
 
 
-_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log"}
+_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log", "cluster"}
 
 
 def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
@@ -234,8 +299,9 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
     routes = parse_routes(routes_raw, "routes", pools)
     if not routes:
         raise ConfigError("routes: no route configured; add a [[routes]] table mapping a host to an origin pool")
+    cluster, peers = _cluster(_table(data, "cluster", "cluster"), nodes)
     return EdgeConfig(
-        node=nodes[node], nodes=nodes,
+        node=nodes[node], nodes=nodes, cluster=cluster, peers=peers,
         cache=_cache(_table(data, "cache", "cache")),
         coalesce=_coalesce(_table(data, "coalesce", "coalesce")),
         limits=_limits(_table(data, "limits", "limits")),

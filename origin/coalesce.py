@@ -142,6 +142,18 @@ class Coalescer:
         """Drops the not-shareable memo for key, so the next join coalesces again."""
         self._passes.pop(key, None)
 
+    async def drain(self, timeout_s: float) -> int:
+        """Waits up to timeout_s for running fills to end on their own; returns how many are left.
+
+        A graceful stop calls this before close(), so a fill whose body is complete gets to
+        commit it to the store instead of being cancelled between its last byte and its fsync.
+        """
+        tasks = list(self._tasks)
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        return len(pending)
+
     async def close(self) -> None:
         """Fails every fill as ABANDONED, cancels the producers, waits at most close_timeout_s."""
         self._closed = True
