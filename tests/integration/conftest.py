@@ -65,3 +65,24 @@ def edge_factory(tmp_path: Path, origin: Proc) -> Iterator[EdgeFactory]:
 def edge(edge_factory: EdgeFactory) -> Proc:
     """One edge node (memory tier only) in front of the module's origin."""
     return edge_factory()
+
+
+# -- appended for test_http_caching / test_ranges / test_forwarding ---------------------------
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A name made from the test's own name: object paths that no other test of the module uses."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp session that keeps bodies as sent (no decompression) and stores no cookies."""
+    jar = aiohttp.DummyCookieJar()
+    async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=jar) as session:
+        yield session

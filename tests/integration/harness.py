@@ -146,3 +146,208 @@ def reset_origin(origin: Proc) -> None:
     req = urllib.request.Request(origin.url + "/__reset", method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
         r.read()
+
+
+# -- raw HTTP on loopback: exact bytes on the wire ---------------------------------------------
+# (appended for test_http_caching / test_ranges / test_forwarding)
+
+import asyncio
+from email.utils import formatdate
+
+
+def http_date(ts: float) -> str:
+    """An IMF-fixdate for `ts` (e.g. for Last-Modified / Expires in scripted responses)."""
+    return formatdate(ts, usegmt=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """One response as read off the wire by `parse_responses`."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of a field, case-insensitively, or None."""
+        lname = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lname:
+                return v
+        return None
+
+
+async def raw_exchange(host: str, port: int, data: bytes, *, timeout_s: float = 10.0) -> bytes:
+    """Sends `data` on a fresh connection and returns every byte until the server closes it."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        out = bytearray()
+        async with asyncio.timeout(timeout_s):
+            while chunk := await reader.read(65536):
+                out += chunk
+        return bytes(out)
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass  # the peer reset the connection after answering: nothing left to read
+
+
+def parse_responses(data: bytes, *, head_only: tuple[bool, ...] = ()) -> list[RawResponse]:
+    """Splits a stream of HTTP/1.1 responses; `head_only[i]` marks the i-th as a HEAD reply.
+
+    Bodies are delimited by Content-Length or chunked coding; a response with neither runs
+    to the end of the data. Raises ValueError when the bytes are not well-formed responses.
+    """
+    responses: list[RawResponse] = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            raise ValueError(f"incomplete response head at byte {pos}: {data[pos:pos + 80]!r}")
+        lines = data[pos:end].decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        if not version.startswith("HTTP/1."):
+            raise ValueError(f"not a status line at byte {pos}: {lines[0]!r}")
+        status = int(rest.split(" ", 1)[0])
+        headers = tuple((n.strip(), v.strip()) for n, _, v in (line.partition(":") for line in lines[1:]))
+        pos = end + 4
+        response = RawResponse(status, headers, b"")
+        is_head = len(responses) < len(head_only) and head_only[len(responses)]
+        length = response.header("content-length")
+        if is_head or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif length is not None:
+            body = data[pos:pos + int(length)]
+            if len(body) != int(length):
+                raise ValueError(f"body shorter than Content-Length {length}: {len(body)}")
+            pos += int(length)
+        elif (response.header("transfer-encoding") or "").lower() == "chunked":
+            chunks = bytearray()
+            while True:
+                line_end = data.index(b"\r\n", pos)
+                size = int(data[pos:line_end].split(b";")[0], 16)
+                pos = line_end + 2
+                if size == 0:
+                    pos = data.index(b"\r\n", pos) + 2  # no trailers expected
+                    break
+                chunks += data[pos:pos + size]
+                pos += size + 2
+            body = bytes(chunks)
+        else:
+            body, pos = data[pos:], len(data)
+        responses.append(RawResponse(status, headers, body))
+    return responses
+
+
+class ScriptedOrigin:
+    """A raw HTTP/1.1 origin inside the test process: each target answers exactly as scripted.
+
+    For responses the demo origin cannot produce (no Date header, CDN-Cache-Control). It
+    listens on 127.0.0.1 only, counts requests per raw target, and answers unscripted targets
+    with 404. Start with `await ScriptedOrigin().start()`, stop with `await close()` in finally.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self._scripts: dict[str, bytes] = {}
+        self.counts: dict[str, int] = {}
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()  # open connections, closed by close()
+        self._tasks: set[asyncio.Task[Any]] = set()  # their handlers, awaited by close()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def script(self, target: str, headers: list[tuple[str, str]], body: bytes, status: int = 200) -> None:
+        """Answers `target` with exactly these fields (Content-Length is added) and body."""
+        lines = [f"HTTP/1.1 {status} Scripted"] + [f"{n}: {v}" for n, v in headers]
+        lines.append(f"Content-Length: {len(body)}")
+        self._scripts[target] = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    async def start(self) -> ScriptedOrigin:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._clients):
+                writer.close()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=10)
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
+                self.counts[target] = self.counts.get(target, 0) + 1
+                writer.write(self._scripts.get(target, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the edge closed its keep-alive connection
+        finally:
+            self._clients.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+
+# -- aiohttp client side and origin counters ----------------------------------------------------
+
+import aiohttp
+import yarl
+from multidict import CIMultiDictProxy
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One response as an aiohttp client (auto_decompress=False) received it, body read."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def cache_status(self) -> dict[str, str]:
+        """The edge's Cache-Status member as {param: value}; bare tokens map to "" ("hit")."""
+        return parse_cache_status(self.headers.get("Cache-Status", ""))
+
+
+def parse_cache_status(value: str) -> dict[str, str]:
+    """"edgecache; hit; ttl=5" -> {"edgecache": "", "hit": "", "ttl": "5"} (quotes dropped)."""
+    params: dict[str, str] = {}
+    for part in value.split(";"):
+        name, _, val = part.strip().partition("=")
+        if name:
+            params[name] = val.strip('"')
+    return params
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, *, method: str = "GET",
+                headers: dict[str, str] | None = None) -> Reply:
+    """Sends one request and reads the whole body; `url` goes out exactly as written (no re-quoting)."""
+    async with session.request(method, yarl.URL(url, encoded=True), headers=headers, allow_redirects=False) as r:
+        return Reply(r.status, r.headers, await r.read())
+
+
+def origin_count(origin: Proc, raw_path: str) -> int:
+    """How many requests (any method) the demo origin received for exactly `raw_path`."""
+    return int(origin_stats(origin)["paths"].get(raw_path, 0))
+
+
+def origin_requests(origin: Proc, raw_path: str) -> list[dict[str, Any]]:
+    """The demo origin's last request records for `raw_path`: {"method", "headers": [[n, v]]}."""
+    return list(origin_stats(origin)["requests"].get(raw_path, []))
