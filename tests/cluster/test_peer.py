@@ -1,0 +1,178 @@
+"""PeerClient against real servers on 127.0.0.1: hop and secret headers, raw target, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Self
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from cluster.config import PeerConfig
+from cluster.peer import HOP_HEADER, SECRET_HEADER, PeerClient, check_secret
+from origin.client import make_session
+from origin.config import TimeoutConfig
+from origin.errors import BodyError, ConnectError
+from origin.upstream import UpstreamRequest, UpstreamResponse
+
+pytestmark = pytest.mark.timeout(10)
+
+SECRET = "s3cret-for-tests"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that was just bound and closed, so connecting is refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def peer_at(port: int) -> PeerConfig:
+    return PeerConfig(name="edge2", region="r1", internal_url=f"http://127.0.0.1:{port}")
+
+
+def client(port: int, session: aiohttp.ClientSession) -> PeerClient:
+    return PeerClient(
+        peer_at(port),
+        self_name="edge1",
+        secret=SECRET,
+        session=session,
+        timeouts=TimeoutConfig(connect_s=0.5, first_byte_s=5.0, idle_s=5.0, total_s=10.0),
+    )
+
+
+def get(target: str = "/obj", headers: tuple[tuple[str, str], ...] = ()) -> UpstreamRequest:
+    return UpstreamRequest(method="GET", host="cdn.example", target=target, headers=headers)
+
+
+async def read_all(response: UpstreamResponse) -> bytes:
+    return b"".join([chunk async for chunk in response.body])
+
+
+class RecordingPeer:
+    """An aiohttp server on 127.0.0.1:0 that records each request and answers with a body."""
+
+    def __init__(self) -> None:
+        self.requests: list[web.Request] = []
+        self.targets: list[str] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        self.targets.append(request.raw_path)
+        response = web.StreamResponse(headers={"X-From": "owner", "Content-Length": "12"})
+        await response.prepare(request)
+        await response.write(b"hello ")
+        await response.write(b"world!")
+        await response.write_eof()
+        return response
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with make_session() as s:
+        yield s
+
+
+class TestRequest:
+    async def test_fetch_sends_hop_and_secret_headers_when_forwarding(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async with RecordingPeer() as server:
+            response = await client(server.port, session).fetch(
+                get(headers=(("Accept", "text/html"),))
+            )
+            body = await read_all(response)
+        (request,) = server.requests
+        assert request.headers[HOP_HEADER] == "edge1"
+        assert request.headers[SECRET_HEADER] == SECRET
+        assert request.headers["Host"] == "cdn.example"
+        assert request.headers["Accept"] == "text/html"
+        assert body == b"hello world!"
+        assert response.status == 200 and response.header("x-from") == "owner"
+        assert response.upstream == "peer:edge2"
+
+    async def test_fetch_replaces_hop_and_secret_when_caller_supplies_forged_ones(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        forged = ((HOP_HEADER, "mallory"), ("x-edge-secret", "guess"), ("X-Other", "kept"))
+        async with RecordingPeer() as server:
+            await read_all(await client(server.port, session).fetch(get(headers=forged)))
+        (request,) = server.requests
+        assert request.headers.getall(HOP_HEADER) == ["edge1"]
+        assert request.headers.getall(SECRET_HEADER) == [SECRET]
+        assert request.headers["X-Other"] == "kept"
+
+    @pytest.mark.parametrize("target", ["/a%3Fx", "/a/../b?x=%41&y=a+b", "//double", "/%7Euser"])
+    async def test_fetch_sends_target_byte_for_byte_when_target_has_escapes_or_dots(
+        self, session: aiohttp.ClientSession, target: str
+    ) -> None:
+        async with RecordingPeer() as server:
+            await read_all(await client(server.port, session).fetch(get(target)))
+        assert server.targets == [target]
+
+
+class TestErrors:
+    async def test_fetch_raises_connect_error_naming_peer_when_port_refuses(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        with pytest.raises(ConnectError) as info:
+            await client(closed_port(), session).fetch(get())
+        assert info.value.upstream == "peer:edge2"
+        assert info.value.retryable
+        assert isinstance(info.value.__cause__, ConnectError)  # the OriginClient's, kept as cause
+
+    async def test_body_raises_body_error_naming_peer_when_peer_closes_mid_body(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(truncated, "127.0.0.1", 0)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            response = await client(port, session).fetch(get())
+            with pytest.raises(BodyError) as info:
+                await read_all(response)
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert info.value.upstream == "peer:edge2" and not info.value.retryable
+
+
+class TestCheckSecret:
+    def test_check_secret_accepts_when_secret_matches(self) -> None:
+        assert check_secret(SECRET, SECRET)
+
+    @pytest.mark.parametrize("presented", [None, "", "wrong", SECRET + "x", SECRET[:-1], "ünï"])
+    def test_check_secret_rejects_when_secret_missing_or_different(
+        self, presented: str | None
+    ) -> None:
+        assert not check_secret(presented, SECRET)
+
+    def test_check_secret_rejects_everything_when_configured_secret_is_empty(self) -> None:
+        assert not check_secret("", "") and not check_secret("x", "")
