@@ -19,7 +19,10 @@ from edge.accesslog import AccessLog
 from edge.config import EdgeConfig
 from edge.fill import Filler
 from edge.handler import Handler
-from edge.server.protocol import HttpProtocol
+from cluster.members import Membership, http_probe
+from cluster.peer import PeerClient
+from edge.peering import HotCounter, PeerGate, PeerRouting
+from edge.server.protocol import HttpProtocol, Responder
 from edge.store.disk import DiskStore
 from edge.store.memory import MemoryStore
 from edge.store.policy import EvictionPolicy, LRUPolicy
@@ -69,6 +72,9 @@ class EdgeNode:
         self._coalescer: Coalescer | None = None
         self.store: TieredStore | None = None
         self.port = config.node.port
+        self._internal: asyncio.Server | None = None  # the peer listener
+        self._membership: Membership | None = None
+        self.routing: PeerRouting | None = None
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -92,6 +98,7 @@ class EdgeNode:
         self.store = TieredStore(memory, disk)
         self._session = make_session()
         upstreams: dict[str, Upstream] = {name: OriginPool(pool, self._session) for name, pool in cfg.pools.items()}
+        routing = self._build_routing(memory.max_bytes)
         co = cfg.coalesce
         self._coalescer = Coalescer(spool_dir=spool_dir, memory_spool_bytes=co.spool_memory_bytes,
                                     head_timeout_s=co.head_timeout_s, idle_timeout_s=co.idle_timeout_s,
@@ -99,30 +106,64 @@ class EdgeNode:
         largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
         handler = Handler(
             store=self.store, coalescer=self._coalescer,
-            filler=Filler(store=self.store, cache=cache, max_object_bytes=largest),
+            filler=Filler(cache=cache, max_object_bytes=largest), routing=routing,
             router=Router(cfg.routes), upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,
         )
-        loop = asyncio.get_running_loop()
-        limits = cfg.limits
-        try:
-            self._server = await loop.create_server(
-                lambda: HttpProtocol(handler, limits, self._tasks), cfg.node.host, cfg.node.port,
-                reuse_address=True, backlog=2048)
-        except OSError as exc:
-            await self._close_resources()
-            raise StartupError(f"cannot listen on {cfg.node.host}:{cfg.node.port}: {exc.strerror}; "
-                               "pick a free address in [nodes] or --listen") from exc
+        self._server = await self._listen(handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen")
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
         log.info("node %s listening on http://%s:%d", cfg.node.name, cfg.node.host, self.port)
+        if cfg.cluster is not None and cfg.node.internal_host is not None:
+            gate = PeerGate(handler, cfg.cluster.secret)
+            self._internal = await self._listen(gate, cfg.node.internal_host, cfg.node.internal_port,
+                                                f"nodes.{cfg.node.name}.internal")
+            log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
+        if self._membership is not None:
+            self._membership.start()
+
+    async def _listen(self, responder: Responder, host: str, port: int, where: str) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        limits = self.config.limits
+        try:
+            return await loop.create_server(lambda: HttpProtocol(responder, limits, self._tasks), host, port,
+                                            reuse_address=True, backlog=2048)
+        except OSError as exc:
+            await self._close_resources()
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}") from exc
+
+    def _build_routing(self, memory_bytes: int) -> PeerRouting | None:
+        """The region's ring, peer clients, membership and hot-key store (None for a lone node)."""
+        cfg = self.config
+        cluster = cfg.cluster
+        if cluster is None or cfg.node.internal_url is None or len(cfg.region_peers) < 2:
+            return None
+        assert self._session is not None
+        peers: dict[str, Upstream] = {
+            p.name: PeerClient(p, self_name=cfg.node.name, secret=cluster.secret, session=self._session,
+                               timeouts=cluster.peer_timeouts)
+            for p in cfg.region_peers if p.name != cfg.node.name}
+        hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
+        hot = MemoryStore(max_bytes=hot_bytes, max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+                          policy=_policy(cfg.cache.policy, hot_bytes))
+        membership = Membership(cfg.node.name, cfg.peers, cluster, http_probe(self._session, cluster.secret),
+                                on_change=lambda ring: routing.set_ring(ring))
+        routing = PeerRouting(self_name=cfg.node.name, ring=membership.ring, peers=peers, hot=hot,
+                              hot_counter=HotCounter(min_hits=cluster.hot_min_hits, window_s=cluster.hot_window_s),
+                              report_failure=membership.report_failure)
+        self._membership = membership
+        self.routing = routing
+        return routing
 
     async def stop(self) -> None:
         """Stops listening, ends in-flight work under a deadline, closes everything."""
-        if self._server is not None:
-            self._server.close()
+        if self._membership is not None:
+            await self._membership.stop()
+        for server in (self._server, self._internal):
+            if server is not None:
+                server.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

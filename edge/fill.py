@@ -24,9 +24,10 @@ from edge.rules.freshness import compute_freshness, updated_headers_from_304
 from edge.rules.storable import no_store_reason
 from edge.store.base import Store
 from origin.coalesce import Fill, FillHead
+from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["FillInfo", "Filler", "replay_headers", "vary_names", "VARY_MARKER_STATUS"]
+__all__ = ["FillInfo", "FillPlan", "Filler", "replay_headers", "vary_names", "VARY_MARKER_STATUS"]
 
 log = logging.getLogger("edge.fill")
 
@@ -36,7 +37,7 @@ VARY_MARKER_STATUS = 0
 
 # Fields never replayed from a stored response: framing and per-hop (we set them), and Age
 # (recomputed on every response, RFC 9111 §4.2.3).
-_NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "age",
+_NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "age", "cache-status",
                            "proxy-connection", "trailer", "upgrade", "te", "accept-ranges"})
 
 # Reasons a response is not stored but may still be given to the requests that waited on it:
@@ -57,6 +58,8 @@ class FillInfo:
     variant_id: bytes | None = None  # the store id of this variant, when the response varies
     vary: tuple[str, ...] = ()  # lower-cased Vary field names
     initial_age_s: float = 0.0  # for Age on responses that are not stored
+    stored: bool = False  # the body is being written to a store
+    source: str | None = None  # where it came from when not the origin directly (e.g. "peer-edge2")
 
 
 def replay_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -92,19 +95,33 @@ def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillPlan:
+    """Where one fill comes from and where it goes."""
+
+    upstream: Upstream  # the origin pool, or the owning peer
+    request: UpstreamRequest  # whole-object GET (the client's validators and Range removed)
+    key: CacheKey  # primary key; the variant is derived from Vary and client_headers
+    client_headers: Mapping[str, str]  # the leader's request fields (Vary selection, no-store)
+    authorization: bool  # the leader's request carried credentials (RFC 9111 §3.5)
+    stale: EntryMeta | None = None  # revalidate this entry (conditional request)
+    store: Store | None = None  # where the response is kept; None: pass it on only
+    fallback: Upstream | None = None  # used when `upstream` (a peer) fails before its head
+    fallback_store: Store | None = None  # where a fallback fill is kept
+    on_fallback: Callable[[UpstreamError], None] | None = None  # told when the fallback is taken
+    source: str | None = None  # names the upstream in Cache-Status detail, e.g. "peer-edge2"
+
+
 class Filler:
     """Runs fills for one node: upstream fetch → head → spool + store → commit."""
 
-    def __init__(self, *, store: Store, cache: CacheConfig, max_object_bytes: int,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+    def __init__(self, *, cache: CacheConfig, max_object_bytes: int) -> None:
         self._cache = cache
         self._max_object_bytes = max_object_bytes  # the largest body any tier takes
-        self._clock = clock
 
-    async def run(self, fill: Fill, *, upstream: Upstream, request: UpstreamRequest, key: CacheKey,
-                  client_headers: Mapping[str, str], authorization: bool, stale: EntryMeta | None) -> None:
-        """Fetches and fills; `stale` (when given) is revalidated with its validators."""
+    async def run(self, fill: Fill, plan: FillPlan) -> None:
+        """Fetches and fills; a stale entry in the plan is revalidated with its validators."""
+        request, stale, store, source = plan.request, plan.stale, plan.store, plan.source
         if stale is not None:
             extra = []
             if stale.etag:
@@ -113,16 +130,27 @@ class Filler:
                 extra.append(("If-Modified-Since", stale.last_modified))
             request = UpstreamRequest(method=request.method, host=request.host, target=request.target,
                                       headers=request.headers + tuple(extra), body=None)
-        response = await upstream.fetch(request)
+        try:
+            response = await plan.upstream.fetch(request)
+        except UpstreamError as exc:
+            # a peer that cannot answer: fill from the origin ourselves (still coalesced here)
+            if plan.fallback is None or not exc.retryable:
+                raise
+            if plan.on_fallback is not None:
+                plan.on_fallback(exc)
+            store = plan.fallback_store
+            source = "origin-fallback"
+            response = await plan.fallback.fetch(request)
         try:
             if stale is not None and response.status == 304:
-                await self._refresh(fill, response, stale)
+                await self._refresh(fill, response, stale, store)
                 return
-            await self._store_response(fill, response, key, client_headers, authorization)
+            await self._store_response(fill, response, plan.key, plan.client_headers, plan.authorization, store,
+                                       source)
         finally:
             response.close()
 
-    async def _refresh(self, fill: Fill, response: UpstreamResponse, stale: EntryMeta) -> None:
+    async def _refresh(self, fill: Fill, response: UpstreamResponse, stale: EntryMeta, store: Store | None) -> None:
         """RFC 9111 §4.3.4: a 304 freshens the stored headers; the body stays."""
         headers = replay_headers(updated_headers_from_304(stale.headers, response.headers))
         directives, used_cdn = response_directives(headers)
@@ -137,14 +165,15 @@ class Filler:
                              must_revalidate=f.must_revalidate, no_cache=f.no_cache,
                              etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
                              invalidated=False)
-        updated = await self._store.update_meta(stale.key, meta)
+        updated = store is not None and await store.update_meta(stale.key, meta)
         fill.set_head(FillHead(status=304, reason="Not Modified", headers=headers, shareable=True,
                                length=0, extra=FillInfo(meta=meta if updated else None, reason=None,
-                                                        refreshed=updated)))
+                                                        refreshed=updated, stored=updated)))
         fill.finish()
 
     async def _store_response(self, fill: Fill, response: UpstreamResponse, key: CacheKey,
-                              client_headers: Mapping[str, str], authorization: bool) -> None:
+                              client_headers: Mapping[str, str], authorization: bool, store: Store | None,
+                              source: str | None) -> None:
         headers = response.headers
         directives, used_cdn = response_directives(headers)
         reason = no_store_reason(method="GET", status=response.status, request_headers=client_headers,
@@ -173,19 +202,20 @@ class Filler:
                 vary=vary, tags=_tags(headers),
             )
         shareable = reason is None or reason in _SHAREABLE_REASONS
+        stored = meta is not None and store is not None  # store None: the owner keeps it, we pass it on
         info = FillInfo(meta=meta, reason=reason, variant_id=store_key.id if vary else None, vary=vary,
-                        initial_age_s=f.initial_age_s)
-        if meta is not None and vary:
-            await self._write_vary_marker(key, meta)
+                        initial_age_s=f.initial_age_s, stored=stored, source=source)
+        if meta is not None and store is not None and vary:
+            await self._write_vary_marker(key, meta, store)
         fill.set_head(FillHead(status=response.status, reason=response.reason, headers=replay,
                                shareable=shareable, length=length, extra=info))
-        if meta is None:
+        if meta is None or store is None:
             log.debug("not storing %s: %s", key.url, reason.name if reason else "?")
             async for chunk in response.body:
                 await fill.append(chunk)
             fill.finish()
             return
-        async with await self._store.open_writer(meta) as writer:
+        async with await store.open_writer(meta) as writer:
             async for chunk in response.body:
                 await fill.append(chunk)
                 await writer.write(chunk)
@@ -193,10 +223,10 @@ class Filler:
             if not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
 
-    async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta) -> None:
+    async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta, store: Store) -> None:
         """Stores the primary key's Vary marker (no body) naming the selecting fields."""
         marker = variant.replace(key=key.id, status=VARY_MARKER_STATUS, headers=(), etag=None,
                                  last_modified=None, lifetime_s=10 * 365 * 86400.0, no_cache=False,
                                  must_revalidate=False)
-        async with await self._store.open_writer(marker) as writer:
+        async with await store.open_writer(marker) as writer:
             await writer.commit()

@@ -25,7 +25,7 @@ EDGE_OWNED = frozenset({
     "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-scheme", "x-forwarded-ssl",
     "forwarded", "x-original-url", "x-rewrite-url", "x-original-host", "x-http-method-override",
     "x-http-method", "x-method-override", "x-real-ip", "x-host", "via", "host",
-    "content-length", "expect",
+    "content-length", "expect", "x-edge-hop", "x-edge-secret",
 })
 
 # A fill fetches the whole object unconditionally (the edge answers these itself).
@@ -45,7 +45,7 @@ def _connection_named(request: Request) -> set[str]:
 
 def upstream_request(request: Request, *, method: str | None = None, fill: bool,
                      allowlist: Iterable[str] | None = None,
-                     extra: Iterable[tuple[str, str]] = ()) -> UpstreamRequest:
+                     extra: Iterable[tuple[str, str]] = (), client_ip: str | None = None) -> UpstreamRequest:
     """The origin request for `request`; `fill` marks a cache fill (whole object, GET)."""
     method = method or request.method
     dropped = _connection_named(request)
@@ -61,8 +61,9 @@ def upstream_request(request: Request, *, method: str | None = None, fill: bool,
             continue
         headers.append((name, value))
     headers.extend(extra)
-    if request.peer:
-        headers.append(("X-Forwarded-For", request.peer))
+    client_ip = request.peer if client_ip is None else client_ip
+    if client_ip:
+        headers.append(("X-Forwarded-For", client_ip))
     client_via = request.headers.get("via")
     headers.append(("Via", f"{client_via}, {VIA}" if client_via else VIA))
     body = request.body if method not in ("GET", "HEAD") else None

@@ -8,6 +8,7 @@ per branch below it. Upstream failures are mapped to an HTTP status in one place
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -17,14 +18,15 @@ import xxhash
 from edge.accesslog import AccessLog
 from edge.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.entry import EntryMeta
-from edge.fill import VARY_MARKER_STATUS, Filler, FillInfo, replay_headers
+from edge.fill import VARY_MARKER_STATUS, Filler, FillInfo, FillPlan, replay_headers
 from edge.forward import upstream_request
 from edge.key import CacheKey, make_key
 from edge.outcome import CacheOutcome, cache_status, reason_detail
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
-from edge.store.base import Hit, RemoveReason
+from edge.peering import PeerRouting
+from edge.store.base import Hit, RemoveReason, Store
 from edge.store.tiered import TieredStore
 from origin.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
 from origin.errors import UpstreamError, UpstreamTimeout
@@ -56,7 +58,8 @@ class Handler:
 
     def __init__(self, *, store: TieredStore, coalescer: Coalescer, filler: Filler, router: Router,
                  upstreams: Mapping[str, Upstream], allowlists: Mapping[str, tuple[str, ...] | None],
-                 access_log: AccessLog | None, clock: Callable[[], float] = time.time) -> None:
+                 access_log: AccessLog | None, routing: PeerRouting | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._memory = store.memory
         self._coalescer = coalescer
@@ -67,6 +70,7 @@ class Handler:
         self._log = access_log
         self._clock = clock
         self._fast = FastHeads()
+        self._routing = routing  # None: a lone node; else the region's ring, peers and hot copies
 
     # -- hot path ---------------------------------------------------------------------------
     def try_fast(self, request: Request) -> bytes | tuple[bytes, bytes] | None:
@@ -99,12 +103,12 @@ class Handler:
         return response
 
     # -- slow path ----------------------------------------------------------------------------
-    async def handle(self, request: Request, writer: Writer) -> None:
-        """Answers one request (anything try_fast declined)."""
+    async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None:
+        """Answers one request (anything try_fast declined); `from_peer` marks a peer's request."""
         started = time.monotonic()
         outcome = "error"
         try:
-            outcome = await self._recv(request, writer)
+            outcome = await self._recv(request, writer, from_peer)
         except ClientGone:
             outcome = "client-gone"
             writer.abort()
@@ -121,7 +125,7 @@ class Handler:
             if self._log is not None:
                 self._log.write(request, writer.status, outcome, writer.bytes_sent, time.monotonic() - started)
 
-    async def _recv(self, request: Request, writer: Writer) -> str:
+    async def _recv(self, request: Request, writer: Writer, from_peer: bool) -> str:
         host = request.host
         if not host or len(request.headers.getall("host", ())) != 1:
             await writer.send_simple(400, "exactly one Host header is required; send the site's host name")
@@ -133,131 +137,146 @@ class Handler:
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")
             return "no-route"
-        upstream = self._upstreams[route.pool]
-        allowlist = self._allowlists.get(route.pool)
-        key = make_key("http", host, request.target)
+        ctx = _Ctx(request, writer, self._upstreams[route.pool], self._allowlists.get(route.pool),
+                   make_key("http", host, request.target), from_peer)
         if request.method not in ("GET", "HEAD"):
-            return await self._pass(request, writer, upstream, allowlist, key, fwd="method", invalidate=True)
-        return await self._lookup(request, writer, upstream, allowlist, key, attempt=0)
+            return await self._pass(ctx, fwd="method", invalidate=True)
+        return await self._lookup(ctx, attempt=0)
 
-    async def _find(self, key: CacheKey, request: Request) -> tuple[Hit | None, bytes]:
-        """Looks the key up, following a Vary marker to the request's variant."""
-        hit = await self._store.lookup(key.id)
-        if hit is not None and hit.meta.status == VARY_MARKER_STATUS:
-            variant = key.variant(hit.meta.vary, request.headers)
-            await hit.close()
-            return await self._store.lookup(variant.id), variant.id
-        return hit, key.id
+    async def _find(self, ctx: _Ctx) -> tuple[Hit | None, bytes, Store]:
+        """Looks the key up (main store, then hot copies), following a Vary marker."""
+        key = ctx.key
+        stores: tuple[Store, ...] = (self._store,) if self._routing is None else (self._store, self._routing.hot)
+        for store in stores:
+            hit = await store.lookup(key.id)
+            if hit is None:
+                continue
+            if hit.meta.status == VARY_MARKER_STATUS:
+                variant = key.variant(hit.meta.vary, ctx.request.headers)
+                await hit.close()
+                return await store.lookup(variant.id), variant.id, store
+            return hit, key.id, store
+        return None, key.id, self._store
 
-    async def _lookup(self, request: Request, writer: Writer, upstream: Upstream,
-                      allowlist: tuple[str, ...] | None, key: CacheKey, *, attempt: int,
-                      revalidated: bool = False) -> str:
-        hit, store_id = await self._find(key, request)
+    async def _lookup(self, ctx: _Ctx, *, attempt: int, revalidated: bool = False) -> str:
+        hit, store_id, store = await self._find(ctx)
         if hit is None:
-            return await self._miss(request, writer, upstream, allowlist, key, store_id, None, attempt)
+            return await self._miss(ctx, store_id, None, None, attempt)
         try:
             now = self._clock()
-            use = usability(hit.meta, now)
             if revalidated:
                 # just validated by a 304 (also covers no-cache entries, stale again at once)
-                await self._send_hit(request, writer, hit, CacheOutcome.REVALIDATED, now, fwd_status=304)
+                await self._send_hit(ctx, hit, CacheOutcome.REVALIDATED, now, fwd_status=304)
                 return "revalidated"
+            use = usability(hit.meta, now)
             if use is Usability.FRESH:
-                await self._send_hit(request, writer, hit, CacheOutcome.HIT, now)
+                await self._send_hit(ctx, hit, CacheOutcome.HIT, now)
                 return "hit"
             if use is Usability.STALE_WHILE_REVALIDATE:
-                self._start_fill(request, upstream, allowlist, key, store_id, hit.meta).release()
-                await self._send_hit(request, writer, hit, CacheOutcome.STALE_HIT, now, detail="stale-while-revalidate")
+                self._start_fill(ctx, store_id, hit.meta, store).release()
+                await self._send_hit(ctx, hit, CacheOutcome.STALE_HIT, now, detail="stale-while-revalidate")
                 return "stale"
-            return await self._miss(request, writer, upstream, allowlist, key, store_id, hit, attempt)
+            return await self._miss(ctx, store_id, hit, store, attempt)
         finally:
             await hit.close()
 
-    async def _send_hit(self, request: Request, writer: Writer, hit: Hit, outcome: CacheOutcome, now: float, *,
+    async def _send_hit(self, ctx: _Ctx, hit: Hit, outcome: CacheOutcome, now: float, *,
                         detail: str | None = None, fwd_status: int | None = None) -> None:
         meta = hit.meta
         trailer = [("Age", str(int(meta.age(now)))),
                    ("Cache-Status", cache_status(outcome, ttl=meta.ttl(now), stored=None, fwd_status=fwd_status,
                                                  collapsed=False, detail=detail))]
-        await deliver_hit(request, writer, hit, trailer)
+        await deliver_hit(ctx.request, ctx.writer, hit, trailer)
 
-    def _start_fill(self, request: Request, upstream: Upstream, allowlist: tuple[str, ...] | None,
-                    key: CacheKey, store_id: bytes, stale: EntryMeta | None) -> JoinResult:
+    def _start_fill(self, ctx: _Ctx, store_id: bytes, stale: EntryMeta | None, stale_store: Store | None) -> JoinResult:
         """Joins (or starts) the fill for this key; the caller releases the result."""
+        request = ctx.request
         authorization = "authorization" in request.headers
         fill_id = store_id + (b"|auth" if authorization else b"")
-        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=allowlist)
-        client_headers = request.headers.copy()
+        # a peer already set X-Forwarded-For to the client's address: keep it
+        client_ip = request.headers.get("x-forwarded-for", request.peer) if ctx.from_peer else request.peer
+        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=ctx.allowlist, client_ip=client_ip)
+        routing = self._routing
+        owner = None if ctx.from_peer or routing is None else routing.owner(ctx.key.id)
+        if owner is None or routing is None:
+            plan = FillPlan(upstream=ctx.upstream, request=upstream_req, key=ctx.key,
+                            client_headers=request.headers.copy(), authorization=authorization, stale=stale,
+                            store=stale_store or self._store)
+        else:
+            # the owner fills (coalescing for the region); we keep a copy only of hot keys
+            keep = stale_store if stale_store is not None else (routing.hot if routing.is_hot(ctx.key.id) else None)
+            plan = FillPlan(upstream=routing.peer(owner), request=upstream_req, key=ctx.key,
+                            client_headers=request.headers.copy(), authorization=authorization, stale=stale,
+                            store=keep, fallback=ctx.upstream, fallback_store=self._store,
+                            on_fallback=functools.partial(self._peer_failed, owner), source=f"peer-{owner}")
 
         async def producer(fill: Fill) -> None:
-            await self._filler.run(fill, upstream=upstream, request=upstream_req, key=key,
-                                   client_headers=client_headers, authorization=authorization, stale=stale)
+            await self._filler.run(fill, plan)
 
         return self._coalescer.join(fill_id, producer)
 
-    async def _miss(self, request: Request, writer: Writer, upstream: Upstream, allowlist: tuple[str, ...] | None,
-                    key: CacheKey, store_id: bytes, stale: Hit | None, attempt: int) -> str:
-        with self._start_fill(request, upstream, allowlist, key, store_id,
-                              stale.meta if stale is not None else None) as joined:
-            return await self._read_fill(request, writer, upstream, allowlist, key, stale, attempt, joined)
+    def _peer_failed(self, name: str, exc: UpstreamError) -> None:
+        log.warning("peer %s failed (%s); filling from the origin", name, exc)
+        if self._routing is not None:
+            self._routing.peer_failed(name)
 
-    async def _read_fill(self, request: Request, writer: Writer, upstream: Upstream,
-                         allowlist: tuple[str, ...] | None, key: CacheKey, stale: Hit | None, attempt: int,
-                         joined: JoinResult) -> str:
+    async def _miss(self, ctx: _Ctx, store_id: bytes, stale: Hit | None, stale_store: Store | None,
+                    attempt: int) -> str:
+        with self._start_fill(ctx, store_id, stale.meta if stale is not None else None, stale_store) as joined:
+            return await self._read_fill(ctx, stale, attempt, joined)
+
+    async def _read_fill(self, ctx: _Ctx, stale: Hit | None, attempt: int, joined: JoinResult) -> str:
         fill, leader = joined.fill, joined.leader
         if joined.passed or fill is None:
-            return await self._pass(request, writer, upstream, allowlist, key, fwd="uri-miss", invalidate=False,
-                                    detail="hit-for-pass")
+            return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="hit-for-pass")
         try:
             head = await fill.head(leader=leader)
         except FillFailed as exc:
             if exc.outcome is FillOutcome.UNCACHEABLE:
-                return await self._pass(request, writer, upstream, allowlist, key, fwd="uri-miss",
-                                        invalidate=False, detail="uncacheable")
-            return await self._stale_or_raise(request, writer, stale, exc)
+                return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="uncacheable")
+            return await self._stale_or_raise(ctx, stale, exc)
         info = head.extra if isinstance(head.extra, FillInfo) else FillInfo(meta=None, reason=None)
         if head.status >= 500 and stale is not None and can_serve_stale_on_error(stale.meta, self._clock()):
-            return await self._stale_or_raise(request, writer, stale, None)
+            return await self._stale_or_raise(ctx, stale, None)
         if head.status == 304:
             # a revalidation refreshed the stored entry: serve it from the store
             if attempt < 2:
-                return await self._lookup(request, writer, upstream, allowlist, key, attempt=attempt + 1,
-                                          revalidated=True)
+                return await self._lookup(ctx, attempt=attempt + 1, revalidated=True)
             raise UpstreamError("revalidated entry vanished from the store twice; retry")
         if info.vary and not leader:
-            mine = key.variant(info.vary, request.headers).id
+            mine = ctx.key.variant(info.vary, ctx.request.headers).id
             if mine != info.variant_id:
                 if attempt < 1:
-                    return await self._lookup(request, writer, upstream, allowlist, key, attempt=attempt + 1)
-                return await self._pass(request, writer, upstream, allowlist, key, fwd="vary-miss",
-                                        invalidate=False, detail="vary-mismatch")
+                    return await self._lookup(ctx, attempt=attempt + 1)
+                return await self._pass(ctx, fwd="vary-miss", invalidate=False, detail="vary-mismatch")
         now = self._clock()
         age = info.initial_age_s + max(0.0, now - (info.meta.response_time if info.meta else now))
         outcome = CacheOutcome.MISS if stale is None else CacheOutcome.EXPIRED
-        detail = reason_detail(info.reason) if info.reason is not None else None
+        detail = reason_detail(info.reason) if info.reason is not None else info.source
         ttl = info.meta.ttl(now) if info.meta is not None else None
         trailer = [("Age", str(int(age))),
-                   ("Cache-Status", cache_status(outcome, ttl=ttl, stored=info.meta is not None,
+                   ("Cache-Status", cache_status(outcome, ttl=ttl, stored=info.stored,
                                                  fwd_status=head.status, collapsed=not leader, detail=detail))]
-        await deliver_fill(request, writer, fill, status=head.status, headers=head.headers, length=head.length,
-                           meta=info.meta, trailer=trailer)
+        await deliver_fill(ctx.request, ctx.writer, fill, status=head.status, headers=head.headers,
+                           length=head.length, meta=info.meta, trailer=trailer)
         return "miss" if leader else "collapsed"
 
-    async def _stale_or_raise(self, request: Request, writer: Writer, stale: Hit | None,
-                              exc: BaseException | None) -> str:
+    async def _stale_or_raise(self, ctx: _Ctx, stale: Hit | None, exc: BaseException | None) -> str:
         """RFC 5861 stale-if-error: serve the stale entry when upstream failed, if allowed."""
         now = self._clock()
         if stale is not None and can_serve_stale_on_error(stale.meta, now):
-            await self._send_hit(request, writer, stale, CacheOutcome.STALE_ERROR, now, detail="stale-if-error")
+            await self._send_hit(ctx, stale, CacheOutcome.STALE_ERROR, now, detail="stale-if-error")
             return "stale-error"
         if exc is not None:
             raise exc
         raise UpstreamError("upstream answered with an error")
 
-    async def _pass(self, request: Request, writer: Writer, upstream: Upstream, allowlist: tuple[str, ...] | None,
-                    key: CacheKey, *, fwd: str, invalidate: bool, detail: str | None = None) -> str:
+    async def _pass(self, ctx: _Ctx, *, fwd: str, invalidate: bool, detail: str | None = None) -> str:
         """Forwards the request as is and streams the answer back; nothing is stored."""
-        response = await upstream.fetch(upstream_request(request, fill=False, allowlist=allowlist))
+        request, writer = ctx.request, ctx.writer
+        client_ip = request.headers.get("x-forwarded-for", request.peer) if ctx.from_peer else request.peer
+        response = await ctx.upstream.fetch(upstream_request(request, fill=False, allowlist=ctx.allowlist,
+                                                             client_ip=client_ip))
         try:
             fields = list(replay_headers(response.headers))
             age = response.header("age")
@@ -277,7 +296,7 @@ class Handler:
         finally:
             response.close()
         if invalidate and response.status < 400:
-            await self._invalidate(key, response.header("location"), response.header("content-location"))
+            await self._invalidate(ctx.key, response.header("location"), response.header("content-location"))
         return "pass"
 
     async def _invalidate(self, key: CacheKey, *related: str | None) -> None:
@@ -286,6 +305,23 @@ class Handler:
         for target in related:
             if target and target.startswith("/"):
                 ids.append(make_key("http", key.host, target).id)
+        stores: tuple[Store, ...] = (self._store,) if self._routing is None else (self._store, self._routing.hot)
         for store_id in ids:
             self._fast.drop(store_id)
-            await self._store.remove(store_id, RemoveReason.PURGE)
+            for store in stores:
+                await store.remove(store_id, RemoveReason.PURGE)
+
+
+class _Ctx:
+    """One request's state on the slow path."""
+
+    __slots__ = ("request", "writer", "upstream", "allowlist", "key", "from_peer")
+
+    def __init__(self, request: Request, writer: Writer, upstream: Upstream, allowlist: tuple[str, ...] | None,
+                 key: CacheKey, from_peer: bool) -> None:
+        self.request = request
+        self.writer = writer
+        self.upstream = upstream  # the route's origin pool
+        self.allowlist = allowlist  # request fields forwarded upstream; None = transparent default
+        self.key = key
+        self.from_peer = from_peer  # came through the internal listener: never forwarded to a peer

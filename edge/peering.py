@@ -1,0 +1,111 @@
+"""Peering: where a miss is filled from in a region, and the internal listener's gate.
+
+`PeerRouting` answers "who owns this key?" from the current ring (swapped in by
+cluster.members when peers die or recover), hands out the PeerClient of an owner, and
+counts requests a non-owner sends to owners so a hot key is also kept locally (in its own
+bounded memory store, as groupcache keeps hot keys in up to 1/8 of its memory).
+`PeerGate` is the internal listener's responder: it refuses requests without the cluster
+secret (403, no cache touched), answers health probes, and marks everything else as coming
+from a peer, so the owner never forwards it again (no loops, whatever the ring views).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from cluster.members import HEALTH_PATH
+from cluster.peer import SECRET_HEADER, check_secret
+from cluster.ring import Ring
+from edge.server.request import Request
+from edge.server.writer import Writer
+from edge.store.memory import MemoryStore
+from origin.upstream import Upstream
+
+__all__ = ["PeerRouting", "PeerGate", "HotCounter"]
+
+_MAX_TRACKED = 100_000  # keys whose request counts are kept at once; more resets the window
+
+
+class HotCounter:
+    """Counts requests per key in fixed windows; a key is hot at `min_hits` within a window."""
+
+    def __init__(self, *, min_hits: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._min_hits = min_hits
+        self._window_s = window_s
+        self._clock = clock
+        self._window_start = clock()
+        self._counts: dict[bytes, int] = {}
+
+    def hit(self, key: bytes) -> bool:
+        """Counts one request for key; True when the key is hot."""
+        now = self._clock()
+        if now - self._window_start >= self._window_s or len(self._counts) >= _MAX_TRACKED:
+            self._counts.clear()
+            self._window_start = now
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        return count >= self._min_hits
+
+
+class PeerRouting:
+    """This node's view of its region: the ring, the peers, and the hot-key store."""
+
+    def __init__(self, *, self_name: str, ring: Ring, peers: Mapping[str, Upstream], hot: MemoryStore,
+                 hot_counter: HotCounter, report_failure: Callable[[str], None]) -> None:
+        self.self_name = self_name
+        self.ring = ring  # replaced whole by set_ring; never mutated
+        self._peers = peers
+        self.hot = hot  # copies of keys other nodes own, kept because they are requested often
+        self._hot_counter = hot_counter
+        self._report_failure = report_failure
+
+    def set_ring(self, ring: Ring) -> None:
+        """Installs a new ring (membership changed)."""
+        self.ring = ring
+
+    def owner(self, key_id: bytes) -> str | None:
+        """The owning peer's name, or None when this node owns the key."""
+        owner = self.ring.owner(key_id)
+        return None if owner == self.self_name or owner not in self._peers else owner
+
+    def peer(self, name: str) -> Upstream:
+        """The client for one peer of the region."""
+        return self._peers[name]
+
+    def is_hot(self, key_id: bytes) -> bool:
+        """Counts a request this node forwards to an owner; True once the key is hot here."""
+        return self._hot_counter.hit(key_id)
+
+    def peer_failed(self, name: str) -> None:
+        """A peer fetch failed before its head: counts as a failed probe."""
+        self._report_failure(name)
+
+
+class _PeerHandler(Protocol):
+    """What PeerGate passes requests to (edge.handler.Handler)."""
+
+    async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None: ...
+
+
+class PeerGate:
+    """The internal listener's responder: secret check, health, then the handler."""
+
+    def __init__(self, handler: _PeerHandler, secret: str) -> None:
+        self._handler = handler
+        self._secret = secret
+
+    def try_fast(self, request: Request) -> None:
+        """Internal requests always take the checked path."""
+        return None
+
+    async def handle(self, request: Request, writer: Writer) -> None:
+        """Refuses requests without the secret; answers health; serves the rest as peer requests."""
+        if not check_secret(request.headers.get(SECRET_HEADER), self._secret):
+            await writer.send_simple(403, "cluster secret missing or wrong; internal endpoints are for peers only")
+            return
+        if request.target == HEALTH_PATH:
+            await writer.send_simple(200, "ok")
+            return
+        await self._handler.handle(request, writer, from_peer=True)
