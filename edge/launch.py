@@ -40,6 +40,41 @@ def _addr(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+DEMO_HOST = "demo.local"  # the site name clients send: the cache key includes Host, so use one name
+DEMO_PATHS = ("/index.html", "/video/hls/master.m3u8", "/video/hls/720p/index.m3u8",
+              "/video/hls/720p/seg00000.ts", "/video/hls/720p/seg00001.ts", "/video/big.mp4",
+              "/obj/hello?size=1024&cc=max-age=60")
+
+
+def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) -> None:
+    """Prints curl commands to try and which node owns each demo URL."""
+    from edge.config import load
+    from edge.key import make_key
+
+    from cluster.ring import Ring
+
+    cfg = load(config_path, _node_names(config_path)[0])
+    nodes = cfg.nodes
+    region = [n for n in nodes.values() if n.region == cfg.node.region]
+    ring = Ring({n.name: n.weight for n in region}, vnodes=cfg.cluster.vnodes) if cfg.cluster else None
+    print(f"\n==> ready. Every node serves every URL; send Host: {DEMO_HOST} so all nodes share one key.")
+    print("    (the second request of each is a hit; Cache-Status says hit / fwd=miss / detail=peer-<owner>)")
+    for path in DEMO_PATHS:
+        owner = ring.owner(make_key("http", DEMO_HOST, path).id) if ring is not None and len(region) > 1 else None
+        note = f"   # owned by {owner}" if owner else ""
+        print(f"    curl -si -H 'Host: {DEMO_HOST}' '{first}{path}' | head -20{note}")
+    print(f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4"
+          "   # seek in a 64 MiB MP4")
+    others = [f"http://{n.host}:{n.port}" for n in nodes.values()]
+    print(f"    nodes: {', '.join(others)}")
+    print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")
+
+
+def _node_names(config_path: str) -> list[str]:
+    with open(config_path, "rb") as f:
+        return list(tomllib.load(f).get("nodes", {}))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the demo deployment until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m edge.launch", description=__doc__)
@@ -67,13 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.append((f"node {name}", proc))
             _wait_port(host, port, proc, f"edge node {name}")
             first = first or f"http://{host}:{port}"
-        print("\n==> ready. Try (the second request of each is a cache hit; see Cache-Status):", flush=True)
-        for path in ("/index.html", "/video/hls/master.m3u8", "/video/hls/720p/index.m3u8",
-                     "/video/hls/720p/seg00000.ts", "/obj/hello?size=1024&cc=max-age=60"):
-            print(f"    curl -si {first}{path} | head -20")
-        print(f"    curl -si -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4   # seek in a 64 MiB MP4")
-        print(f"    curl -s {first}/video/big.mp4 -o /dev/null -w '%{{size_download}} bytes in %{{time_total}}s\\n'")
-        print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")
+        _print_urls(args.config, first or "", demo_host, demo_port)
         print("==> Ctrl-C stops everything.\n", flush=True)
         while True:
             for what, proc in procs:
