@@ -22,6 +22,7 @@ from edge.handler import Handler
 from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
 from edge.peering import HotCounter, PeerGate, PeerRouting
+from edge.policy import PolicySet
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.disk import DiskStore
 from edge.store.memory import MemoryStore
@@ -107,6 +108,7 @@ class EdgeNode:
         handler = Handler(
             store=self.store, coalescer=self._coalescer,
             filler=Filler(cache=cache, max_object_bytes=largest), routing=routing,
+            policies=PolicySet(cfg.policies),
             router=Router(cfg.routes), upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cluster.config import ClusterConfig, PeerConfig
+from edge.policy import CachePolicy
 from edge.server.protocol import Limits
 from origin.config import ConfigError, OriginPoolConfig, RouteRule, parse_pools, parse_routes
 
 __all__ = [
-    "CacheConfig", "CoalesceConfig", "NodeConfig", "DemoConfig", "EdgeConfig", "ConfigError",
+    "CacheConfig", "CoalesceConfig", "NodeConfig", "DemoConfig", "EdgeConfig", "RegionConfig", "ConfigError",
     "load", "quickstart", "parse_size", "parse_addr",
 ]
 
@@ -84,6 +85,14 @@ class DemoConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RegionConfig:
+    """One region (`[regions.NAME]`)."""
+
+    name: str
+    parent: str | None = None  # the shield region this region's owners fill from; None = the origin
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EdgeConfig:
     """The deployment as seen by one node."""
 
@@ -96,8 +105,18 @@ class EdgeConfig:
     routes: tuple[RouteRule, ...] = ()
     access_log: bool = True  # one JSON line per request on stdout
     demo: DemoConfig | None = None
+    policies: tuple[CachePolicy, ...] = ()  # [[policies]]: first match applies
+    regions: Mapping[str, RegionConfig] = field(default_factory=dict)  # [regions.NAME]
     cluster: ClusterConfig | None = None  # None: a lone node, no peers
     peers: tuple[PeerConfig, ...] = ()  # every node with an internal listener, this one included
+
+    @property
+    def parent_peers(self) -> tuple[PeerConfig, ...]:
+        """The nodes of this node's parent (shield) region, or () without one."""
+        region = self.regions.get(self.node.region)
+        if region is None or region.parent is None:
+            return ()
+        return tuple(p for p in self.peers if p.region == region.parent)
 
     @property
     def region_peers(self) -> tuple[PeerConfig, ...]:
@@ -241,18 +260,19 @@ _CLUSTER_NUMBERS = ("probe_interval_s", "probe_timeout_s", "peer_connect_timeout
 _CLUSTER_INTS = ("vnodes", "fail_after", "recover_after", "hot_min_hits")
 
 
-def _cluster(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> tuple[ClusterConfig | None, tuple[PeerConfig, ...]]:
+def _cluster(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig],
+             shielded: bool) -> tuple[ClusterConfig | None, tuple[PeerConfig, ...]]:
     peers = tuple(PeerConfig(name=n.name, region=n.region, internal_url=n.internal_url, weight=n.weight)
                   for n in nodes.values() if n.internal_url)
     regions: dict[str, int] = {}
     for n in nodes.values():
         regions[n.region] = regions.get(n.region, 0) + 1
-    clustered = any(count > 1 for count in regions.values())
+    clustered = any(count > 1 for count in regions.values()) or shielded
     if clustered:
         missing = [n.name for n in nodes.values() if not n.internal_url]
         if missing:
             raise ConfigError(f"nodes.{missing[0]}.internal: missing; every node of a multi-node region needs an "
-                              "internal \"host:port\" for peer traffic")
+                              "internal \"host:port\" for peer traffic (multi-node and shielded deployments)")
     if not t and not clustered:
         return None, peers
     _check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS}, "cluster")
@@ -282,7 +302,68 @@ def _demo(t: Mapping[str, Any]) -> DemoConfig:
     return DemoConfig(host=host, port=port, root=root)
 
 
-_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log", "cluster"}
+_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log", "cluster",
+        "policies", "regions"}
+
+_POLICY_KEYS = {"host", "path_prefix", "default_ttl_s", "negative_ttl_s", "grace_s", "ttl_by_extension", "query",
+                "drop_params"}
+
+
+def _policies(raw: object) -> tuple[CachePolicy, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("policies: expected an array of tables ([[policies]])")
+    rules = []
+    for i, t in enumerate(raw):
+        path = f"policies[{i}]"
+        if not isinstance(t, Mapping):
+            raise ConfigError(f"{path}: expected a table")
+        _check_keys(t, _POLICY_KEYS, path)
+        host = t.get("host", "*")
+        prefix = t.get("path_prefix", "/")
+        if not isinstance(host, str) or not host or not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ConfigError(f"{path}: host must be a name or \"*\" and path_prefix must start with \"/\"")
+        query = t.get("query", "keep")
+        if query not in ("keep", "sort", "drop"):
+            raise ConfigError(f"{path}.query: expected \"keep\", \"sort\" or \"drop\", got {query!r}")
+        drop = t.get("drop_params", [])
+        if not isinstance(drop, list) or not all(isinstance(d, str) and d for d in drop):
+            raise ConfigError(f"{path}.drop_params: expected a list of parameter names or patterns like \"utm_*\"")
+        ext_raw = t.get("ttl_by_extension", {})
+        if not isinstance(ext_raw, Mapping):
+            raise ConfigError(f"{path}.ttl_by_extension: expected a table such as {{ m3u8 = 2, ts = 86400 }}")
+        exts = {str(k).lower().lstrip("."): _number(ext_raw, k, 0.0, f"{path}.ttl_by_extension") for k in ext_raw}
+        rules.append(CachePolicy(
+            host=host.lower(), path_prefix=prefix, default_ttl_s=_number(t, "default_ttl_s", 0.0, path),
+            negative_ttl_s=_number(t, "negative_ttl_s", 0.0, path), grace_s=_number(t, "grace_s", 0.0, path),
+            ttl_by_extension=exts, query=query, drop_params=tuple(drop)))
+    return tuple(rules)
+
+
+def _regions(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> dict[str, RegionConfig]:
+    names = {n.region for n in nodes.values()}
+    regions: dict[str, RegionConfig] = {}
+    for name, body in t.items():
+        path = f"regions.{name}"
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{path}: expected a table such as {{ parent = \"shield\" }}")
+        _check_keys(body, {"parent"}, path)
+        parent = _opt_str(body, "parent", path)
+        if parent is not None and parent not in names:
+            raise ConfigError(f"{path}.parent: no node is in region {parent!r}; name a region your nodes use")
+        if parent == name:
+            raise ConfigError(f"{path}.parent: a region cannot be its own parent")
+        regions[name] = RegionConfig(name=name, parent=parent)
+    for name in names:
+        regions.setdefault(name, RegionConfig(name=name))
+    for name in regions:  # no cycles: walk up at most len(regions) steps
+        seen, current = set(), regions[name]
+        while current.parent is not None:
+            if current.name in seen:
+                raise ConfigError(f"regions.{name}.parent: the parent chain loops; shields must end at a region "
+                                  "without a parent")
+            seen.add(current.name)
+            current = regions[current.parent]
+    return regions
 
 
 def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
@@ -299,9 +380,12 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
     routes = parse_routes(routes_raw, "routes", pools)
     if not routes:
         raise ConfigError("routes: no route configured; add a [[routes]] table mapping a host to an origin pool")
-    cluster, peers = _cluster(_table(data, "cluster", "cluster"), nodes)
+    regions = _regions(_table(data, "regions", "regions"), nodes)
+    cluster, peers = _cluster(_table(data, "cluster", "cluster"), nodes,
+                              any(r.parent for r in regions.values()))
     return EdgeConfig(
-        node=nodes[node], nodes=nodes, cluster=cluster, peers=peers,
+        node=nodes[node], nodes=nodes, cluster=cluster, peers=peers, regions=regions,
+        policies=_policies(data.get("policies", [])),
         cache=_cache(_table(data, "cache", "cache")),
         coalesce=_coalesce(_table(data, "coalesce", "coalesce")),
         limits=_limits(_table(data, "limits", "limits")),

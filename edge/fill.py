@@ -11,7 +11,6 @@ the waiters to serve it from the store.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,9 +18,10 @@ from edge.config import CacheConfig
 from edge.entry import EntryMeta
 from edge.key import CacheKey
 from edge.outcome import NoStoreReason
-from edge.rules.cache_control import response_directives
+from edge.policy import DEFAULT_POLICY, CachePolicy
+from edge.rules.cache_control import Directives, response_directives
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
-from edge.rules.storable import no_store_reason
+from edge.rules.storable import HEURISTIC_STATUSES, no_store_reason
 from edge.store.base import Store
 from origin.coalesce import Fill, FillHead
 from origin.errors import UpstreamError
@@ -110,6 +110,7 @@ class FillPlan:
     fallback_store: Store | None = None  # where a fallback fill is kept
     on_fallback: Callable[[UpstreamError], None] | None = None  # told when the fallback is taken
     source: str | None = None  # names the upstream in Cache-Status detail, e.g. "peer-edge2"
+    policy: CachePolicy = DEFAULT_POLICY  # lifetimes where the origin is silent
 
 
 class Filler:
@@ -143,14 +144,14 @@ class Filler:
             response = await plan.fallback.fetch(request)
         try:
             if stale is not None and response.status == 304:
-                await self._refresh(fill, response, stale, store)
+                await self._refresh(fill, response, stale, store, plan)
                 return
-            await self._store_response(fill, response, plan.key, plan.client_headers, plan.authorization, store,
-                                       source)
+            await self._store_response(fill, response, plan, store, source)
         finally:
             response.close()
 
-    async def _refresh(self, fill: Fill, response: UpstreamResponse, stale: EntryMeta, store: Store | None) -> None:
+    async def _refresh(self, fill: Fill, response: UpstreamResponse, stale: EntryMeta, store: Store | None,
+                       plan: FillPlan) -> None:
         """RFC 9111 §4.3.4: a 304 freshens the stored headers; the body stays."""
         headers = replay_headers(updated_headers_from_304(stale.headers, response.headers))
         directives, used_cdn = response_directives(headers)
@@ -159,9 +160,10 @@ class Filler:
                               response_time=response.response_time,
                               heuristic_fraction=self._cache.heuristic_fraction,
                               heuristic_max_s=self._cache.heuristic_max_s)
+        lifetime = self._policy_lifetime(f.lifetime_s, stale.status, headers, directives, used_cdn, plan)
         meta = stale.replace(headers=headers, request_time=response.request_time,
                              response_time=response.response_time, initial_age_s=f.initial_age_s,
-                             lifetime_s=f.lifetime_s, swr_s=f.swr_s, sie_s=f.sie_s,
+                             lifetime_s=f.lifetime_s if lifetime is None else lifetime, swr_s=f.swr_s, sie_s=f.sie_s,
                              must_revalidate=f.must_revalidate, no_cache=f.no_cache,
                              etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
                              invalidated=False)
@@ -171,9 +173,9 @@ class Filler:
                                                         refreshed=updated, stored=updated)))
         fill.finish()
 
-    async def _store_response(self, fill: Fill, response: UpstreamResponse, key: CacheKey,
-                              client_headers: Mapping[str, str], authorization: bool, store: Store | None,
+    async def _store_response(self, fill: Fill, response: UpstreamResponse, plan: FillPlan, store: Store | None,
                               source: str | None) -> None:
+        key, client_headers, authorization = plan.key, plan.client_headers, plan.authorization
         headers = response.headers
         directives, used_cdn = response_directives(headers)
         reason = no_store_reason(method="GET", status=response.status, request_headers=client_headers,
@@ -184,6 +186,11 @@ class Filler:
                               response_time=response.response_time,
                               heuristic_fraction=self._cache.heuristic_fraction,
                               heuristic_max_s=self._cache.heuristic_max_s)
+        lifetime = self._policy_lifetime(f.lifetime_s, response.status, headers, directives, used_cdn, plan)
+        if lifetime is not None and reason is NoStoreReason.NO_FRESHNESS:
+            reason = None  # the policy gives it the freshness the origin did not
+        if response.status >= 500 and reason is None:
+            reason = NoStoreReason.STATUS  # server errors are never stored, whatever they say
         replay = replay_headers(headers)
         length_s = response.header("content-length")
         length = int(length_s) if length_s and length_s.isdigit() else None
@@ -196,8 +203,8 @@ class Filler:
             meta = EntryMeta(
                 key=store_key.id, url=key.url, status=response.status, headers=replay,
                 request_time=response.request_time, response_time=response.response_time,
-                initial_age_s=f.initial_age_s, lifetime_s=f.lifetime_s, swr_s=f.swr_s, sie_s=f.sie_s,
-                must_revalidate=f.must_revalidate, no_cache=f.no_cache,
+                initial_age_s=f.initial_age_s, lifetime_s=f.lifetime_s if lifetime is None else lifetime,
+                swr_s=f.swr_s, sie_s=f.sie_s, must_revalidate=f.must_revalidate, no_cache=f.no_cache,
                 etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
                 vary=vary, tags=_tags(headers),
             )
@@ -222,6 +229,16 @@ class Filler:
             fill.finish()
             if not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
+
+    @staticmethod
+    def _policy_lifetime(computed: float, status: int, headers: Iterable[tuple[str, str]], directives: Directives,
+                         used_cdn: bool, plan: FillPlan) -> float | None:
+        """The policy's lifetime when the origin gave no freshness information, else None."""
+        explicit = directives.s_maxage is not None or directives.max_age is not None or (
+            not used_cdn and _header(headers, "expires") is not None)
+        if explicit or directives.no_cache or directives.no_store or status not in HEURISTIC_STATUSES:
+            return None
+        return plan.policy.silent_ttl(status, plan.key.target)
 
     async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta, store: Store) -> None:
         """Stores the primary key's Vary marker (no body) naming the selecting fields."""

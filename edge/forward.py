@@ -45,8 +45,13 @@ def _connection_named(request: Request) -> set[str]:
 
 def upstream_request(request: Request, *, method: str | None = None, fill: bool,
                      allowlist: Iterable[str] | None = None,
-                     extra: Iterable[tuple[str, str]] = (), client_ip: str | None = None) -> UpstreamRequest:
-    """The origin request for `request`; `fill` marks a cache fill (whole object, GET)."""
+                     extra: Iterable[tuple[str, str]] = (), client_ip: str | None = None,
+                     target: str | None = None) -> UpstreamRequest:
+    """The origin request for `request`; `fill` marks a cache fill (whole object, GET).
+
+    `target` replaces the client's target when a cache policy normalised the query string:
+    the origin gets exactly what the key holds.
+    """
     method = method or request.method
     dropped = _connection_named(request)
     allowed = None if allowlist is None else {name.lower() for name in allowlist}
@@ -67,5 +72,5 @@ def upstream_request(request: Request, *, method: str | None = None, fill: bool,
     client_via = request.headers.get("via")
     headers.append(("Via", f"{client_via}, {VIA}" if client_via else VIA))
     body = request.body if method not in ("GET", "HEAD") else None
-    return UpstreamRequest(method=method, host=request.headers.get("host", ""), target=request.target,
+    return UpstreamRequest(method=method, host=request.headers.get("host", ""), target=target or request.target,
                            headers=tuple(headers), body=body)

@@ -26,6 +26,7 @@ from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
 from edge.peering import PeerRouting
+from edge.policy import CachePolicy, PolicySet, normalise_target
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.tiered import TieredStore
 from origin.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
@@ -59,6 +60,7 @@ class Handler:
     def __init__(self, *, store: TieredStore, coalescer: Coalescer, filler: Filler, router: Router,
                  upstreams: Mapping[str, Upstream], allowlists: Mapping[str, tuple[str, ...] | None],
                  access_log: AccessLog | None, routing: PeerRouting | None = None,
+                 policies: PolicySet | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._memory = store.memory
@@ -71,6 +73,7 @@ class Handler:
         self._clock = clock
         self._fast = FastHeads()
         self._routing = routing  # None: a lone node; else the region's ring, peers and hot copies
+        self._policies = policies or PolicySet()
 
     # -- hot path ---------------------------------------------------------------------------
     def try_fast(self, request: Request) -> bytes | tuple[bytes, bytes] | None:
@@ -82,13 +85,16 @@ class Handler:
         host = request.raw_host
         if not host:
             return None
-        url = "http://" + host.lower() + request.target
+        target = request.target
+        if self._policies.rewrites and "?" in target:
+            target = normalise_target(target, self._policies.match(host, target))
+        url = "http://" + host.lower() + target
         hit = self._memory.get(xxhash.xxh3_128_digest(url.encode("utf-8", "surrogateescape")))
         if hit is None:
             return None
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
-            variant = make_key("http", host, request.target).variant(meta.vary, request.headers)
+            variant = make_key("http", host, target).variant(meta.vary, request.headers)
             hit = self._memory.get(variant.id)
             if hit is None:
                 return None
@@ -137,8 +143,10 @@ class Handler:
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")
             return "no-route"
+        policy = self._policies.match(host, request.target)
+        target = normalise_target(request.target, policy)
         ctx = _Ctx(request, writer, self._upstreams[route.pool], self._allowlists.get(route.pool),
-                   make_key("http", host, request.target), from_peer)
+                   make_key("http", host, target), from_peer, policy)
         if request.method not in ("GET", "HEAD"):
             return await self._pass(ctx, fwd="method", invalidate=True)
         return await self._lookup(ctx, attempt=0)
@@ -195,19 +203,20 @@ class Handler:
         fill_id = store_id + (b"|auth" if authorization else b"")
         # a peer already set X-Forwarded-For to the client's address: keep it
         client_ip = request.headers.get("x-forwarded-for", request.peer) if ctx.from_peer else request.peer
-        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=ctx.allowlist, client_ip=client_ip)
+        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=ctx.allowlist, client_ip=client_ip,
+                                        target=ctx.key.target)
         routing = self._routing
         owner = None if ctx.from_peer or routing is None else routing.owner(ctx.key.id)
         if owner is None or routing is None:
             plan = FillPlan(upstream=ctx.upstream, request=upstream_req, key=ctx.key,
                             client_headers=request.headers.copy(), authorization=authorization, stale=stale,
-                            store=stale_store or self._store)
+                            store=stale_store or self._store, policy=ctx.policy)
         else:
             # the owner fills (coalescing for the region); we keep a copy only of hot keys
             keep = stale_store if stale_store is not None else (routing.hot if routing.is_hot(ctx.key.id) else None)
             plan = FillPlan(upstream=routing.peer(owner), request=upstream_req, key=ctx.key,
                             client_headers=request.headers.copy(), authorization=authorization, stale=stale,
-                            store=keep, fallback=ctx.upstream, fallback_store=self._store,
+                            store=keep, fallback=ctx.upstream, fallback_store=self._store, policy=ctx.policy,
                             on_fallback=functools.partial(self._peer_failed, owner), source=f"peer-{owner}")
 
         async def producer(fill: Fill) -> None:
@@ -236,7 +245,7 @@ class Handler:
                 return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="uncacheable")
             return await self._stale_or_raise(ctx, stale, exc)
         info = head.extra if isinstance(head.extra, FillInfo) else FillInfo(meta=None, reason=None)
-        if head.status >= 500 and stale is not None and can_serve_stale_on_error(stale.meta, self._clock()):
+        if head.status >= 500 and stale is not None and self._stale_ok(ctx, stale.meta, self._clock()):
             return await self._stale_or_raise(ctx, stale, None)
         if head.status == 304:
             # a revalidation refreshed the stored entry: serve it from the store
@@ -261,10 +270,18 @@ class Handler:
                            length=head.length, meta=info.meta, trailer=trailer)
         return "miss" if leader else "collapsed"
 
+    @staticmethod
+    def _stale_ok(ctx: _Ctx, meta: EntryMeta, now: float) -> bool:
+        """RFC 5861 stale-if-error, or the policy's grace (never against must-revalidate)."""
+        if can_serve_stale_on_error(meta, now):
+            return True
+        grace = ctx.policy.grace_s
+        return grace > 0 and not meta.must_revalidate and not meta.no_cache and -meta.ttl(now) <= grace
+
     async def _stale_or_raise(self, ctx: _Ctx, stale: Hit | None, exc: BaseException | None) -> str:
         """RFC 5861 stale-if-error: serve the stale entry when upstream failed, if allowed."""
         now = self._clock()
-        if stale is not None and can_serve_stale_on_error(stale.meta, now):
+        if stale is not None and self._stale_ok(ctx, stale.meta, now):
             await self._send_hit(ctx, stale, CacheOutcome.STALE_ERROR, now, detail="stale-if-error")
             return "stale-error"
         if exc is not None:
@@ -276,7 +293,7 @@ class Handler:
         request, writer = ctx.request, ctx.writer
         client_ip = request.headers.get("x-forwarded-for", request.peer) if ctx.from_peer else request.peer
         response = await ctx.upstream.fetch(upstream_request(request, fill=False, allowlist=ctx.allowlist,
-                                                             client_ip=client_ip))
+                                                             client_ip=client_ip, target=ctx.key.target))
         try:
             fields = list(replay_headers(response.headers))
             age = response.header("age")
@@ -315,13 +332,14 @@ class Handler:
 class _Ctx:
     """One request's state on the slow path."""
 
-    __slots__ = ("request", "writer", "upstream", "allowlist", "key", "from_peer")
+    __slots__ = ("request", "writer", "upstream", "allowlist", "key", "from_peer", "policy")
 
     def __init__(self, request: Request, writer: Writer, upstream: Upstream, allowlist: tuple[str, ...] | None,
-                 key: CacheKey, from_peer: bool) -> None:
+                 key: CacheKey, from_peer: bool, policy: CachePolicy) -> None:
         self.request = request
         self.writer = writer
         self.upstream = upstream  # the route's origin pool
         self.allowlist = allowlist  # request fields forwarded upstream; None = transparent default
         self.key = key
         self.from_peer = from_peer  # came through the internal listener: never forwarded to a peer
+        self.policy = policy  # what to do where the origin is silent
