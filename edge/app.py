@@ -21,6 +21,7 @@ from edge.fill import Filler
 from edge.handler import Handler
 from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
+from cluster.ring import Ring
 from edge.peering import HotCounter, PeerGate, PeerRouting
 from edge.policy import PolicySet
 from edge.server.protocol import HttpProtocol, Responder
@@ -140,21 +141,24 @@ class EdgeNode:
         """The region's ring, peer clients, membership and hot-key store (None for a lone node)."""
         cfg = self.config
         cluster = cfg.cluster
-        if cluster is None or cfg.node.internal_url is None or len(cfg.region_peers) < 2:
+        parents = cfg.parent_peers
+        if cluster is None or cfg.node.internal_url is None or (len(cfg.region_peers) < 2 and not parents):
             return None
         assert self._session is not None
         peers: dict[str, Upstream] = {
             p.name: PeerClient(p, self_name=cfg.node.name, secret=cluster.secret, session=self._session,
                                timeouts=cluster.peer_timeouts)
-            for p in cfg.region_peers if p.name != cfg.node.name}
+            for p in (*cfg.region_peers, *parents) if p.name != cfg.node.name}
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
         hot = MemoryStore(max_bytes=hot_bytes, max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
                           policy=_policy(cfg.cache.policy, hot_bytes))
         membership = Membership(cfg.node.name, cfg.peers, cluster, http_probe(self._session, cluster.secret),
                                 on_change=lambda ring: routing.set_ring(ring))
+        parent_ring = Ring({p.name: p.weight for p in parents}, vnodes=cluster.vnodes) if parents else None
         routing = PeerRouting(self_name=cfg.node.name, ring=membership.ring, peers=peers, hot=hot,
                               hot_counter=HotCounter(min_hits=cluster.hot_min_hits, window_s=cluster.hot_window_s),
-                              report_failure=membership.report_failure)
+                              report_failure=membership.report_failure, parent_ring=parent_ring,
+                              is_healthy=membership.is_healthy)
         self._membership = membership
         self.routing = routing
         return routing

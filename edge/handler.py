@@ -207,7 +207,15 @@ class Handler:
                                         target=ctx.key.target)
         routing = self._routing
         owner = None if ctx.from_peer or routing is None else routing.owner(ctx.key.id)
-        if owner is None or routing is None:
+        parent = routing.parent_owner(ctx.key.id) if owner is None and routing is not None else None
+        if parent is not None and routing is not None:
+            # this region's owner fills from the shield region (going up never loops: regions form a tree)
+            plan = FillPlan(upstream=routing.peer(parent), request=upstream_req, key=ctx.key,
+                            client_headers=request.headers.copy(), authorization=authorization, stale=stale,
+                            store=stale_store or self._store, fallback=ctx.upstream, fallback_store=self._store,
+                            policy=ctx.policy, on_fallback=functools.partial(self._peer_failed, parent),
+                            source=f"shield-{parent}")
+        elif owner is None or routing is None:
             plan = FillPlan(upstream=ctx.upstream, request=upstream_req, key=ctx.key,
                             client_headers=request.headers.copy(), authorization=authorization, stale=stale,
                             store=stale_store or self._store, policy=ctx.policy)

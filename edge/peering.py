@@ -53,10 +53,14 @@ class PeerRouting:
     """This node's view of its region: the ring, the peers, and the hot-key store."""
 
     def __init__(self, *, self_name: str, ring: Ring, peers: Mapping[str, Upstream], hot: MemoryStore,
-                 hot_counter: HotCounter, report_failure: Callable[[str], None]) -> None:
+                 hot_counter: HotCounter, report_failure: Callable[[str], None],
+                 parent_ring: Ring | None = None, is_healthy: Callable[[str], bool] = lambda name: True) -> None:
         self.self_name = self_name
         self.ring = ring  # replaced whole by set_ring; never mutated
-        self._peers = peers
+        self._peers = peers  # this region's other nodes and the parent region's nodes
+        # the shield region's ring (static: its nodes from config); health is checked per lookup
+        self._parent_ring = parent_ring
+        self._is_healthy = is_healthy
         self.hot = hot  # copies of keys other nodes own, kept because they are requested often
         self._hot_counter = hot_counter
         self._report_failure = report_failure
@@ -69,6 +73,18 @@ class PeerRouting:
         """The owning peer's name, or None when this node owns the key."""
         owner = self.ring.owner(key_id)
         return None if owner == self.self_name or owner not in self._peers else owner
+
+    def parent_owner(self, key_id: bytes) -> str | None:
+        """The shield region's node to fill from (its owner, or the next healthy one), or None.
+
+        None means there is no parent region, or none of its nodes is healthy: go to the origin.
+        """
+        if self._parent_ring is None:
+            return None
+        for name in self._parent_ring.preference(key_id):
+            if name in self._peers and self._is_healthy(name):
+                return name
+        return None
 
     def peer(self, name: str) -> Upstream:
         """The client for one peer of the region."""
