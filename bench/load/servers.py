@@ -16,8 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Say", "Service", "Services", "cpu_seconds", "ensure_tools", "free_port",
-           "render_nginx_conf", "tool_version"]
+__all__ = [
+    "Say",
+    "Service",
+    "Services",
+    "busy_cpu_seconds",
+    "cpu_seconds",
+    "ensure_tools",
+    "free_port",
+    "render_nginx_conf",
+    "tool_version",
+]
 
 Say = Callable[[str], None]
 HOST = "127.0.0.1"  # every server in the bench listens on loopback only
@@ -28,14 +37,21 @@ _TEMPLATE = Path(__file__).with_name("nginx.conf.tmpl")
 
 def _apt(args: Sequence[str], say: Say) -> subprocess.CompletedProcess[str]:
     say("$ " + " ".join(args))
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=_APT_TIMEOUT_S,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, check=False)
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=_APT_TIMEOUT_S,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        check=False,
+    )
 
 
 def _has_candidate(pkg: str, say: Say) -> bool:
     out = _apt(["apt-cache", "policy", pkg], say).stdout
-    return any(line.strip().startswith("Candidate:") and "(none)" not in line
-               for line in out.splitlines())
+    return any(
+        line.strip().startswith("Candidate:") and "(none)" not in line for line in out.splitlines()
+    )
 
 
 def ensure_tools(say: Say) -> None:
@@ -86,11 +102,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render_nginx_conf(prefix: Path, *, port: int, origin_port: int, workers: int) -> str:
+def render_nginx_conf(
+    prefix: Path, *, port: int, origin_port: int, workers: int, sendfile: bool
+) -> str:
     """nginx.conf for a proxy_cache in `prefix`, listening on HOST:port in front of the origin."""
     return string.Template(_TEMPLATE.read_text()).substitute(
-        prefix=str(prefix), workers=str(workers), listen=f"{HOST}:{port}",
-        origin=f"{HOST}:{origin_port}")
+        prefix=str(prefix),
+        workers=str(workers),
+        sendfile="on" if sendfile else "off",
+        listen=f"{HOST}:{port}",
+        origin=f"{HOST}:{origin_port}",
+    )
 
 
 def _children(pid: int) -> list[int]:
@@ -114,6 +136,13 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores, steal included)."""
+    # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(slots=True)
 class Service:
     """One started process, its log file and its loopback port."""
@@ -131,18 +160,22 @@ class Service:
             return ""
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Returns once the port accepts connections; raises if the process dies or time runs out."""
+        """Returns once the port accepts connections; raises if the process dies or time is up."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 with socket.create_connection((HOST, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not listening on {HOST}:{self.port} after {timeout_s:.0f}s:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} not listening on {HOST}:{self.port} after {timeout_s:.0f}s:\n"
+            f"{self.log_tail()}"
+        )
 
 
 @dataclass(slots=True)
@@ -158,8 +191,13 @@ class Services:
         say(f"starting {name}: {' '.join(argv)}")
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(list(argv), cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         svc = Service(name, proc, log, port)
         self.started.append(svc)
         return svc
