@@ -28,3 +28,13 @@ class AccessLog:
         }, separators=(",", ":"))
         self._stream.write(line + "\n")
         self._stream.flush()
+
+    def write_fast(self, peer: str, method: str, host: bytes, target: bytes, status: int, size: int) -> None:
+        """Logs a hit answered on the fast path (no Request object exists for it)."""
+        line = json.dumps({
+            "t": round(time.time(), 3), "node": self._node, "peer": peer, "method": method,
+            "host": host.decode("latin-1").lower(), "target": target.decode("latin-1"), "status": status,
+            "cache": "hit", "bytes": size, "ms": 0.0,
+        }, separators=(",", ":"))
+        self._stream.write(line + "\n")
+        self._stream.flush()

@@ -32,7 +32,7 @@ from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
 from origin.client import make_session
 from origin.coalesce import Coalescer
-from origin.pool import OriginPool
+from origin.pool import OriginPool, build_pools
 from origin.routes import Router
 from origin.upstream import Upstream
 
@@ -71,6 +71,7 @@ class EdgeNode:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._pools: dict[str, OriginPool] = {}  # their health checkers run until _close_resources
         self._coalescer: Coalescer | None = None
         self.store: TieredStore | None = None
         self.port = config.node.port
@@ -99,7 +100,10 @@ class EdgeNode:
             spool_dir.mkdir(parents=True, exist_ok=True)
         self.store = TieredStore(memory, disk)
         self._session = make_session()
-        upstreams: dict[str, Upstream] = {name: OriginPool(pool, self._session) for name, pool in cfg.pools.items()}
+        self._pools = build_pools(cfg.pools, self._session)
+        for pool in self._pools.values():
+            pool.start()
+        upstreams: dict[str, Upstream] = dict(self._pools)
         routing = self._build_routing(memory.max_bytes)
         co = cfg.coalesce
         self._coalescer = Coalescer(spool_dir=spool_dir, memory_spool_bytes=co.spool_memory_bytes,
@@ -189,6 +193,8 @@ class EdgeNode:
     async def _close_resources(self) -> None:
         if self._coalescer is not None:
             await self._coalescer.close()
+        for pool in self._pools.values():
+            await pool.close()
         if self._session is not None:
             await self._session.close()
         if self.store is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cluster.config import ClusterConfig, PeerConfig
+from edge.admin_config import PURGE_SYNC_KEYS, AdminConfig, PurgeSyncConfig, parse_admin, parse_purge_sync
 from edge.policy import CachePolicy
 from edge.server.protocol import Limits
 from origin.config import ConfigError, OriginPoolConfig, RouteRule, parse_pools, parse_routes
@@ -68,6 +69,9 @@ class NodeConfig:
     internal_host: str | None = None  # the peer listener (cluster traffic); None = no peers
     internal_port: int = 0
     weight: float = 1.0  # share of the region's ring relative to its other nodes
+    admin_host: str | None = None  # the admin API listener (purge, status); None = no admin API
+    admin_port: int = 0
+    state_dir: str | None = None  # purge journal; default <disk_dir>/purge, memory only without a disk
 
     @property
     def internal_url(self) -> str | None:
@@ -109,6 +113,8 @@ class EdgeConfig:
     regions: Mapping[str, RegionConfig] = field(default_factory=dict)  # [regions.NAME]
     cluster: ClusterConfig | None = None  # None: a lone node, no peers
     peers: tuple[PeerConfig, ...] = ()  # every node with an internal listener, this one included
+    admin: AdminConfig = field(default_factory=AdminConfig)  # [admin]: purge API, tokens
+    purge_sync: PurgeSyncConfig = field(default_factory=PurgeSyncConfig)  # [cluster] purge catch-up, lag
 
     @property
     def parent_peers(self) -> tuple[PeerConfig, ...]:
@@ -128,6 +134,14 @@ class EdgeConfig:
         """This node's disk tier directory, or None for memory only."""
         raw = self.node.disk_dir or self.cache.disk_dir
         return Path(raw.replace("{node}", self.node.name)) if raw else None
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where the purge journal lives, or None to keep it in memory."""
+        if self.node.state_dir:
+            return Path(self.node.state_dir.replace("{node}", self.node.name))
+        disk = self.disk_dir
+        return disk / "purge" if disk is not None else None
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
@@ -238,7 +252,7 @@ def _nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
         path = f"nodes.{name}"
         if not isinstance(body, Mapping):
             raise ConfigError(f"{path}: expected a table with listen = \"host:port\"")
-        _check_keys(body, {"listen", "disk_dir", "region", "internal", "weight"}, path)
+        _check_keys(body, {"listen", "disk_dir", "region", "internal", "weight", "admin", "state_dir"}, path)
         if "listen" not in body:
             raise ConfigError(f"{path}.listen: missing; give the node's \"host:port\"")
         host, port = parse_addr(body["listen"], f"{path}.listen")
@@ -249,9 +263,13 @@ def _nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
         weight = _number(body, "weight", 1.0, path)
         if weight <= 0:
             raise ConfigError(f"{path}.weight: must be greater than 0")
+        admin_host, admin_port = None, 0
+        if "admin" in body:
+            admin_host, admin_port = parse_addr(body["admin"], f"{path}.admin")
         nodes[name] = NodeConfig(name=name, host=host, port=port, disk_dir=_opt_str(body, "disk_dir", path),
                                  region=region, internal_host=internal_host, internal_port=internal_port,
-                                 weight=weight)
+                                 weight=weight, admin_host=admin_host, admin_port=admin_port,
+                                 state_dir=_opt_str(body, "state_dir", path))
     return nodes
 
 
@@ -275,7 +293,7 @@ def _cluster(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig],
                               "internal \"host:port\" for peer traffic (multi-node and shielded deployments)")
     if not t and not clustered:
         return None, peers
-    _check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS}, "cluster")
+    _check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS, *PURGE_SYNC_KEYS}, "cluster")
     secret = t.get("secret")
     if not isinstance(secret, str) or not secret:
         raise ConfigError("cluster.secret: missing; set a shared secret string that every node of the deployment uses")
@@ -302,7 +320,7 @@ def _demo(t: Mapping[str, Any]) -> DemoConfig:
     return DemoConfig(host=host, port=port, root=root)
 
 
-_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log", "cluster",
+_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log", "cluster", "admin",
         "policies", "regions"}
 
 _POLICY_KEYS = {"host", "path_prefix", "default_ttl_s", "negative_ttl_s", "grace_s", "ttl_by_extension", "query",
@@ -392,6 +410,8 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
         pools=pools, routes=routes,
         access_log=_bool(data, "access_log", True, "config"),
         demo=_demo(_table(data, "demo", "demo")) if "demo" in data else None,
+        admin=parse_admin(_table(data, "admin", "admin")),
+        purge_sync=parse_purge_sync(_table(data, "cluster", "cluster")),
     )
 
 

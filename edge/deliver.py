@@ -133,32 +133,34 @@ class FastHeads:
     __slots__ = ("_cache", "_limit")
 
     def __init__(self, limit: int = 4096) -> None:
-        # id → (meta it was built for, second, head bytes, whole response or None)
-        self._cache: dict[bytes, tuple[EntryMeta, int, bytes, bytes | None]] = {}
+        # id → (meta it was built for, second, fresh until, head bytes, whole response or None)
+        self._cache: dict[bytes, tuple[EntryMeta, int, float, bytes, bytes | None]] = {}
         self._limit = limit
 
-    def get(self, meta: EntryMeta, body: bytes, now: float, head_only: bool) -> bytes | tuple[bytes, bytes]:
-        """The full response (small bodies) or (head, body) for a fresh hit at `now`."""
+    def get(self, meta: EntryMeta, body: bytes, now: float, head_only: bool) -> bytes | tuple[bytes, bytes] | None:
+        """The full response (small bodies) or (head, body) of a fresh entry at `now`; None if not fresh."""
         second = int(now)
         cached = self._cache.get(meta.key)
         if cached is None or cached[0] is not meta or cached[1] != second:
+            ttl = meta.ttl(now)
+            if ttl <= 0 or meta.no_cache:
+                return None
             if len(self._cache) >= self._limit:
                 self._cache.clear()
-            age = int(meta.age(now))
-            ttl = int(meta.ttl(now))
             fields = list(meta.headers)
             fields.append(("Accept-Ranges", "bytes"))
-            fields.append(("Age", str(age)))
-            fields.append(("Cache-Status", f"edgecache; hit; ttl={ttl}"))
+            fields.append(("Age", str(int(meta.age(now)))))
+            fields.append(("Cache-Status", f"edgecache; hit; ttl={int(ttl)}"))
             fields.append(("Content-Length", str(len(body))))
             head = build_head(meta.status, fields)
-            whole = head + body if len(body) <= INLINE_BODY_MAX else None
-            cached = (meta, second, head, whole)
+            cached = (meta, second, now + ttl, head, head + body if len(body) <= INLINE_BODY_MAX else None)
             self._cache[meta.key] = cached
+        elif now >= cached[2]:
+            return None
         if head_only:
-            return cached[2]
-        whole = cached[3]
-        return whole if whole is not None else (cached[2], body)
+            return cached[3]
+        whole = cached[4]
+        return whole if whole is not None else (cached[3], body)
 
     def drop(self, key: bytes) -> None:
         """Forgets a prebuilt response (its entry was replaced or removed)."""

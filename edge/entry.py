@@ -17,7 +17,7 @@ import msgpack
 
 __all__ = ["EntryMeta", "MetaFormatError", "pack_meta", "unpack_meta", "META_VERSION"]
 
-META_VERSION = 1
+META_VERSION = 2  # 2: purge_gen
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -49,6 +49,7 @@ class EntryMeta:
     body_length: int = 0
     checksum: int = 0  # xxh3_64 of the body
     invalidated: bool = False  # soft purge: treat as stale whatever the lifetime says
+    purge_gen: int = 0  # the node's purge generation when the fill began (edge.invalidate)
 
     def replace(self, **changes: Any) -> EntryMeta:
         """Returns a copy with the given fields changed."""

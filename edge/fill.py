@@ -10,9 +10,11 @@ the waiters to serve it from the store.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from edge.config import CacheConfig
 from edge.entry import EntryMeta
@@ -27,7 +29,7 @@ from origin.coalesce import Fill, FillHead
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["FillInfo", "FillPlan", "Filler", "replay_headers", "vary_names", "VARY_MARKER_STATUS"]
+__all__ = ["FillGuard", "FillInfo", "FillPlan", "Filler", "replay_headers", "vary_names", "VARY_MARKER_STATUS"]
 
 log = logging.getLogger("edge.fill")
 
@@ -111,17 +113,43 @@ class FillPlan:
     on_fallback: Callable[[UpstreamError], None] | None = None  # told when the fallback is taken
     source: str | None = None  # names the upstream in Cache-Status detail, e.g. "peer-edge2"
     policy: CachePolicy = DEFAULT_POLICY  # lifetimes where the origin is silent
+    purge_gen: int = 0  # set by Filler.run: this node's purge generation when the fill began
+
+
+class FillGuard(Protocol):
+    """Fill versus purge (edge.invalidate.Invalidator): a fill older than a matching purge is not stored."""
+
+    def begin_fill(self, *, from_peer: bool) -> int: ...
+
+    def end_fill(self, gen: int) -> None: ...
+
+    def admits(self, meta: EntryMeta) -> bool: ...
 
 
 class Filler:
     """Runs fills for one node: upstream fetch → head → spool + store → commit."""
 
-    def __init__(self, *, cache: CacheConfig, max_object_bytes: int) -> None:
+    def __init__(self, *, cache: CacheConfig, max_object_bytes: int, purges: FillGuard | None = None) -> None:
         self._cache = cache
         self._max_object_bytes = max_object_bytes  # the largest body any tier takes
+        self._purges = purges  # None: no purge state (unit tests)
 
     async def run(self, fill: Fill, plan: FillPlan) -> None:
         """Fetches and fills; a stale entry in the plan is revalidated with its validators."""
+        if self._purges is None:
+            await self._run(fill, plan)
+            return
+        # a fill from a peer may carry bytes the peer held before a purge reached it
+        gen = self._purges.begin_fill(from_peer=plan.source is not None)
+        try:
+            await self._run(fill, dataclasses.replace(plan, purge_gen=gen))
+        finally:
+            self._purges.end_fill(gen)
+
+    def _admits(self, meta: EntryMeta) -> bool:
+        return self._purges is None or self._purges.admits(meta)
+
+    async def _run(self, fill: Fill, plan: FillPlan) -> None:
         request, stale, store, source = plan.request, plan.stale, plan.store, plan.source
         if stale is not None:
             extra = []
@@ -166,8 +194,9 @@ class Filler:
                              lifetime_s=f.lifetime_s if lifetime is None else lifetime, swr_s=f.swr_s, sie_s=f.sie_s,
                              must_revalidate=f.must_revalidate, no_cache=f.no_cache,
                              etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
-                             invalidated=False)
-        updated = store is not None and await store.update_meta(stale.key, meta)
+                             invalidated=False, purge_gen=plan.purge_gen)
+        # a purge that arrived during the revalidation wins over its 304
+        updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
         fill.set_head(FillHead(status=304, reason="Not Modified", headers=headers, shareable=True,
                                length=0, extra=FillInfo(meta=meta if updated else None, reason=None,
                                                         refreshed=updated, stored=updated)))
@@ -206,7 +235,7 @@ class Filler:
                 initial_age_s=f.initial_age_s, lifetime_s=f.lifetime_s if lifetime is None else lifetime,
                 swr_s=f.swr_s, sie_s=f.sie_s, must_revalidate=f.must_revalidate, no_cache=f.no_cache,
                 etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
-                vary=vary, tags=_tags(headers),
+                vary=vary, tags=_tags(headers), purge_gen=plan.purge_gen,
             )
         shareable = reason is None or reason in _SHAREABLE_REASONS
         stored = meta is not None and store is not None  # store None: the owner keeps it, we pass it on
@@ -227,7 +256,10 @@ class Filler:
                 await fill.append(chunk)
                 await writer.write(chunk)
             fill.finish()
-            if not await writer.commit():
+            if not self._admits(meta):
+                # a matching purge arrived during the fill: the waiters got it, the store does not
+                log.info("not storing %s: %s", key.url, NoStoreReason.PURGED.name)
+            elif not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
 
     @staticmethod

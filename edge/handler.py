@@ -13,13 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-import xxhash
+from xxhash import xxh3_128_digest
 
 from edge.accesslog import AccessLog
 from edge.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.entry import EntryMeta
 from edge.fill import VARY_MARKER_STATUS, Filler, FillInfo, FillPlan, replay_headers
 from edge.forward import upstream_request
+from edge.invalidate import Invalidator, Verdict
 from edge.key import CacheKey, make_key
 from edge.outcome import CacheOutcome, cache_status, reason_detail
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
@@ -60,10 +61,11 @@ class Handler:
     def __init__(self, *, store: TieredStore, coalescer: Coalescer, filler: Filler, router: Router,
                  upstreams: Mapping[str, Upstream], allowlists: Mapping[str, tuple[str, ...] | None],
                  access_log: AccessLog | None, routing: PeerRouting | None = None,
-                 policies: PolicySet | None = None,
+                 policies: PolicySet | None = None, purges: Invalidator | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._memory = store.memory
+        self._memory_get = store.memory.get
         self._coalescer = coalescer
         self._filler = filler
         self._router = router
@@ -74,38 +76,25 @@ class Handler:
         self._fast = FastHeads()
         self._routing = routing  # None: a lone node; else the region's ring, peers and hot copies
         self._policies = policies or PolicySet()
+        self._purges = purges if purges is not None else Invalidator(())  # pending purge rules, trust
 
     # -- hot path ---------------------------------------------------------------------------
-    def try_fast(self, request: Request) -> bytes | tuple[bytes, bytes] | None:
-        """A fresh memory hit without Range or validators, as prebuilt bytes; else None."""
-        method = request.method
-        if (method != "GET" and method != "HEAD") or not request.plain or not request.keep_alive \
-                or request.version != "1.1":
-            return None
-        host = request.raw_host
-        if not host:
-            return None
-        target = request.target
-        if self._policies.rewrites and "?" in target:
-            target = normalise_target(target, self._policies.match(host, target))
-        url = "http://" + host.lower() + target
-        hit = self._memory.get(xxhash.xxh3_128_digest(url.encode("utf-8", "surrogateescape")))
+    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
+                 peer: str) -> bytes | tuple[bytes, bytes] | None:
+        """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
+        if self._policies.rewrites and b"?" in target:
+            return None  # the key uses a normalised target: let the slow path compute it
+        store_id = xxh3_128_digest(b"http://" + host.lower() + target)
+        hit = self._memory_get(store_id)
         if hit is None:
             return None
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
-            variant = make_key("http", host, target).variant(meta.vary, request.headers)
-            hit = self._memory.get(variant.id)
-            if hit is None:
-                return None
-            meta = hit.meta
+            return None  # variants are selected on the slow path
         now = self._clock()
-        body = hit.body_bytes()
-        if body is None or meta.no_cache or meta.invalidated or meta.lifetime_s <= meta.age(now):
-            return None
-        response = self._fast.get(meta, body, now, method == "HEAD")
-        if self._log is not None:
-            self._log.write(request, meta.status, "hit", len(body), 0.0)
+        response = self._fast.get(meta, hit.body, now, head_only)
+        if response is not None and self._log is not None:
+            self._log.write_fast(peer, "HEAD" if head_only else "GET", host, target, meta.status, len(hit.body))
         return response
 
     # -- slow path ----------------------------------------------------------------------------
@@ -168,6 +157,14 @@ class Handler:
 
     async def _lookup(self, ctx: _Ctx, *, attempt: int, revalidated: bool = False) -> str:
         hit, store_id, store = await self._find(ctx)
+        verdict = Verdict.VALID
+        if hit is not None:
+            # the lazy purge check (ban list): a hard purge makes it absent
+            verdict = self._purges.check(hit.meta, self._clock())
+            if verdict is Verdict.PURGED:
+                await hit.close()
+                await store.remove(store_id, RemoveReason.PURGE)
+                hit = None
         if hit is None:
             return await self._miss(ctx, store_id, None, None, attempt)
         try:
@@ -176,7 +173,10 @@ class Handler:
                 # just validated by a 304 (also covers no-cache entries, stale again at once)
                 await self._send_hit(ctx, hit, CacheOutcome.REVALIDATED, now, fwd_status=304)
                 return "revalidated"
-            use = usability(hit.meta, now)
+            if verdict is Verdict.UNTRUSTED:
+                use = Usability.MUST_VALIDATE  # purges may have been missed: ask upstream first
+            else:  # a soft purge makes it stale; stale-while-revalidate still applies
+                use = usability(hit.meta.replace(invalidated=True) if verdict is Verdict.SOFT else hit.meta, now)
             if use is Usability.FRESH:
                 await self._send_hit(ctx, hit, CacheOutcome.HIT, now)
                 return "hit"
@@ -253,6 +253,9 @@ class Handler:
                 return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="uncacheable")
             return await self._stale_or_raise(ctx, stale, exc)
         info = head.extra if isinstance(head.extra, FillInfo) else FillInfo(meta=None, reason=None)
+        if not leader and info.meta is not None and not self._purges.admits(info.meta):
+            # joined a fill that began before a matching purge: its bytes are the purged version
+            return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="purged-fill")
         if head.status >= 500 and stale is not None and self._stale_ok(ctx, stale.meta, self._clock()):
             return await self._stale_or_raise(ctx, stale, None)
         if head.status == 304:

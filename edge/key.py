@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["CacheKey", "make_key", "normalise_field_value"]
+__all__ = ["CacheKey", "make_key", "normalise_field_value", "url_bytes", "lower_host"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +48,31 @@ def normalise_field_value(value: str | None) -> str:
     return ",".join(part.strip() for part in value.split(",")).lower()
 
 
+def url_bytes(url: str) -> bytes:
+    """The bytes an id is computed from: the request's own bytes (latin-1 round trip).
+
+    Targets and Host values arrive as bytes and are decoded as latin-1, so encoding back
+    gives exactly what the client sent; the hot path hashes those bytes without decoding.
+    Text that never was bytes (an operator's purge URL with other characters) uses UTF-8.
+    """
+    try:
+        return url.encode("latin-1")
+    except UnicodeEncodeError:
+        return url.encode("utf-8", "surrogateescape")
+
+
+def lower_host(host: str) -> str:
+    """ASCII-only lower-casing, the same as bytes.lower() on the hot path."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return host.encode("latin-1").lower().decode("latin-1")
+    except UnicodeEncodeError:
+        return host.lower()
+
+
 def make_key(scheme: str, host: str, target: str) -> CacheKey:
     """Builds the primary key from scheme, host and the raw request target."""
-    host = host.lower()
+    host = lower_host(host)
     url = f"{scheme}://{host}{target}"
-    return CacheKey(xxhash.xxh3_128_digest(url.encode("utf-8", "surrogateescape")), url, host, target)
+    return CacheKey(xxhash.xxh3_128_digest(url_bytes(url)), url, host, target)

@@ -12,12 +12,14 @@ from a peer, so the owner never forwards it again (no loops, whatever the ring v
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from cluster.members import HEALTH_PATH
 from cluster.peer import SECRET_HEADER, check_secret
 from cluster.ring import Ring
+from cluster.purge import JournalError, Purge
+from cluster.purge_wire import CONTENT_TYPE, PURGE_PATH, PURGES_PATH, decode_purge, encode_page, parse_cursor
 from edge.server.request import Request
 from edge.server.writer import Writer
 from edge.store.memory import MemoryStore
@@ -105,14 +107,26 @@ class _PeerHandler(Protocol):
     async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None: ...
 
 
-class PeerGate:
-    """The internal listener's responder: secret check, health, then the handler."""
+class _PurgeEndpoint(Protocol):
+    """What PeerGate hands purge traffic to (cluster.propagate.PurgeHub)."""
 
-    def __init__(self, handler: _PeerHandler, secret: str) -> None:
+    self_name: str
+
+    async def receive(self, purge: Purge) -> int | None: ...
+
+    def missing(self, cursor: Mapping[str, int]) -> tuple[Sequence[Purge], bool]: ...
+
+
+class PeerGate:
+    """The internal listener's responder: secret check, health, purges, then the handler."""
+
+    def __init__(self, handler: _PeerHandler, secret: str, purges: _PurgeEndpoint | None = None) -> None:
         self._handler = handler
         self._secret = secret
+        self._purges = purges  # None: this node takes no purges from peers
 
-    def try_fast(self, request: Request) -> None:
+    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
+                 peer: str) -> None:
         """Internal requests always take the checked path."""
         return None
 
@@ -124,4 +138,36 @@ class PeerGate:
         if request.target == HEALTH_PATH:
             await writer.send_simple(200, "ok")
             return
+        if self._purges is not None and request.target.partition("?")[0] in (PURGE_PATH, PURGES_PATH):
+            await self._purge_traffic(self._purges, request, writer)
+            return
         await self._handler.handle(request, writer, from_peer=True)
+
+    async def _purge_traffic(self, purges: _PurgeEndpoint, request: Request, writer: Writer) -> None:
+        """POST /_edge/purge: journal + apply, then 200 (the ack). GET /_edge/purges: catch-up page."""
+        path = request.target.partition("?")[0]
+        if path == PURGE_PATH and request.method == "POST":
+            try:
+                purge = decode_purge(request.body)
+            except ValueError as exc:
+                await writer.send_simple(400, f"bad purge body: {exc}")
+                return
+            try:
+                await purges.receive(purge)
+            except JournalError as exc:
+                await writer.send_simple(503, f"cannot journal the purge: {exc}")
+                return
+            await writer.send_simple(200, "ok")
+        elif path == PURGES_PATH and request.method == "GET":
+            try:
+                cursor = parse_cursor(request.target)
+            except ValueError as exc:
+                await writer.send_simple(400, f"bad cursor: {exc}")
+                return
+            page, more = purges.missing(cursor)
+            body = encode_page(purges.self_name, page, more)
+            writer.start(200, [("Content-Type", CONTENT_TYPE)], len(body))
+            await writer.write(body)
+            writer.finish()
+        else:
+            await writer.send_simple(405, f"use POST {PURGE_PATH} or GET {PURGES_PATH}")

@@ -83,8 +83,9 @@ def _edge_protocol(loop: asyncio.AbstractEventLoop, tmp: Path) -> tuple[HttpProt
                      headers=(("Content-Type", "application/octet-stream"), ("Cache-Control", "max-age=3600")),
                      request_time=now, response_time=now, initial_age_s=0.0, lifetime_s=3600.0, body_length=1024)
     memory.put(meta, b"x" * 1024)
+    assert key.id == make_key("http", "127.0.0.2:8080", "/obj/k1?size=1024").id
     handler = Handler(store=store, coalescer=Coalescer(spool_dir=tmp, head_timeout_s=1, idle_timeout_s=1),
-                      filler=Filler(store=store, cache=CacheConfig(), max_object_bytes=8 << 20),
+                      filler=Filler(cache=CacheConfig(), max_object_bytes=8 << 20),
                       router=Router((RouteRule(host="*", path_prefix="/", pool="p"),)), upstreams={},
                       allowlists={}, access_log=None)
     transport = NullTransport()

@@ -30,10 +30,11 @@ __all__ = ["Limits", "Responder", "HttpProtocol"]
 
 log = logging.getLogger("edge.server")
 
-# Request fields that take a request off the fast path (answered by the full handler).
-_NOT_PLAIN = frozenset({b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match",
-                        b"if-unmodified-since", b"authorization", b"expect", b"transfer-encoding",
-                        b"content-length", b"upgrade"})
+# Request fields the listener looks at while parsing: Host (1), and the fields that take a
+# request off the fast path to the full handler (2).
+_SPECIAL = {b"host": 1, **dict.fromkeys((
+    b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since",
+    b"authorization", b"expect", b"transfer-encoding", b"content-length", b"upgrade"), 2)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,8 +50,13 @@ class Limits:
 class Responder(Protocol):
     """What the listener calls for each request (implemented by edge.handler)."""
 
-    def try_fast(self, request: Request) -> bytes | tuple[bytes, bytes] | None:
-        """Returns a fresh memory hit's response (whole, or head and body), or None to go async."""
+    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
+                 peer: str) -> bytes | tuple[bytes, bytes] | None:
+        """A fresh memory hit's response (whole, or head and body) for a plain GET/HEAD, or None.
+
+        Called from the parser callback for keep-alive HTTP/1.1 GET and HEAD requests with one
+        Host field and no Range, validators, credentials or body: no Request object exists yet.
+        """
         ...
 
     def handle(self, request: Request, writer: Writer) -> Awaitable[None]:
@@ -86,7 +92,7 @@ class HttpProtocol(asyncio.Protocol):
         self._max_headers = limits.max_headers
         self._header_bytes = 0
         self._body: bytearray | None = None
-        self._host: str | None = None  # the Host field of the request being parsed
+        self._host: bytes | None = None  # the Host field of the request being parsed
         self._plain = True  # no field of the request being parsed needs the slow path
         # requests parsed but not yet answered, in arrival order (pipelining)
         self._pending: collections.deque[Request] = collections.deque()
@@ -131,8 +137,10 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(400, f"malformed request: {exc}")
 
     # -- llhttp callbacks ---------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url.clear()
+    def _reset(self) -> None:
+        """Clears per-request parser state (after each message: llhttp's on_message_begin
+        would cost a Python call per request)."""
+        self._url = bytearray()
         self._headers = []
         self._header_bytes = 0
         self._body = None
@@ -145,20 +153,19 @@ class HttpProtocol(asyncio.Protocol):
             raise _TooLarge(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = self._header_bytes = self._header_bytes + len(name) + len(value)
         headers = self._headers
-        if size > self._max_header_bytes:
-            raise _TooLarge(431, "request header fields too large")
-        if len(headers) >= self._max_headers:
-            raise _TooLarge(431, "too many request header fields")
         headers.append((name, value))
-        lname = name.lower()
-        if lname == b"host":
-            if self._host is not None:
-                self._plain = False  # two Host fields: let the slow path refuse it
-            self._host = value.decode("latin-1")
-        elif lname in _NOT_PLAIN:
-            self._plain = False
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._max_header_bytes:
+            raise _TooLarge(431, "request header fields too large")
+        if len(headers) > self._max_headers:
+            raise _TooLarge(431, "too many request header fields")
+        kind = _SPECIAL.get(name.lower())
+        if kind is not None:
+            if kind == 1 and self._host is None:
+                self._host = value
+            else:
+                self._plain = False  # a second Host, or a field only the slow path handles
 
     def on_body(self, body: bytes) -> None:
         if self._body is None:
@@ -169,17 +176,35 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive()
+        host = self._host
+        if (self._plain and host is not None and keep_alive and not self._busy and not self._pending
+                and (method == b"GET" or method == b"HEAD") and self._body is None
+                and parser.get_http_version() == "1.1"):
+            fast = self._responder.try_fast(method == b"HEAD", host, bytes(self._url), self._headers, self._peer)
+            if fast is not None:
+                self._reset()
+                transport = self._transport
+                if transport is not None and not self._closed:
+                    if fast.__class__ is tuple:
+                        transport.write(fast[0])
+                        transport.write(fast[1])
+                    else:
+                        transport.write(fast)  # type: ignore[arg-type]
+                return
         request = Request(
-            method=parser.get_method().decode("ascii"),
+            method=method.decode("ascii"),
             target=self._url.decode("latin-1"),
             version=parser.get_http_version(),
             raw_headers=self._headers,
             body=bytes(self._body) if self._body is not None else None,
-            keep_alive=parser.should_keep_alive(),
+            keep_alive=keep_alive,
             peer=self._peer,
-            raw_host=self._host,
+            raw_host=host.decode("latin-1") if host is not None else None,
             plain=self._plain,
         )
+        self._reset()
         if self._busy or self._pending:
             self._pending.append(request)
             if self._transport is not None:
@@ -191,17 +216,6 @@ class HttpProtocol(asyncio.Protocol):
     def _dispatch(self, request: Request) -> None:
         transport = self._transport
         if transport is None or self._closed:
-            return
-        fast = self._responder.try_fast(request)
-        if fast is not None:
-            if isinstance(fast, tuple):
-                head, body = fast
-                transport.write(head)
-                transport.write(body)
-            else:
-                transport.write(fast)
-            if not request.keep_alive:
-                transport.close()
             return
         self._busy = True
         writer = Writer(transport, self._writable, request, self)
