@@ -15,16 +15,22 @@ from pathlib import Path
 
 import aiohttp
 
+from cluster.propagate import PurgeHub
+from cluster.purge import PurgeLog
+from cluster.purge_wire import HttpPurgeTransport
 from edge.accesslog import AccessLog
+from edge.admin import Admin
 from edge.config import EdgeConfig
 from edge.fill import Filler
 from edge.handler import Handler
+from edge.invalidate import Invalidator
 from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
 from cluster.ring import Ring
 from edge.peering import HotCounter, PeerGate, PeerRouting
 from edge.policy import PolicySet
 from edge.server.protocol import HttpProtocol, Responder
+from edge.store.base import Store
 from edge.store.disk import DiskStore
 from edge.store.memory import MemoryStore
 from edge.store.policy import EvictionPolicy, LRUPolicy
@@ -78,6 +84,9 @@ class EdgeNode:
         self._internal: asyncio.Server | None = None  # the peer listener
         self._membership: Membership | None = None
         self.routing: PeerRouting | None = None
+        self.invalidator: Invalidator | None = None
+        self.purges: PurgeHub | None = None
+        self._admin: Admin | None = None
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -110,26 +119,78 @@ class EdgeNode:
                                     head_timeout_s=co.head_timeout_s, idle_timeout_s=co.idle_timeout_s,
                                     pass_memo_s=co.pass_memo_s)
         largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
+        invalidator, hub = await self._build_purging()
         handler = Handler(
             store=self.store, coalescer=self._coalescer,
-            filler=Filler(cache=cache, max_object_bytes=largest), routing=routing,
-            policies=PolicySet(cfg.policies),
+            filler=Filler(cache=cache, max_object_bytes=largest, purges=invalidator), routing=routing,
+            policies=PolicySet(cfg.policies), purges=invalidator,
             router=Router(cfg.routes), upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,
         )
+        if cfg.cluster is not None and cfg.node.internal_host is not None:
+            gate = PeerGate(handler, cfg.cluster.secret, purges=hub)
+            self._internal = await self._listen(gate, cfg.node.internal_host, cfg.node.internal_port,
+                                                f"nodes.{cfg.node.name}.internal")
+            log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
+        # catch up on purges missed while down before serving anything cached (bounded: each
+        # peer gets one timeout; a node that reached none serves under the purge-lag rule)
+        synced = await hub.sync_round()
+        if hub.has_peers:
+            log.info("purge catch-up at start: %d of %d peers answered; generation %d", synced,
+                     len(cfg.peers) - 1, hub.log.generation)
         self._server = await self._listen(handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen")
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
         log.info("node %s listening on http://%s:%d", cfg.node.name, cfg.node.host, self.port)
-        if cfg.cluster is not None and cfg.node.internal_host is not None:
-            gate = PeerGate(handler, cfg.cluster.secret)
-            self._internal = await self._listen(gate, cfg.node.internal_host, cfg.node.internal_port,
-                                                f"nodes.{cfg.node.name}.internal")
-            log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
+        if cfg.node.admin_host is not None:
+            self._admin = Admin(cfg.admin, hub, self.purge_status)
+            try:
+                await self._admin.start(cfg.node.admin_host, cfg.node.admin_port)
+            except OSError as exc:
+                await self._close_resources()
+                raise StartupError(f"cannot listen on {cfg.node.admin_host}:{cfg.node.admin_port}: {exc.strerror}; "
+                                   f"pick a free address in nodes.{cfg.node.name}.admin") from exc
+            log.info("node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, self._admin.port)
+        hub.start()
         if self._membership is not None:
             self._membership.start()
+
+    async def _build_purging(self) -> tuple[Invalidator, PurgeHub]:
+        """Opens the purge journal, re-applies purges not yet swept, and builds the hub."""
+        cfg = self.config
+        assert self.store is not None and self._session is not None
+        state = cfg.state_dir
+        journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
+        sync = cfg.purge_sync
+        stores: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
+        # a peer's copy may predate a purge that had not reached it yet: see edge.invalidate
+        window = sync.max_lag_s + sync.sync_interval_s + cfg.admin.purge_timeout_s
+        invalidator = Invalidator(stores, state_path=state / "swept" if state is not None else None,
+                                  peer_window_s=window)
+        await invalidator.load(journal.generation)
+        for gen, purge in journal.after(invalidator.swept_through):
+            await invalidator.apply(purge, gen)
+        invalidator.start()
+        peers = cfg.peers if cfg.cluster is not None and cfg.node.internal_url is not None else ()
+        transport = HttpPurgeTransport(self._session, secret=cfg.cluster.secret if cfg.cluster else "",
+                                       self_name=cfg.node.name)
+        hub = PurgeHub(journal, invalidator, invalidator, self_name=cfg.node.name, peers=peers, transport=transport,
+                       sync_interval_s=sync.sync_interval_s, max_lag_s=sync.max_lag_s,
+                       sync_timeout_s=cfg.admin.purge_timeout_s, trusted_at_start=self.store.stats.entries == 0)
+        self.invalidator, self.purges = invalidator, hub
+        return invalidator, hub
+
+    def purge_status(self) -> dict[str, object]:
+        """What GET /status shows: this node, its purge state and its store."""
+        assert self.purges is not None and self.invalidator is not None and self.store is not None
+        stats = self.store.stats
+        return {"node": self.config.node.name, "region": self.config.node.region,
+                **self.purges.status(time.time()),
+                "pending_rules": self.invalidator.pending, "swept_through": self.invalidator.swept_through,
+                "invalidated": self.invalidator.removed,
+                "store": {"entries": stats.entries, "bytes": stats.bytes, "hits": stats.hits, "misses": stats.misses}}
 
     async def _listen(self, responder: Responder, host: str, port: int, where: str) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -171,6 +232,10 @@ class EdgeNode:
         """Stops listening, ends in-flight work under a deadline, closes everything."""
         if self._membership is not None:
             await self._membership.stop()
+        if self._admin is not None:
+            await self._admin.stop()
+        if self.purges is not None:
+            await self.purges.stop()
         for server in (self._server, self._internal):
             if server is not None:
                 server.close()
@@ -191,6 +256,8 @@ class EdgeNode:
                 log.warning("listener did not close within %.0fs", SHUTDOWN_DEADLINE_S)
 
     async def _close_resources(self) -> None:
+        if self.invalidator is not None:
+            await self.invalidator.close()
         if self._coalescer is not None:
             await self._coalescer.close()
         for pool in self._pools.values():

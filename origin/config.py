@@ -1,9 +1,11 @@
-"""Origin configuration: pools of servers, their timeouts and retry policy, and routing rules.
+"""Origin configuration: pools of servers, their balancing, health checks, timeouts, retry
+policy and backup pool, and routing rules.
 
 The values are frozen dataclasses. `parse_pools` and `parse_routes` turn the TOML-decoded
 `[origins.*]` tables and `[[routes]]` array into them, strictly: an unknown key, a value of
-the wrong type, a bad URL or an unknown pool name raises ConfigError naming the dotted key,
-what is wrong, and what to do. edge/config.py calls them and reuses ConfigError.
+the wrong type, a bad URL, an unknown pool name or a cycle of backup pools raises ConfigError
+naming the dotted key, what is wrong, and what to do. edge/config.py calls them and reuses
+ConfigError.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 __all__ = [
+    "Balance",
     "ConfigError",
+    "HealthCheckConfig",
     "OriginPoolConfig",
+    "PassiveHealthConfig",
     "RetryConfig",
     "RouteRule",
     "ServerConfig",
@@ -66,6 +71,11 @@ class ServerConfig:
         """The URL without a trailing "/", ready to have a raw target appended."""
         return self.url.rstrip("/")
 
+    @property
+    def netloc(self) -> str:
+        """The "host:port" of the URL: the Host that health checks send by default."""
+        return urlsplit(self.url).netloc
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutConfig:
@@ -90,9 +100,8 @@ class RetryConfig:
 
     attempts: int = 2  # total tries for an idempotent request (1 = never retry)
     budget_ratio: float = 0.2  # retries may be at most this fraction of requests
-    budget_burst: float = (
-        10.0  # retries allowed before requests have paid for them; the cap on saved-up retries
-    )
+    # retries allowed before requests have paid for them; the cap on saved-up retries
+    budget_burst: float = 10.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -101,36 +110,80 @@ class RetryConfig:
             raise ValueError("budget_ratio and budget_burst must be >= 0")
 
 
+# How a pool spreads requests over its available servers (origin/balance.py).
+Balance = Literal["round_robin", "least_outstanding"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheckConfig:
+    """Active checks: GET `path` on every server each `interval_s`; 2xx/3xx is a success."""
+
+    path: str | None = None  # origin-form target, e.g. "/healthz"; None = no active checks
+    host: str | None = None  # Host header of the probe; None = the server's "host:port"
+    interval_s: float = 5.0  # a round of probes starts this often
+    timeout_s: float = 2.0  # one probe, connect to end of body; at most interval_s
+    healthy_after: int = 2  # consecutive successes that bring a down server back
+    unhealthy_after: int = 3  # consecutive failures that take a server out
+
+    def __post_init__(self) -> None:
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        if not 0 < self.timeout_s <= self.interval_s:
+            raise ValueError("timeout_s must be > 0 and <= interval_s")
+        if self.healthy_after < 1 or self.unhealthy_after < 1:
+            raise ValueError("healthy_after and unhealthy_after must be >= 1")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether active checks run at all."""
+        return self.path is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassiveHealthConfig:
+    """Passive checks: real requests that fail in a row take a server out."""
+
+    # consecutive failed tries (connect error, timeout, malformed head) that mark a server
+    # down; 0 = passive checks off
+    failures: int = 3
+    # without active checks: how long a server marked down is skipped; with active checks it
+    # stays down until `healthy_after` probes in a row succeed
+    cooldown_s: float = 10.0
+    on_5xx: bool = False  # a 5xx response head also counts as a failure
+
+    def __post_init__(self) -> None:
+        if self.failures < 0 or self.cooldown_s < 0:
+            raise ValueError("failures and cooldown_s must be >= 0")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OriginPoolConfig:
     """A named group of interchangeable origin servers."""
 
     name: str
-    servers: tuple[ServerConfig, ...]  # tried round-robin; at least one
+    servers: tuple[ServerConfig, ...]  # at least one
+    balance: Balance = "round_robin"
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)  # per fetch from one server
     retry: RetryConfig = field(default_factory=RetryConfig)
-    forward_headers: tuple[str, ...] | None = (
-        None  # lower-case allowlist; None = transparent default
-    )
-    down_after_failures: int = 3  # consecutive connect failures that mark a server down
-    down_cooldown_s: float = (
-        5.0  # how long a server marked down is skipped before it is tried again
-    )
+    forward_headers: tuple[str, ...] | None = None  # lower-case allowlist; None = transparent
+    health: HealthCheckConfig = field(default_factory=HealthCheckConfig)
+    passive: PassiveHealthConfig = field(default_factory=PassiveHealthConfig)
+    # another pool's name: serves when every server here is down or refused the connection
+    backup: str | None = None
 
     def __post_init__(self) -> None:
         if not self.servers:
             raise ValueError("a pool needs at least one server")
-        if self.down_after_failures < 1 or self.down_cooldown_s < 0:
-            raise ValueError("down_after_failures must be >= 1 and down_cooldown_s >= 0")
+        if self.balance not in get_args(Balance):
+            raise ValueError(f"balance must be one of {get_args(Balance)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouteRule:
     """Requests whose host and path match go to `pool` (see origin.routes.Router for matching)."""
 
-    host: str = (
-        "*"  # "*" (any host), "*.example.com" (any subdomain) or an exact host; lower-case, no port
-    )
+    # "*" (any host), "*.example.com" (any subdomain) or an exact host; lower-case, no port
+    host: str = "*"
     path_prefix: str = "/"  # plain string prefix of the raw path; "/" matches every request
     pool: str  # name of an [origins.<name>] pool
 
@@ -147,9 +200,16 @@ _TIMEOUT_KEYS = {
     "total_timeout_s": "total_s",
     "idle_timeout_s": "idle_s",
 }
+_HEALTH_KEYS = frozenset(
+    {"health_path", "health_host", "health_interval_s", "health_timeout_s"}
+    | {"healthy_after", "unhealthy_after"}
+)
+_PASSIVE_KEYS = frozenset({"passive_failures", "passive_cooldown_s", "passive_5xx"})
 _POOL_KEYS = frozenset(
     {"servers", "retries", "retry_budget_ratio", "retry_budget_burst", "forward_headers"}
-    | {"down_after_failures", "down_cooldown_s"}
+    | {"balance", "backup"}
+    | _HEALTH_KEYS
+    | _PASSIVE_KEYS
     | _TIMEOUT_KEYS.keys()
 )
 _ROUTE_KEYS = frozenset({"host", "path_prefix", "origin"})
@@ -187,6 +247,20 @@ def _integer(table: Mapping[str, Any], key: str, path: str, default: int, *, min
         raise ConfigError(f"{path}.{key}: expected an integer, got {value!r}; write e.g. {default}")
     if value < minimum:
         raise ConfigError(f"{path}.{key}: {value!r} is out of range; it must be >= {minimum}")
+    return value
+
+
+def _boolean(table: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}.{key}: expected true or false, got {value!r}; write {default}")
+    return value
+
+
+def _optional_string(table: Mapping[str, Any], key: str, path: str, example: str) -> str | None:
+    value = table.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f'{path}.{key}: expected a string, got {value!r}; write e.g. "{example}"')
     return value
 
 
@@ -230,6 +304,51 @@ def _parse_forward_headers(table: Mapping[str, Any], path: str) -> tuple[str, ..
     return tuple(dict.fromkeys(name.lower() for name in names))
 
 
+def _parse_balance(table: Mapping[str, Any], path: str) -> Balance:
+    value = table.get("balance", "round_robin")
+    for choice in get_args(Balance):
+        if value == choice:
+            return choice  # type: ignore[no-any-return]
+    choices = " or ".join(f'"{c}"' for c in get_args(Balance))
+    raise ConfigError(f"{path}.balance: unknown balancing {value!r}; use {choices}")
+
+
+def _parse_health(table: Mapping[str, Any], path: str) -> HealthCheckConfig:
+    d = HealthCheckConfig()
+    health_path = _optional_string(table, "health_path", path, "/healthz")
+    if health_path is not None and (
+        not health_path.startswith("/") or any(ord(c) <= 0x20 or c == "#" for c in health_path)
+    ):
+        raise ConfigError(
+            f"{path}.health_path: {health_path!r} is not a request target; "
+            'write a path such as "/healthz" (no spaces or #)'
+        )
+    interval = _number(table, "health_interval_s", path, d.interval_s, positive=True)
+    timeout = _number(table, "health_timeout_s", path, d.timeout_s, positive=True)
+    if timeout > interval:
+        raise ConfigError(
+            f"{path}.health_timeout_s: {timeout} exceeds health_interval_s {interval}; "
+            "make the probe timeout at most the interval"
+        )
+    return HealthCheckConfig(
+        path=health_path,
+        host=_optional_string(table, "health_host", path, "www.example.com"),
+        interval_s=interval,
+        timeout_s=timeout,
+        healthy_after=_integer(table, "healthy_after", path, d.healthy_after, minimum=1),
+        unhealthy_after=_integer(table, "unhealthy_after", path, d.unhealthy_after, minimum=1),
+    )
+
+
+def _parse_passive(table: Mapping[str, Any], path: str) -> PassiveHealthConfig:
+    d = PassiveHealthConfig()
+    return PassiveHealthConfig(
+        failures=_integer(table, "passive_failures", path, d.failures, minimum=0),
+        cooldown_s=_number(table, "passive_cooldown_s", path, d.cooldown_s, positive=False),
+        on_5xx=_boolean(table, "passive_5xx", path, d.on_5xx),
+    )
+
+
 def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
     table = _table(value, path)
     _check_keys(table, _POOL_KEYS, path)
@@ -254,12 +373,37 @@ def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
     return OriginPoolConfig(
         name=name,
         servers=servers,
+        balance=_parse_balance(table, path),
         timeouts=timeouts,
         retry=retry,
         forward_headers=_parse_forward_headers(table, path),
-        down_after_failures=_integer(table, "down_after_failures", path, 3, minimum=1),
-        down_cooldown_s=_number(table, "down_cooldown_s", path, 5.0, positive=False),
+        health=_parse_health(table, path),
+        passive=_parse_passive(table, path),
+        backup=_optional_string(table, "backup", path, "fallback"),
     )
+
+
+def _check_backups(pools: Mapping[str, OriginPoolConfig], path: str) -> None:
+    """Every backup names another pool, and following backups never comes back round."""
+    for name, pool in pools.items():
+        if pool.backup is None:
+            continue
+        if pool.backup not in pools:
+            known = ", ".join(sorted(n for n in pools if n != name)) or "none defined"
+            raise ConfigError(
+                f"{path}.{name}.backup: unknown pool {pool.backup!r}; use one of: {known}"
+            )
+        chain = [name]
+        current: str | None = pool.backup
+        while current is not None:
+            if current in chain:
+                cycle = " -> ".join([*chain, current])
+                raise ConfigError(
+                    f"{path}.{name}.backup: backup pools form a cycle ({cycle}); "
+                    "remove one of the backup keys"
+                )
+            chain.append(current)
+            current = pools[current].backup
 
 
 def parse_pools(data: Mapping[str, Any], path: str) -> dict[str, OriginPoolConfig]:
@@ -271,6 +415,7 @@ def parse_pools(data: Mapping[str, Any], path: str) -> dict[str, OriginPoolConfi
                 f"{path}.{name}: bad pool name; use letters, digits, '-' and '_' only"
             )
         pools[name] = _parse_pool(name, value, f"{path}.{name}")
+    _check_backups(pools, path)
     return pools
 
 

@@ -1,14 +1,16 @@
-"""OriginPool: an Upstream over a pool's servers, with round-robin, failover and a retry budget.
+"""OriginPool: an Upstream over a pool's servers: balancing, health, retries, backup pool.
 
-One fetch picks the next available server round-robin. If it fails before the response
-head arrived with a retryable error and the method is idempotent, the request is tried
-again on the next server (preferring servers not yet tried), up to `retry.attempts` tries
-in all and only while the pool-wide retry budget allows. Once a head has arrived the
-response is returned as it is, 5xx included: nothing is retried after that point.
+One fetch asks the Balancer (round robin or least outstanding) for an available server. A
+try that fails before the response head with a retryable error is retried on ANOTHER
+server: for idempotent methods, or for any method when the connection was never opened;
+at most `retry.attempts` tries in all, only while the request's total timeout has time left
+(a retry's head and body are cut off at that deadline) and while the pool-wide RetryBudget
+allows, so an outage never multiplies the load by more than `budget_ratio`. Once a head
+has arrived the response is returned as it is, 5xx included.
 
-Passive health: `down_after_failures` consecutive connect failures mark a server down for
-`down_cooldown_s`; after that it is tried again (one more failure marks it down again).
-Active health checks (origin/health.py, later) report through `OriginPool.set_healthy`.
+Failed tries feed passive health and good probes feed active health (origin/health.py).
+The backup pool serves when every server here is out of rotation, or when every try of a
+request failed to connect; it keeps its own budget and health.
 
 Note: aiohttp itself resends an idempotent request once when its connection drops before
 the head (RFC 9112 §9.3.1, meant for stale keep-alive connections). That resend happens
@@ -17,48 +19,62 @@ inside one try here and is not counted against the retry budget.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from enum import Enum
 
 import aiohttp
 
+from origin.balance import Balancer, InFlightBody
 from origin.client import OriginClient
-from origin.config import OriginPoolConfig, RetryConfig
-from origin.errors import ConnectError, NoServerAvailable, UpstreamError
-from origin.upstream import UpstreamRequest, UpstreamResponse
+from origin.config import OriginPoolConfig, RetryConfig, ServerConfig
+from origin.errors import ConnectError, NoServerAvailable, UpstreamError, UpstreamTimeout
+from origin.health import (
+    HealthChange,
+    HealthChecker,
+    PoolStatus,
+    ProbeTarget,
+    ServerHealth,
+    ServerStatus,
+)
+from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 __all__ = [
     "IDEMPOTENT_METHODS",
     "NoRetryReason",
     "OriginPool",
+    "PoolStatus",
     "RetryBudget",
-    "ServerHealth",
     "ServerStatus",
+    "build_pools",
 ]
+
+log = logging.getLogger("origin.pool")
 
 # RFC 9110 §9.2.2: requests whose intended effect is the same however often they are sent.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class NoRetryReason(Enum):
-    """Why a failed fetch was not tried again (the last error is raised)."""
+    """Why a failed try was not tried again (the last error is raised, or the backup asked)."""
 
     NOT_RETRYABLE = "not_retryable"  # the error says another try cannot help
-    NOT_IDEMPOTENT = "not_idempotent"  # POST/PATCH/...: the origin may have acted on it
+    NOT_IDEMPOTENT = "not_idempotent"  # POST/PATCH/... reached the origin: it may have acted
     ATTEMPTS_USED = "attempts_used"  # retry.attempts tries made
+    NO_OTHER_SERVER = "no_other_server"  # every available server was tried already
+    DEADLINE = "deadline"  # the request's total timeout has run out
     BUDGET_EXHAUSTED = "budget_exhausted"  # the pool-wide retry budget is spent
-    NO_SERVER = "no_server"  # every server is marked down
 
 
 class RetryBudget:
     """Caps retries at about `budget_ratio` of requests — pure bookkeeping, no clock.
 
     A token bucket: each request deposits `budget_ratio` tokens, each retry spends one, and
-    the bucket holds at most `budget_burst` (it starts full). Over any stretch where the
-    bucket neither empties nor fills, retries <= budget_ratio x requests; the cap makes the
-    allowance a sliding one, so a long quiet spell cannot bank a retry storm.
+    the bucket holds at most `budget_burst` (it starts full). So over any stretch of N
+    requests, retries <= budget_burst + budget_ratio x N; the cap makes the allowance a
+    sliding one, so a long quiet spell cannot bank a retry storm.
     """
 
     __slots__ = ("_burst", "_ratio", "_tokens")
@@ -85,78 +101,60 @@ class RetryBudget:
         return True
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerStatus:
-    """A snapshot of one server's health, for status pages and tests."""
-
-    url: str
-    available: bool  # may be picked now
-    consecutive_failures: int  # connect failures since the last success
-    down_until: float  # monotonic clock; 0.0 when not marked down by failures
-    healthy: bool  # the active health check's verdict (True until a checker says otherwise)
-
-
-class ServerHealth:
-    """Passive (and, through `healthy`, active) health of one server; pure, `now` is passed in."""
-
-    __slots__ = ("_cooldown_s", "_threshold", "down_until", "failures", "healthy")
-
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
-        self._threshold = threshold
-        self._cooldown_s = cooldown_s
-        self.failures = 0  # consecutive connect failures
-        self.down_until = 0.0  # skipped while now < down_until
-        self.healthy = True  # set by an active checker; False takes the server out
-
-    def available(self, now: float) -> bool:
-        """Whether the server may be picked at `now`."""
-        return self.healthy and now >= self.down_until
-
-    def record_success(self) -> None:
-        """A connection was opened: the failure streak ends."""
-        self.failures = 0
-        self.down_until = 0.0
-
-    def record_connect_failure(self, now: float) -> None:
-        """Counts a connect failure; the threshold-th in a row marks the server down."""
-        self.failures += 1
-        if self.failures >= self._threshold:
-            self.down_until = now + self._cooldown_s
+ClientFactory = Callable[[ServerConfig], Upstream]
 
 
 class OriginPool:
-    """Fetches from one of a pool's servers; an Upstream."""
+    """Fetches from one of a pool's servers, else from its backup pool; an Upstream."""
 
     __slots__ = (
+        "_backup",
+        "_balancer",
         "_budget",
+        "_checker",
         "_clients",
         "_clock",
         "_config",
         "_health",
-        "_next",
+        "_in_flight",
+        "backup_uses",
         "no_retries",
+        "requests",
         "retries",
     )
 
     def __init__(
         self,
         config: OriginPoolConfig,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         *,
+        backup: OriginPool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        client_factory: ClientFactory | None = None,
     ) -> None:
         self._config = config
-        self._clients = tuple(OriginClient(s, config.timeouts, session) for s in config.servers)
-        self._health = tuple(
-            ServerHealth(config.down_after_failures, config.down_cooldown_s) for _ in config.servers
-        )
+        if client_factory is None:
+            if session is None:
+                raise ValueError("an OriginPool needs a session or a client_factory")
+            client_factory = lambda server: OriginClient(server, config.timeouts, session)
+        self._clients = tuple(client_factory(s) for s in config.servers)
+        self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)
+        self._in_flight = [0] * len(config.servers)  # tries from head request to body end
+        self._balancer = Balancer(config.balance)
         self._budget = RetryBudget(config.retry)
-        self._clock = clock  # monotonic seconds; injected so tests control cool-downs
-        self._next = 0  # round-robin cursor
-        self.retries = 0  # retries made, for metrics
-        self.no_retries: dict[NoRetryReason, int] = {
-            r: 0 for r in NoRetryReason
-        }  # counted per reason
+        self._backup = backup
+        self._clock = clock  # monotonic seconds for health; injected so tests move time
+        self._checker: HealthChecker | None = None
+        if config.health.enabled:
+            targets = [
+                ProbeTarget(client, config.health.host or server.netloc)
+                for client, server in zip(self._clients, config.servers)
+            ]
+            self._checker = HealthChecker(config.health, targets, self._record_probe, clock=clock)
+        self.requests = 0  # requests this pool's servers were asked to serve
+        self.retries = 0  # retries made
+        self.backup_uses = 0  # requests handed to the backup pool
+        self.no_retries: dict[NoRetryReason, int] = {r: 0 for r in NoRetryReason}
 
     @property
     def name(self) -> str:
@@ -168,87 +166,211 @@ class OriginPool:
         """The pool-wide retry budget."""
         return self._budget
 
-    def status(self) -> tuple[ServerStatus, ...]:
-        """The health of every server, in config order."""
+    @property
+    def checker(self) -> HealthChecker | None:
+        """The active health checker, when the pool has a health_path."""
+        return self._checker
+
+    def start(self) -> None:
+        """Starts active health checks (if configured); call from a running loop."""
+        if self._checker is not None:
+            self._checker.start()
+
+    async def close(self) -> None:
+        """Stops active health checks; the session is closed by its owner."""
+        if self._checker is not None:
+            await self._checker.close()
+
+    def status(self) -> PoolStatus:
+        """A snapshot of the pool and every server's health, for operators and tests."""
         now = self._clock()
-        return tuple(
+        servers = tuple(
             ServerStatus(
-                url=c.server.base,
+                url=server.base,
                 available=h.available(now),
+                healthy=h.healthy,
+                in_flight=n,
                 consecutive_failures=h.failures,
                 down_until=h.down_until,
-                healthy=h.healthy,
+                last_error=h.last_error,
             )
-            for c, h in zip(self._clients, self._health)
+            for server, h, n in zip(self._config.servers, self._health, self._in_flight)
+        )
+        return PoolStatus(
+            name=self.name,
+            balance=self._config.balance,
+            backup=self._backup.name if self._backup is not None else None,
+            servers=servers,
+            requests=self.requests,
+            retries=self.retries,
+            retry_tokens=self._budget.tokens,
+            backup_uses=self.backup_uses,
         )
 
     def set_healthy(self, url: str, healthy: bool) -> None:
-        """The seam for active health checks: takes a server out of (or back into) rotation."""
-        for client, health in zip(self._clients, self._health):
-            if client.server.base == url.rstrip("/"):
+        """Takes a server out of (or back into) rotation by hand, as the probes would."""
+        for server, health in zip(self._config.servers, self._health):
+            if server.base == url.rstrip("/"):
                 health.healthy = healthy
                 return
         raise KeyError(url)
 
-    def _pick(self, tried: set[int]) -> int | None:
-        """The next available server round-robin, preferring untried ones; None if all are down."""
-        now = self._clock()
-        n = len(self._clients)
-        fallback = None
-        for step in range(n):
-            i = (self._next + step) % n
-            if not self._health[i].available(now):
-                continue
-            if i not in tried:
-                self._next = (i + 1) % n
-                return i
-            if fallback is None:
-                fallback = i
-        if fallback is not None:
-            self._next = (fallback + 1) % n
-        return fallback
-
-    def _no_retry(self, reason: NoRetryReason, exc: UpstreamError) -> UpstreamError:
-        self.no_retries[reason] += 1
-        return exc
-
     async def fetch(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Sends the request to a server, failing over before the head; raises the last error."""
+        """Sends the request to a server, retrying and failing over before the head."""
+        if self._backup is not None and not self._any_available():
+            return await self._to_backup(request, "every server is down")
+        failures: list[UpstreamError] = []
+        try:
+            return await self._fetch_here(request, failures)
+        except UpstreamError as exc:
+            unreachable = isinstance(exc, NoServerAvailable) or (
+                bool(failures) and all(isinstance(f, ConnectError) for f in failures)
+            )
+            if self._backup is None or not unreachable:
+                raise
+            return await self._to_backup(request, f"every try failed to connect ({exc})")
+
+    async def _to_backup(self, request: UpstreamRequest, why: str) -> UpstreamResponse:
+        assert self._backup is not None
+        self.backup_uses += 1
+        log.debug("pool %s: %s; asking backup pool %s", self.name, why, self._backup.name)
+        return await self._backup.fetch(request)
+
+    async def _fetch_here(
+        self, request: UpstreamRequest, failures: list[UpstreamError]
+    ) -> UpstreamResponse:
+        """Tries this pool's servers; raises the last error (appended to `failures` too)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.timeouts.total_s  # the whole request's limit
+        tried = [False] * len(self._clients)
+        index = self._pick(tried)
+        if index is None:
+            raise NoServerAvailable(f"pool {self.name!r}: every server is down")
+        self.requests += 1
         self._budget.record_request()
-        idempotent = request.method.upper() in IDEMPOTENT_METHODS
-        tried: set[int] = set()
-        attempt = 0
         while True:
-            index = self._pick(tried)
-            if index is None:
-                raise NoServerAvailable(f"pool {self.name!r}: every server is down")
-            attempt += 1
-            tried.add(index)
+            tried[index] = True
             try:
-                response = await self._clients[index].fetch(request)
+                return await self._try(index, request, deadline, retry=bool(failures))
             except UpstreamError as exc:
-                if isinstance(exc, ConnectError):
-                    self._health[index].record_connect_failure(self._clock())
-                reason = self._retry_denied(exc, idempotent, attempt)
+                failures.append(exc)
+                reason = self._retry_denied(exc, request, len(failures), deadline - loop.time())
+                next_index = self._pick(tried) if reason is None else None
+                if reason is None and next_index is None:
+                    reason = NoRetryReason.NO_OTHER_SERVER
+                if reason is None and not self._budget.try_spend():
+                    reason = NoRetryReason.BUDGET_EXHAUSTED
                 if reason is not None:
-                    raise self._no_retry(reason, exc)
+                    self.no_retries[reason] += 1
+                    raise
+                assert next_index is not None
+                index = next_index
                 self.retries += 1
-                continue
+
+    async def _try(
+        self, index: int, request: UpstreamRequest, deadline: float, *, retry: bool
+    ) -> UpstreamResponse:
+        """One try on one server, cut off at the request's deadline; feeds passive health."""
+        self._in_flight[index] += 1
+
+        def release() -> None:  # InFlightBody calls it once; the except clauses below instead
+            self._in_flight[index] -= 1
+
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._clients[index].fetch(request)
+            except TimeoutError as exc:
+                # Only the request's own deadline: the client translates its phase timeouts.
+                raise UpstreamTimeout(
+                    f"{request.method} {self._config.servers[index].base}: total timeout "
+                    f"{self._config.timeouts.total_s}s spent before the head",
+                    upstream=self._config.servers[index].base,
+                ) from exc
+        except UpstreamError as exc:
+            release()
+            if exc.retryable:
+                self._record_failure(index, str(exc))
+            raise
+        except BaseException:
+            release()
+            raise
+        if self._config.passive.on_5xx and response.status >= 500:
+            self._record_failure(index, f"status {response.status}")
+        else:
             self._health[index].record_success()
-            return response
+        # A first try's body already ends at the client's own total deadline (the same instant).
+        body = InFlightBody(response, release, deadline if retry else None)
+        return UpstreamResponse(
+            status=response.status,
+            reason=response.reason,
+            headers=response.headers,
+            request_time=response.request_time,
+            response_time=response.response_time,
+            body=body,
+            close=body.close,
+            upstream=response.upstream,
+        )
 
     def _retry_denied(
-        self, exc: UpstreamError, idempotent: bool, attempt: int
+        self, exc: UpstreamError, request: UpstreamRequest, tries: int, time_left: float
     ) -> NoRetryReason | None:
-        """Why failed try number `attempt` may not be retried, or None to retry (spends budget)."""
+        """Why failed try number `tries` may not be retried, or None (budget checked later)."""
         if not exc.retryable:
             return NoRetryReason.NOT_RETRYABLE
-        if not idempotent:
+        # A refused connection never carried the request, so even POST may go elsewhere.
+        if request.method.upper() not in IDEMPOTENT_METHODS and not isinstance(exc, ConnectError):
             return NoRetryReason.NOT_IDEMPOTENT
-        if attempt >= self._config.retry.attempts:
+        if tries >= self._config.retry.attempts:
             return NoRetryReason.ATTEMPTS_USED
-        if not any(h.available(self._clock()) for h in self._health):
-            return NoRetryReason.NO_SERVER
-        if not self._budget.try_spend():
-            return NoRetryReason.BUDGET_EXHAUSTED
+        if time_left <= 0:
+            return NoRetryReason.DEADLINE
         return None
+
+    def _pick(self, tried: list[bool]) -> int | None:
+        """The server for the next try among available untried ones, or None."""
+        now = self._clock()
+        eligible = [not t and h.available(now) for t, h in zip(tried, self._health)]
+        return self._balancer.pick(eligible, self._in_flight)
+
+    def _any_available(self) -> bool:
+        now = self._clock()
+        return any(h.available(now) for h in self._health)
+
+    def _record_failure(self, index: int, error: str) -> None:
+        change = self._health[index].record_failure(error, self._clock())
+        self._log_change(index, change, f"after {self._health[index].failures} failed tries")
+
+    def _record_probe(self, index: int, error: str | None) -> None:
+        self._log_change(index, self._health[index].record_probe(error), "by health checks")
+
+    def _log_change(self, index: int, change: HealthChange | None, how: str) -> None:
+        url = self._config.servers[index].base
+        if change is HealthChange.MARKED_DOWN:
+            last = self._health[index].last_error
+            log.warning("pool %s: server %s marked down %s: %s", self.name, url, how, last)
+        elif change is HealthChange.MARKED_UP:
+            log.info("pool %s: server %s back in rotation %s", self.name, url, how)
+
+
+def build_pools(
+    configs: Mapping[str, OriginPoolConfig],
+    session: aiohttp.ClientSession,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, OriginPool]:
+    """Builds every pool, each wired to its backup pool; call start()/close() on each."""
+    pools: dict[str, OriginPool] = {}
+
+    def build(name: str, chain: tuple[str, ...]) -> OriginPool:
+        if name in chain:
+            raise ValueError(f"backup pools form a cycle: {' -> '.join((*chain, name))}")
+        if name not in pools:
+            config = configs[name]
+            backup = build(config.backup, (*chain, name)) if config.backup is not None else None
+            pools[name] = OriginPool(config, session, backup=backup, clock=clock)
+        return pools[name]
+
+    for name in configs:
+        build(name, ())
+    return {name: pools[name] for name in configs}

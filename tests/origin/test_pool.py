@@ -1,17 +1,38 @@
-"""OriginPool against servers on 127.0.0.1: round-robin, failover, retries, budget, health."""
+"""OriginPool: failover, retries on another server, budget, deadline, balancing, health, backup.
+
+Socket tests use scripted servers on 127.0.0.1; the rest use counting FakeUpstreams per
+server (through `client_factory`) and a FakeClock for health cool-downs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 import pytest
 
 from origin.client import make_session
-from origin.config import OriginPoolConfig, RetryConfig, ServerConfig, TimeoutConfig
-from origin.errors import ConnectError, NoServerAvailable, ProtocolError
-from origin.pool import NoRetryReason, OriginPool, RetryBudget
-from origin.upstream import UpstreamRequest
+from origin.config import (
+    HealthCheckConfig,
+    OriginPoolConfig,
+    PassiveHealthConfig,
+    RetryConfig,
+    ServerConfig,
+    TimeoutConfig,
+)
+from origin.errors import (
+    BodyError,
+    BodyTimeout,
+    ConnectError,
+    NoServerAvailable,
+    ProtocolError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from origin.pool import NoRetryReason, OriginPool, RetryBudget, build_pools
+from origin.upstream import UpstreamRequest, UpstreamResponse
+from tests.fakes import FakeClock, FakeUpstream
 from tests.origin.test_client import (
     OK_EMPTY,
     RawServer,
@@ -26,30 +47,51 @@ pytestmark = pytest.mark.timeout(10)
 # A head aiohttp cannot parse: a retryable ProtocolError that aiohttp itself never retries
 # (it silently retries dropped connections of idempotent requests once, RFC 9112 §9.3.1).
 GARBAGE = b"garbage\r\n\r\n"
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+NO_PASSIVE = PassiveHealthConfig(failures=0)
 
 
 def request(method: str = "GET") -> UpstreamRequest:
     return UpstreamRequest(method=method, host="example.test", target="/x")
 
 
-def pool_config(*urls: str, retries: int = 1, **kw: object) -> OriginPoolConfig:
+def pool_config(*urls: str, retries: int = 1, name: str = "web", **kw: object) -> OriginPoolConfig:
     retry = kw.pop("retry", RetryConfig(attempts=retries + 1))
     return OriginPoolConfig(
-        name="web",
+        name=name,
         servers=tuple(ServerConfig(url=u) for u in urls),
         retry=retry,  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
+
+
+def urls(count: int, first_port: int = 9001) -> list[str]:
+    """Server URLs for pools of fakes (never connected to)."""
+    return [f"http://127.0.0.1:{first_port + i}" for i in range(count)]
+
+
+def fake_pool(
+    fakes: Sequence[FakeUpstream],
+    *,
+    clock: FakeClock | None = None,
+    backup: OriginPool | None = None,
+    name: str = "web",
+    first_port: int = 9001,
+    **kw: object,
+) -> OriginPool:
+    """A pool whose i-th server is fakes[i]."""
+    config = pool_config(*urls(len(fakes), first_port), name=name, **kw)  # type: ignore[arg-type]
+    by_url = {s.base: f for s, f in zip(config.servers, fakes)}
+    return OriginPool(
+        config,
+        None,
+        backup=backup,
+        clock=clock or FakeClock(),
+        client_factory=lambda server: by_url[server.base],
+    )
+
+
+def failing(error: UpstreamError) -> FakeUpstream:
+    return FakeUpstream(error=error)
 
 
 @pytest.fixture
@@ -68,7 +110,7 @@ class TestFailover:
             response = await pool.fetch(request())
             await read_all(response)
         assert (response.status, response.upstream) == (200, good.url)
-        assert pool.retries == 1 and pool.status()[0].consecutive_failures == 1
+        assert pool.retries == 1 and pool.status().servers[0].consecutive_failures == 1
 
     async def test_fetch_fails_over_when_first_server_times_out_before_head(
         self, session: aiohttp.ClientSession
@@ -113,28 +155,49 @@ class TestRetries:
         assert (a.connections, b.connections) == (1, 0)
         assert pool.no_retries[NoRetryReason.NOT_IDEMPOTENT] == 1
 
-    async def test_fetch_raises_last_error_when_attempts_are_used(
+    async def test_fetch_retries_post_on_another_server_when_connection_was_refused(self) -> None:
+        a, b = failing(ConnectError("refused")), FakeUpstream(b"ok")
+        response = await fake_pool([a, b]).fetch(request("POST"))
+        assert (response.upstream, a.calls, b.calls) == ("fake", 1, 1)
+
+    async def test_fetch_never_retries_same_server_when_pool_has_one(
         self, session: aiohttp.ClientSession
     ) -> None:
         async with RawServer(respond(GARBAGE)) as server:
             pool = OriginPool(pool_config(server.url, retries=2), session)
             with pytest.raises(ProtocolError):
                 await pool.fetch(request("DELETE"))
-        assert server.connections == 3 and pool.retries == 2
+        assert server.connections == 1 and pool.retries == 0
+        assert pool.no_retries[NoRetryReason.NO_OTHER_SERVER] == 1
+
+    async def test_fetch_tries_each_server_once_when_all_fail(self) -> None:
+        fakes = [failing(ProtocolError("garbage")) for _ in range(3)]
+        pool = fake_pool(fakes, retries=5, passive=NO_PASSIVE)
+        with pytest.raises(ProtocolError):
+            await pool.fetch(request())
+        assert [f.calls for f in fakes] == [1, 1, 1]
+        assert pool.no_retries[NoRetryReason.NO_OTHER_SERVER] == 1
+
+    async def test_fetch_raises_last_error_when_attempts_are_used(self) -> None:
+        fakes = [failing(ProtocolError("garbage")) for _ in range(3)]
+        pool = fake_pool(fakes, retries=1, passive=NO_PASSIVE)
+        with pytest.raises(ProtocolError):
+            await pool.fetch(request())
+        assert [f.calls for f in fakes] == [1, 1, 0] and pool.retries == 1
         assert pool.no_retries[NoRetryReason.ATTEMPTS_USED] == 1
 
     async def test_fetch_stops_retrying_when_budget_is_spent(
         self, session: aiohttp.ClientSession
     ) -> None:
         retry = RetryConfig(attempts=3, budget_ratio=0.0, budget_burst=1.0)
-        async with RawServer(respond(GARBAGE)) as server:
-            pool = OriginPool(pool_config(server.url, retry=retry), session)
+        async with RawServer(respond(GARBAGE)) as a, RawServer(respond(GARBAGE)) as b:
+            pool = OriginPool(pool_config(a.url, b.url, retry=retry), session)
             for _ in range(2):
                 with pytest.raises(ProtocolError):
                     await pool.fetch(request())
         # first request: 1 try + the one budgeted retry; second: no budget left
-        assert server.connections == 3 and pool.retries == 1
-        assert pool.no_retries[NoRetryReason.BUDGET_EXHAUSTED] == 2
+        assert a.connections + b.connections == 3 and pool.retries == 1
+        assert pool.no_retries[NoRetryReason.BUDGET_EXHAUSTED] == 1
 
 
 class TestRetryBudget:
@@ -153,6 +216,84 @@ class TestRetryBudget:
             budget.record_request()
         assert budget.tokens == 2.0
 
+    async def test_outage_sends_at_most_budgeted_retries_when_every_server_times_out(
+        self,
+    ) -> None:
+        fakes = [failing(UpstreamTimeout("no head")) for _ in range(3)]
+        retry = RetryConfig(attempts=3, budget_ratio=0.1, budget_burst=5.0)
+        pool = fake_pool(fakes, retry=retry, passive=NO_PASSIVE)
+        requests = 1000
+        for _ in range(requests):
+            with pytest.raises(UpstreamTimeout):
+                await pool.fetch(request())
+        sent = sum(f.calls for f in fakes)
+        # Without the budget an outage would triple the load (3 attempts): 3000 tries.
+        assert requests + 0.1 * requests <= sent <= requests + 5.0 + 0.1 * requests
+        assert pool.retries == sent - requests
+
+
+class TestDeadline:
+    async def test_retry_is_cut_off_at_total_timeout_when_it_starts_late(self) -> None:
+        hung = FakeUpstream(gated=True)  # never answers
+        first = failing(UpstreamTimeout("first-byte timeout"))
+        pool = fake_pool([first, hung], timeouts=TimeoutConfig(total_s=0.05))
+        with pytest.raises(UpstreamTimeout, match="total timeout"):
+            await pool.fetch(request())
+        assert (first.calls, hung.calls) == (1, 1)
+        assert pool.status().servers[1].in_flight == 0
+
+    async def test_fetch_does_not_retry_when_total_timeout_is_spent(self) -> None:
+        hung, spare = FakeUpstream(gated=True), FakeUpstream()
+        pool = fake_pool([hung, spare], timeouts=TimeoutConfig(total_s=0.05))
+        with pytest.raises(UpstreamTimeout):
+            await pool.fetch(request())
+        assert spare.calls == 0 and pool.no_retries[NoRetryReason.DEADLINE] == 1
+
+    async def test_retried_body_times_out_at_total_deadline_when_it_stalls(self) -> None:
+        stalling = FakeUpstream(b"body", gated=True)
+        stalling.release_head()  # the head arrives, the body never does
+        pool = fake_pool(
+            [failing(UpstreamTimeout("first")), stalling], timeouts=TimeoutConfig(total_s=0.1)
+        )
+        response = await pool.fetch(request())
+        with pytest.raises(BodyTimeout):
+            await read_all(response)
+        assert stalling.closed == 1 and pool.status().servers[1].in_flight == 0
+
+
+async def take(pool: OriginPool) -> UpstreamResponse:
+    """Fetches and keeps the response open (its try stays in flight)."""
+    return await pool.fetch(request())
+
+
+class TestBalancing:
+    async def test_least_outstanding_picks_idle_server_when_other_is_busy(self) -> None:
+        a, b = FakeUpstream(b"a", name="a"), FakeUpstream(b"b", name="b")
+        pool = fake_pool([a, b], balance="least_outstanding")
+        first, second = await take(pool), await take(pool)
+        second.close()  # b is idle again, a still streams
+        picks = [(await take(pool)).upstream for _ in range(2)]
+        assert (first.upstream, second.upstream, picks) == ("a", "b", ["b", "a"])
+        assert [s.in_flight for s in pool.status().servers] == [2, 1]
+
+    async def test_round_robin_ignores_busy_server_when_balance_is_round_robin(self) -> None:
+        a, b = FakeUpstream(b"a", name="a"), FakeUpstream(b"b", name="b")
+        pool = fake_pool([a, b], balance="round_robin")
+        await take(pool)
+        (await take(pool)).close()
+        assert (await take(pool)).upstream == "a"
+
+    async def test_in_flight_drops_when_body_ends_or_fails(self) -> None:
+        ok, broken = FakeUpstream(b"data", name="ok"), FakeUpstream(b"data", fail_at=2)
+        pool = fake_pool([ok, broken])
+        responses = [await take(pool), await take(pool)]
+        assert [s.in_flight for s in pool.status().servers] == [1, 1]
+        assert await read_all(responses[0]) == b"data"
+        with pytest.raises(BodyError):
+            await read_all(responses[1])
+        responses[1].close()  # closing after the end must not release twice
+        assert [s.in_flight for s in pool.status().servers] == [0, 0]
+
 
 class TestPassiveHealth:
     async def test_fetch_skips_server_when_marked_down_after_connect_failures(
@@ -160,37 +301,124 @@ class TestPassiveHealth:
     ) -> None:
         clock = FakeClock()
         refused = f"http://127.0.0.1:{closed_port()}"
-        config = pool_config(refused, retries=0, down_after_failures=3, down_cooldown_s=5.0)
-        pool = OriginPool(config, session, clock=clock)
+        passive = PassiveHealthConfig(failures=3, cooldown_s=5.0)
+        pool = OriginPool(pool_config(refused, retries=0, passive=passive), session, clock=clock)
         for _ in range(3):
             with pytest.raises(ConnectError):
                 await pool.fetch(request())
-        assert not pool.status()[0].available
+        assert not pool.status().servers[0].available
+        assert "cannot connect" in pool.status().servers[0].last_error
         with pytest.raises(NoServerAvailable):
             await pool.fetch(request())
-        clock.now += 5.0
-        assert pool.status()[0].available
+        clock.advance(5.0)
+        assert pool.status().servers[0].available
         with pytest.raises(ConnectError):
             await pool.fetch(request())
-        assert not pool.status()[0].available  # one more failure after the cool-down: down again
+        assert not pool.status().servers[0].available  # one more failure after the cool-down
 
     async def test_fetch_sends_all_to_healthy_server_when_other_is_marked_down(
         self, session: aiohttp.ClientSession
     ) -> None:
         refused = f"http://127.0.0.1:{closed_port()}"
         async with RawServer(respond(OK_EMPTY)) as good:
-            pool = OriginPool(pool_config(refused, good.url, down_after_failures=1), session)
+            passive = PassiveHealthConfig(failures=1)
+            pool = OriginPool(pool_config(refused, good.url, passive=passive), session)
             upstreams = [(await pool.fetch(request())).upstream for _ in range(3)]
         assert upstreams == [good.url] * 3 and pool.retries == 1
 
-    async def test_fetch_avoids_server_when_active_check_says_unhealthy(
+    async def test_server_stays_down_past_cooldown_when_active_checks_run(self) -> None:
+        clock = FakeClock()
+        bad, good = failing(ConnectError("refused")), FakeUpstream(b"ok")
+        health = HealthCheckConfig(path="/health", healthy_after=2)
+        passive = PassiveHealthConfig(failures=1, cooldown_s=1.0)
+        pool = fake_pool([bad, good], clock=clock, health=health, passive=passive)
+        await take(pool)
+        clock.advance(60.0)
+        assert not pool.status().servers[0].available
+        bad.error = None  # it recovers: probes now pass
+        assert pool.checker is not None
+        await pool.checker.check_once()
+        assert not pool.status().servers[0].available  # one good probe of two
+        await pool.checker.check_once()
+        assert pool.status().servers[0].available and bad.requests[-1].target == "/health"
+
+    async def test_5xx_counts_as_failure_when_passive_5xx_is_on(self) -> None:
+        sick, good = FakeUpstream(status=503, name="sick"), FakeUpstream(name="good")
+        pool = fake_pool([sick, good], passive=PassiveHealthConfig(failures=1, on_5xx=True))
+        answered = [(await take(pool)).upstream for _ in range(3)]
+        assert answered == ["sick", "good", "good"]
+        assert pool.status().servers[0].last_error == "status 503"
+
+    async def test_fetch_avoids_server_when_active_check_says_unhealthy(self) -> None:
+        a, b = FakeUpstream(name="a"), FakeUpstream(name="b")
+        pool = fake_pool([a, b], health=HealthCheckConfig(path="/h", unhealthy_after=2))
+        a.status = 500
+        assert pool.checker is not None
+        for _ in range(2):
+            await pool.checker.check_once()
+        a.status = 200
+        upstreams = [(await take(pool)).upstream for _ in range(2)]
+        assert upstreams == ["b", "b"] and not pool.status().servers[0].healthy
+        pool.set_healthy(pool.status().servers[1].url, False)
+        with pytest.raises(NoServerAvailable):
+            await take(pool)
+
+
+class TestBackup:
+    async def test_backup_serves_when_every_try_failed_to_connect(self) -> None:
+        spare = FakeUpstream(b"spare", name="spare")
+        backup = fake_pool([spare], name="spare", first_port=9101)
+        dead = [failing(ConnectError("refused")) for _ in range(2)]
+        pool = fake_pool(dead, backup=backup, passive=NO_PASSIVE)
+        response = await pool.fetch(request())
+        assert await read_all(response) == b"spare"
+        assert [f.calls for f in dead] == [1, 1] and pool.backup_uses == 1
+
+    async def test_backup_serves_without_touching_primary_when_all_are_down(self) -> None:
+        spare = FakeUpstream(name="spare")
+        primary = [FakeUpstream(), FakeUpstream()]
+        pool = fake_pool(primary, backup=fake_pool([spare], name="spare", first_port=9101))
+        for server in pool.status().servers:
+            pool.set_healthy(server.url, False)
+        assert (await take(pool)).upstream == "spare"
+        assert [f.calls for f in primary] == [0, 0] and pool.status().requests == 0
+
+    async def test_backup_is_not_used_when_primary_timed_out(self) -> None:
+        spare = FakeUpstream(name="spare")
+        pool = fake_pool(
+            [failing(UpstreamTimeout("slow"))], backup=fake_pool([spare], first_port=9101)
+        )
+        with pytest.raises(UpstreamTimeout):
+            await take(pool)
+        assert spare.calls == 0 and pool.backup_uses == 0
+
+    async def test_build_pools_wires_backup_chain_when_config_names_it(
         self, session: aiohttp.ClientSession
     ) -> None:
-        async with RawServer(respond(OK_EMPTY)) as a, RawServer(respond(OK_EMPTY)) as b:
-            pool = OriginPool(pool_config(a.url, b.url), session)
-            pool.set_healthy(a.url, False)
-            upstreams = [(await pool.fetch(request())).upstream for _ in range(2)]
-            pool.set_healthy(b.url, False)
-            with pytest.raises(NoServerAvailable):
-                await pool.fetch(request())
-        assert upstreams == [b.url, b.url] and a.connections == 0
+        configs = {
+            "web": pool_config(*urls(1), name="web", backup="second"),
+            "second": pool_config(*urls(1, 9101), name="second", backup="third"),
+            "third": pool_config(*urls(1, 9201), name="third"),
+        }
+        pools = build_pools(configs, session)
+        assert list(pools) == ["web", "second", "third"]
+        assert [p.status().backup for p in pools.values()] == ["second", "third", None]
+
+
+class TestLifecycle:
+    async def test_start_runs_health_checks_until_close_when_health_path_is_set(self) -> None:
+        server = FakeUpstream()
+        pool = fake_pool([server], health=HealthCheckConfig(path="/h", interval_s=60.0))
+        pool.start()
+        try:
+            await server.fetched.wait()
+        finally:
+            await pool.close()
+        assert server.calls == 1 and server.requests[0].target == "/h"
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "health-check"]
+
+    async def test_start_and_close_do_nothing_when_health_checks_are_off(self) -> None:
+        pool = fake_pool([FakeUpstream()])
+        pool.start()
+        await pool.close()
+        assert pool.checker is None

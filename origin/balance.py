@@ -1,0 +1,101 @@
+"""Load balancing: which of a pool's eligible servers takes the next try, and in-flight counts.
+
+The pool says which servers may be picked (available and not yet tried for this request)
+and how many requests each has in flight; the Balancer answers with one index. Round robin
+takes the next eligible server after the last one picked; least outstanding takes the
+eligible server with the fewest requests in flight, breaking ties in round-robin order so
+that an idle pool still spreads its load evenly. The Balancer is pure: no clock, no I/O.
+
+A request stays in flight on its server until its body has been read to the end, failed or
+been closed: `InFlightBody` wraps the body to release the slot exactly once then, and cuts
+the body off at the request's total deadline (a retry started late gets only what is left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from origin.config import Balance
+from origin.errors import BodyTimeout
+from origin.upstream import UpstreamResponse
+
+__all__ = ["Balancer", "InFlightBody"]
+
+
+class Balancer:
+    """Picks a server index by round robin or least outstanding requests."""
+
+    __slots__ = ("_cursor", "_policy")
+
+    def __init__(self, policy: Balance) -> None:
+        self._policy = policy
+        self._cursor = 0  # where the round-robin scan starts: one past the last pick
+
+    @property
+    def policy(self) -> Balance:
+        """The configured balancing."""
+        return self._policy
+
+    def pick(self, eligible: Sequence[bool], outstanding: Sequence[int]) -> int | None:
+        """The index to try next among `eligible[i]` servers, or None when none is eligible."""
+        n = len(eligible)
+        best: int | None = None
+        for step in range(n):
+            i = (self._cursor + step) % n
+            if not eligible[i]:
+                continue
+            if self._policy == "round_robin":
+                best = i
+                break
+            # Strictly fewer: among equals the first in round-robin order wins.
+            if best is None or outstanding[i] < outstanding[best]:
+                best = i
+        if best is not None:
+            self._cursor = (best + 1) % n
+        return best
+
+
+class InFlightBody:
+    """A response body that calls `release` once at its end, failure or close()."""
+
+    __slots__ = ("_body", "_close", "_deadline", "_release", "_upstream")
+
+    def __init__(
+        self, response: UpstreamResponse, release: Callable[[], None], deadline: float | None
+    ) -> None:
+        self._body: AsyncIterator[bytes] = aiter(response.body)
+        self._close = response.close
+        self._release: Callable[[], None] | None = release
+        # loop.time() when the request's total timeout expires; None: no cut-off here
+        self._deadline = deadline
+        self._upstream = response.upstream
+
+    def __aiter__(self) -> InFlightBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            if self._deadline is None:
+                return await anext(self._body)
+            async with asyncio.timeout_at(self._deadline):
+                return await anext(self._body)
+        except TimeoutError as exc:
+            self.close()
+            raise BodyTimeout(
+                f"{self._upstream}: total timeout expired mid-body", upstream=self._upstream
+            ) from exc
+        except BaseException:
+            # The end (StopAsyncIteration), a BodyError, or cancellation: the try is over.
+            self._done()
+            raise
+
+    def close(self) -> None:
+        """Releases the connection (as the wrapped response's close) and the in-flight slot."""
+        self._close()
+        self._done()
+
+    def _done(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
