@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-micro clean setup
+.PHONY: run test bench bench-cluster bench-micro clean setup
 
 $(STAMP): pyproject.toml
 	@echo "==> creating virtualenv in $(VENV) and installing edgecache (+test extras)"
@@ -20,6 +20,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+bench-cluster: $(STAMP)
+	$(BIN)/python bench/load/cluster.py
 
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest bench/micro --benchmark-only -p no:cacheprovider -o testpaths=bench -o python_files="bench_*.py"

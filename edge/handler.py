@@ -31,7 +31,7 @@ from edge.policy import CachePolicy, PolicySet, normalise_target
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.tiered import TieredStore
 from origin.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
-from origin.errors import UpstreamError, UpstreamTimeout
+from origin.errors import ConnectError, UpstreamError, UpstreamTimeout
 from origin.routes import Router
 from origin.upstream import Upstream
 
@@ -92,6 +92,8 @@ class Handler:
         if meta.status == VARY_MARKER_STATUS:
             return None  # variants are selected on the slow path
         now = self._clock()
+        if now > self._purges.fast_until:
+            return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
         response = self._fast.get(meta, hit.body, now, head_only)
         if response is not None and self._log is not None:
             self._log.write_fast(peer, "HEAD" if head_only else "GET", host, target, meta.status, len(hit.body))
@@ -230,11 +232,17 @@ class Handler:
         async def producer(fill: Fill) -> None:
             await self._filler.run(fill, plan)
 
+        if owner is not None:
+            # A fill that asks a peer gets its own id: a request arriving FROM a peer must never
+            # join it. Otherwise two nodes with crossed ring views wait on each other: a's fill
+            # asks b, b's fill asks a, and each peer request joins the fill waiting on it.
+            fill_id += b"|via-peer"
         return self._coalescer.join(fill_id, producer)
 
     def _peer_failed(self, name: str, exc: UpstreamError) -> None:
         log.warning("peer %s failed (%s); filling from the origin", name, exc)
-        if self._routing is not None:
+        # only a refused or failed connection says the peer is gone; a slow answer does not
+        if self._routing is not None and isinstance(exc, ConnectError):
             self._routing.peer_failed(name)
 
     async def _miss(self, ctx: _Ctx, store_id: bytes, stale: Hit | None, stale_store: Store | None,
