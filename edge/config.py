@@ -20,7 +20,8 @@ from cluster.config import ClusterConfig, PeerConfig
 from edge.admin_config import PURGE_SYNC_KEYS, AdminConfig, PurgeSyncConfig, parse_admin, parse_purge_sync
 from edge.policy import CachePolicy
 from edge.server.protocol import Limits
-from origin.config import ConfigError, OriginPoolConfig, RouteRule, parse_pools, parse_routes
+from origin.config import ConfigError, OriginPoolConfig, RouteRule
+from origin.config_toml import parse_pools, parse_routes
 
 __all__ = [
     "CacheConfig", "CoalesceConfig", "NodeConfig", "DemoConfig", "EdgeConfig", "RegionConfig", "ConfigError",

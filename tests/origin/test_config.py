@@ -17,9 +17,8 @@ from origin.config import (
     RouteRule,
     ServerConfig,
     TimeoutConfig,
-    parse_pools,
-    parse_routes,
 )
+from origin.config_toml import parse_pools, parse_routes
 
 pytestmark = pytest.mark.timeout(10)
 
