@@ -13,7 +13,7 @@ from typing import Any
 
 from origin.config import ConfigError
 
-__all__ = ["AdminConfig", "AdminToken", "PurgeSyncConfig", "parse_admin", "parse_purge_sync", "PURGE_SYNC_KEYS"]
+__all__ = ["PURGE_SYNC_KEYS", "AdminConfig", "AdminToken", "PurgeSyncConfig", "parse_admin", "parse_purge_sync"]
 
 PURGE_SYNC_KEYS = frozenset({"purge_sync_interval_s", "max_purge_lag_s"})  # the [cluster] keys read here
 

@@ -1,6 +1,8 @@
 """Command line: start one node from config.toml, or a quick-start node in front of one origin.
 
     python -m edge --config config.toml --node edge1
+    python -m edge purge --admin http://127.0.0.2:7080 --token T (--url U | --prefix P | --tag T --host H
+                   | --all HOST) [--soft]        (see edge/purge_client.py; exit 0 acked, 3 pending)
     python -m edge --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080 [--memory 256MiB]
                    [--disk-dir DIR --disk 2GiB]
 
@@ -79,6 +81,10 @@ async def _serve(cfg: EdgeConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["purge"]:
+        from edge import purge_client
+        return purge_client.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -85,9 +85,9 @@ class Rule:
             return meta.url == self.value
         if kind is PurgeKind.PREFIX:
             return meta.url.startswith(self.value)
-        if url_host(meta.url) != self.host:
-            return False
-        return kind is PurgeKind.ALL or self.value in meta.tags
+        if kind is PurgeKind.TAG and self.value not in meta.tags:
+            return False  # the cheap test first: most entries do not carry the tag
+        return url_host(meta.url) == self.host
 
 
 class Invalidator:
@@ -162,6 +162,7 @@ class Invalidator:
         self._pending.append(rule)
         self._unswept.append(rule)
         self._recent.append(rule)
+        self._trim_recent()
         self._update_fast()
         removed = 0
         if rule.kind is PurgeKind.URL:
@@ -199,12 +200,9 @@ class Invalidator:
     def begin_fill(self, *, from_peer: bool) -> int:
         """Registers a starting fill; returns the generation to store in its EntryMeta."""
         gen = self.generation
+        self._trim_recent()
         if from_peer and self._recent:
-            horizon = self._clock() - self._peer_window_s
-            while self._recent and self._recent[0].arrived < horizon:
-                self._recent.popleft()
-            if self._recent:
-                gen = min(gen, self._recent[0].gen - 1)
+            gen = min(gen, self._recent[0].gen - 1)
         self._fills[gen] = self._fills.get(gen, 0) + 1
         return gen
 
@@ -283,6 +281,11 @@ class Invalidator:
         unswept = {rule.gen for rule in self._unswept}
         self._pending = [r for r in self._pending if r.gen in unswept or r.gen > oldest]
         self._update_fast()
+
+    def _trim_recent(self) -> None:
+        horizon = self._clock() - self._peer_window_s
+        while self._recent and self._recent[0].arrived < horizon:
+            self._recent.popleft()
 
     def _update_fast(self) -> None:
         self.fast_until = -math.inf if self._pending else self.trusted_until

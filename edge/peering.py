@@ -17,9 +17,9 @@ from typing import Protocol
 
 from cluster.members import HEALTH_PATH
 from cluster.peer import SECRET_HEADER, check_secret
-from cluster.ring import Ring
 from cluster.purge import JournalError, Purge
 from cluster.purge_wire import CONTENT_TYPE, PURGE_PATH, PURGES_PATH, decode_purge, encode_page, parse_cursor
+from cluster.ring import Ring
 from edge.server.request import Request
 from edge.server.writer import Writer
 from edge.store.memory import MemoryStore

@@ -20,10 +20,12 @@ from edge.entry import EntryMeta
 
 __all__ = [
     "CHUNK_BYTES",
+    "AbortOnExit",
     "Hit",
     "RefuseReason",
     "RemoveReason",
     "Store",
+    "StoreCounters",
     "StoreStats",
     "Writer",
 ]
@@ -62,6 +64,30 @@ class StoreStats:
     rejected: (
         int  # commits refused by the store (too large, over budget, I/O error); aborts not counted
     )
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """The running counts a store keeps behind its StoreStats (mutable, store-private)."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    inserts: int = 0
+    rejected: int = 0
+
+    def snapshot(self, *, entries: int, bytes: int, max_bytes: int) -> StoreStats:
+        """The counters frozen into a StoreStats alongside the store's sizes."""
+        return StoreStats(
+            entries=entries,
+            bytes=bytes,
+            max_bytes=max_bytes,
+            hits=self.hits,
+            misses=self.misses,
+            evictions=self.evictions,
+            inserts=self.inserts,
+            rejected=self.rejected,
+        )
 
 
 class Hit(Protocol):
@@ -130,6 +156,30 @@ class Writer(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class AbortOnExit:
+    """Writer mixin: `async with` returns the writer and aborts it if left before commit()."""
+
+    def _settled(self) -> bool:
+        """True once nothing is left to abort (committed, or already discarded)."""
+        raise NotImplementedError
+
+    async def abort(self) -> None:
+        """Discards everything written (each writer implements it)."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled():
+            await self.abort()
 
 
 class Store(Protocol):

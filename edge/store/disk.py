@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from edge.entry import EntryMeta
 from edge.store import diskfile
-from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreStats
+from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreCounters, StoreStats
 from edge.store.diskfile import ObjectInfo, OpenStatus
 from edge.store.diskwriter import DiskWriter
 from edge.store.keylock import KeyLocks
@@ -109,7 +109,7 @@ class DiskStore:
         self._locks = KeyLocks()
         self._verifier: asyncio.Task[None] | None = None
         self._bytes = 0
-        self._hits = self._misses = self._evictions = self._inserts = self._rejected = 0
+        self._counts = StoreCounters()
         self.invalid = 0  # objects dropped as corrupt since open
 
     @classmethod
@@ -140,7 +140,7 @@ class DiskStore:
             victims += store._policy.admit(key, info.file_bytes)
         for key in victims:  # the budget shrank since the files were written
             store._forget_index(key)
-            store._evictions += 1
+            store._counts.evictions += 1
         paths = [diskfile.object_path(store.root, key) for key in victims]
         await store._run(diskfile.unlink_quietly, paths)
         if verify_in_background and store._unverified:
@@ -166,7 +166,7 @@ class DiskStore:
                 if current is not None and current == opened.info:
                     if verify:
                         self._unverified.discard(key)
-                    self._hits += 1
+                    self._counts.hits += 1
                     self._policy.touch(key)
                     return DiskHit(self, opened.fd, current)
                 os.close(opened.fd)
@@ -176,7 +176,7 @@ class DiskStore:
             elif current is info:  # MISSING although indexed: deleted behind our back
                 self._forget_index(key)
                 break
-        self._misses += 1
+        self._counts.misses += 1
         return None
 
     async def open_writer(self, meta: EntryMeta) -> DiskWriter:
@@ -212,7 +212,7 @@ class DiskStore:
                 return False
             await self._run(diskfile.unlink_quietly, [diskfile.object_path(self.root, key)])
         if reason is RemoveReason.EVICTION:
-            self._evictions += 1
+            self._counts.evictions += 1
         elif reason is RemoveReason.INVALID:
             self.invalid += 1
         return True
@@ -227,15 +227,8 @@ class DiskStore:
     @property
     def stats(self) -> StoreStats:
         """The current counters; bytes are whole files (header + meta + body)."""
-        return StoreStats(
-            entries=len(self._index),
-            bytes=self._bytes,
-            max_bytes=self.max_bytes,
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
-            inserts=self._inserts,
-            rejected=self._rejected,
+        return self._counts.snapshot(
+            entries=len(self._index), bytes=self._bytes, max_bytes=self.max_bytes
         )
 
     @property
@@ -256,13 +249,13 @@ class DiskStore:
             self._verifier = None
 
     def _count_refusal(self) -> None:
-        self._rejected += 1
+        self._counts.rejected += 1
 
     async def _publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None:
         # Called by DiskWriter.commit with the final meta; takes over the writer's tmp file.
         key = meta.key
         if writer.reserved + meta.body_length > self.max_bytes:
-            self._rejected += 1
+            self._counts.rejected += 1
             await self._run(diskfile.discard_tmp, writer.fd, writer.path)
             return RefuseReason.TOO_LARGE
         async with self._locks.hold(key):
@@ -272,10 +265,10 @@ class DiskStore:
                 )
             except (OSError, diskfile.CorruptObject):
                 log.exception("publishing %s failed", key.hex())
-                self._rejected += 1
+                self._counts.rejected += 1
                 return RefuseReason.IO_ERROR
             victims = self._index_object(info, verified=True)
-            self._inserts += 1
+            self._counts.inserts += 1
         await self._unlink_evicted(victims)
         return None if key in self._index else RefuseReason.TOO_LARGE
 
@@ -295,7 +288,7 @@ class DiskStore:
         victims = self._policy.admit(key, info.file_bytes)
         for victim in victims:
             self._forget_index(victim)
-            self._evictions += 1
+            self._counts.evictions += 1
         return victims
 
     def _forget_index(self, key: bytes) -> bool:

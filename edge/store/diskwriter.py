@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import xxhash
 
 from edge.entry import EntryMeta
 from edge.store import diskfile
-from edge.store.base import CHUNK_BYTES, RefuseReason
+from edge.store.base import CHUNK_BYTES, AbortOnExit, RefuseReason
 
 if TYPE_CHECKING:
     from edge.store.disk import DiskStore
@@ -26,7 +25,7 @@ __all__ = ["DiskWriter"]
 log = logging.getLogger(__name__)
 
 
-class DiskWriter:
+class DiskWriter(AbortOnExit):
     """Streams one body into a tmp file, hashing as it goes; nothing is held but one batch.
 
     A writer dropped without commit() or abort() (not used with `async with`) leaks its fd
@@ -114,14 +113,5 @@ class DiskWriter:
         await self.abort()
         self._refusal = reason
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._done:
-            await self.abort()
+    def _settled(self) -> bool:
+        return self._done

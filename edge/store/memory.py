@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import xxhash
 
 from edge.entry import EntryMeta
-from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreStats
+from edge.store.base import (
+    CHUNK_BYTES,
+    AbortOnExit,
+    RefuseReason,
+    RemoveReason,
+    StoreCounters,
+    StoreStats,
+)
 from edge.store.policy import EvictionPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 
@@ -77,19 +82,15 @@ class MemoryStore:
             raise ValueError("the policy's max_bytes must equal the store's")
         self._entries: dict[bytes, MemoryHit] = {}
         self._bytes = 0
-        self._hits = 0
-        self._misses = 0
-        self._evictions = 0
-        self._inserts = 0
-        self._rejected = 0
+        self._counts = StoreCounters()
 
     def get(self, key: bytes) -> MemoryHit | None:
         """Returns the stored hit or None, without awaiting; counts it and touches the policy."""
         hit = self._entries.get(key)
         if hit is None:
-            self._misses += 1
+            self._counts.misses += 1
             return None
-        self._hits += 1
+        self._counts.hits += 1
         self._policy.touch(key)
         return hit
 
@@ -111,7 +112,7 @@ class MemoryStore:
         body_length and checksum are taken from `body`.
         """
         if len(body) > self.max_object_bytes:
-            self._rejected += 1
+            self._counts.rejected += 1
             return None
         meta = meta.replace(body_length=len(body), checksum=xxhash.xxh3_64_intdigest(body))
         return self._install(MemoryHit(meta, body))
@@ -131,7 +132,7 @@ class MemoryStore:
             return False
         self._policy.forget(key)
         if reason is RemoveReason.EVICTION:
-            self._evictions += 1
+            self._counts.evictions += 1
         return True
 
     def __contains__(self, key: object) -> bool:
@@ -144,15 +145,8 @@ class MemoryStore:
     @property
     def stats(self) -> StoreStats:
         """The current counters."""
-        return StoreStats(
-            entries=len(self._entries),
-            bytes=self._bytes,
-            max_bytes=self.max_bytes,
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
-            inserts=self._inserts,
-            rejected=self._rejected,
+        return self._counts.snapshot(
+            entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes
         )
 
     async def close(self) -> None:
@@ -161,23 +155,23 @@ class MemoryStore:
         self._bytes = 0
 
     def _refused(self) -> None:
-        self._rejected += 1
+        self._counts.rejected += 1
 
     def _install(self, hit: MemoryHit) -> MemoryHit | None:
         # Runs without an await: the dict swap is atomic for every coroutine on the loop.
         key = hit.meta.key
         size = len(hit.body) + ENTRY_OVERHEAD_BYTES
         if size > self.max_bytes:
-            self._rejected += 1
+            self._counts.rejected += 1
             return None
         # A replaced key keeps its policy history: admit() of a tracked key is a resize.
         self._drop(key)
         self._entries[key] = hit
         self._bytes += size
-        self._inserts += 1
+        self._counts.inserts += 1
         for victim in self._policy.admit(key, size):
             self._drop(victim)
-            self._evictions += 1
+            self._counts.evictions += 1
         return hit
 
     def _drop(self, key: bytes) -> bool:
@@ -188,7 +182,7 @@ class MemoryStore:
         return True
 
 
-class MemoryWriter:
+class MemoryWriter(AbortOnExit):
     """Buffers one body; commit() joins it into one bytes object and installs it."""
 
     def __init__(self, store: MemoryStore, meta: EntryMeta) -> None:
@@ -247,14 +241,5 @@ class MemoryWriter:
         self._chunks = []
         self._store._refused()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._committed:
-            await self.abort()
+    def _settled(self) -> bool:
+        return self._committed

@@ -12,11 +12,9 @@ race: whatever commits last is what both tiers hold.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Self
 
 from edge.entry import EntryMeta
-from edge.store.base import Hit, RefuseReason, RemoveReason, StoreStats
+from edge.store.base import AbortOnExit, Hit, RefuseReason, RemoveReason, StoreStats
 from edge.store.disk import DiskHit, DiskStore, DiskWriter
 from edge.store.diskfile import CorruptObject
 from edge.store.keylock import KeyLocks
@@ -158,7 +156,7 @@ class TieredStore:
         return memory_ok or disk_ok
 
 
-class TieredWriter:
+class TieredWriter(AbortOnExit):
     """Writes to disk and tees into memory while the body fits the memory tier."""
 
     def __init__(
@@ -198,14 +196,5 @@ class TieredWriter:
         if self.disk is not None:
             await self.disk.abort()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._committed:
-            await self.abort()
+    def _settled(self) -> bool:
+        return self._committed

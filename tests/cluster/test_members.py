@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -15,8 +14,8 @@ from cluster.config import ClusterConfig, PeerConfig
 from cluster.members import HEALTH_PATH, Membership, PeerStatus, http_probe
 from cluster.peer import SECRET_HEADER
 from cluster.ring import Ring
-from origin.client import make_session
 from tests.fakes import FakeClock
+from tests.origin.servers import closed_port as free_port
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -230,15 +229,6 @@ class TestRunLoop:
         assert elapsed <= bound + 0.3  # scheduling slack; one more probe would add 0.5 s
 
 
-def free_port() -> int:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-    finally:
-        sock.close()
-
-
 class HealthServer:
     """A node's internal health endpoint on 127.0.0.1:port: 200 with the secret, else 403."""
 
@@ -261,12 +251,6 @@ class HealthServer:
         if self.runner is not None:
             runner, self.runner = self.runner, None
             await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 class TestHttpProbe:

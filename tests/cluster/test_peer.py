@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
 from typing import Self
 
 import aiohttp
@@ -13,24 +11,14 @@ from aiohttp import web
 
 from cluster.config import PeerConfig
 from cluster.peer import HOP_HEADER, SECRET_HEADER, PeerClient, check_secret
-from origin.client import make_session
 from origin.config import TimeoutConfig
 from origin.errors import BodyError, ConnectError
-from origin.upstream import UpstreamRequest, UpstreamResponse
+from origin.upstream import UpstreamRequest
+from tests.origin.servers import closed_port, read_all
 
 pytestmark = pytest.mark.timeout(10)
 
 SECRET = "s3cret-for-tests"
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that was just bound and closed, so connecting is refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 def peer_at(port: int) -> PeerConfig:
@@ -49,10 +37,6 @@ def client(port: int, session: aiohttp.ClientSession) -> PeerClient:
 
 def get(target: str = "/obj", headers: tuple[tuple[str, str], ...] = ()) -> UpstreamRequest:
     return UpstreamRequest(method="GET", host="cdn.example", target=target, headers=headers)
-
-
-async def read_all(response: UpstreamResponse) -> bytes:
-    return b"".join([chunk async for chunk in response.body])
 
 
 class RecordingPeer:
@@ -87,12 +71,6 @@ class RecordingPeer:
     async def __aexit__(self, *exc: object) -> None:
         assert self.runner is not None
         await self.runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 class TestRequest:

@@ -1,13 +1,15 @@
 """StoreContract: the behaviour every Store has, subclassed once per implementation.
 
-A subclass provides the `make_store` fixture: an async factory taking max_bytes and
-max_object_bytes, which closes every store it made at teardown.
+A subclass provides `build(root, max_bytes=, max_object_bytes=)`, which makes one store (in
+the fresh directory `root` if it needs one); the `make_store` fixture turns it into an async
+factory that closes every store it made at teardown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,9 +84,27 @@ async def fetch(store: Store, key: bytes) -> tuple[EntryMeta, bytes] | None:
 class StoreContract:
     """Every Store: round trip, ranges, abort, replace, remove, update_meta, entries, budget."""
 
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        """One new store of the implementation under test; `root` is a fresh directory.
+
+        Returning it as a Store makes mypy check that the implementation satisfies Store.
+        """
+        raise NotImplementedError("subclasses provide build")
+
     @pytest.fixture
-    def make_store(self) -> StoreFactory:
-        raise NotImplementedError("subclasses provide make_store")
+    async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+        made: list[Store] = []
+
+        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
+            root = tmp_path / f"cache{len(made)}"
+            made.append(
+                await self.build(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+            )
+            return made[-1]
+
+        yield factory
+        for store in made:
+            await store.close()
 
     @pytest.fixture
     async def store(self, make_store: StoreFactory) -> Store:

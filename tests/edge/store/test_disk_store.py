@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from tests.edge.store.store_contract import (
     KiB,
     MiB,
     StoreContract,
-    StoreFactory,
     body_of,
     fetch,
     make_meta,
@@ -30,25 +29,9 @@ from tests.edge.store.store_contract import (
 )
 
 
-def _typed(store: DiskStore) -> Store:
-    return store  # mypy checks DiskStore satisfies the Store protocol
-
-
 class TestDiskStoreContract(StoreContract):
-    @pytest.fixture
-    async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreFactory]:
-        made: list[DiskStore] = []
-
-        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
-            root = tmp_path / f"cache{len(made)}"
-            made.append(
-                await DiskStore.open(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
-            )
-            return _typed(made[-1])
-
-        yield factory
-        for store in made:
-            await store.close()
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        return await DiskStore.open(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
 
 
 async def _open(root: Path, *, background: bool = False, max_bytes: int = 64 * MiB) -> DiskStore:

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from edge.store.base import RefuseReason, Store
 from edge.store.memory import ENTRY_OVERHEAD_BYTES, MemoryStore
 from edge.store.policy import LRUPolicy
-from tests.edge.store.store_contract import KiB, MiB, StoreContract, StoreFactory, make_meta, put
-
-
-def _typed(store: MemoryStore) -> Store:
-    return store  # mypy checks MemoryStore satisfies the Store protocol
+from tests.edge.store.store_contract import KiB, MiB, StoreContract, make_meta, put
 
 
 class TestMemoryStoreContract(StoreContract):
-    @pytest.fixture
-    async def make_store(self) -> AsyncIterator[StoreFactory]:
-        made: list[MemoryStore] = []
-
-        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
-            made.append(MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes))
-            return _typed(made[-1])
-
-        yield factory
-        for store in made:
-            await store.close()
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        return MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
 
 
 class TestMemoryStoreHotPath:

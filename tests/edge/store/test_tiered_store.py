@@ -11,55 +11,20 @@ from edge.store.base import RemoveReason, Store
 from edge.store.disk import DiskHit, DiskStore
 from edge.store.memory import MemoryHit, MemoryStore
 from edge.store.tiered import TieredStore
-from tests.edge.store.store_contract import (
-    KiB,
-    MiB,
-    StoreContract,
-    StoreFactory,
-    body_of,
-    fetch,
-    make_meta,
-    put,
-)
-
-
-def _typed(store: TieredStore) -> Store:
-    return store  # mypy checks TieredStore satisfies the Store protocol
+from tests.edge.store.store_contract import KiB, MiB, StoreContract, body_of, fetch, make_meta, put
 
 
 class TestTieredStoreContract(StoreContract):
-    @pytest.fixture
-    async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreFactory]:
-        made: list[TieredStore] = []
-
-        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
-            memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
-            disk = await DiskStore.open(
-                tmp_path / f"cache{len(made)}",
-                max_bytes=max_bytes,
-                max_object_bytes=max_object_bytes,
-            )
-            made.append(TieredStore(memory, disk))
-            return _typed(made[-1])
-
-        yield factory
-        for store in made:
-            await store.close()
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+        disk = await DiskStore.open(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+        return TieredStore(memory, disk)
 
 
 class TestTieredMemoryOnlyContract(StoreContract):
-    @pytest.fixture
-    async def make_store(self) -> AsyncIterator[StoreFactory]:
-        made: list[TieredStore] = []
-
-        async def factory(*, max_bytes: int, max_object_bytes: int) -> Store:
-            memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
-            made.append(TieredStore(memory, None))
-            return _typed(made[-1])
-
-        yield factory
-        for store in made:
-            await store.close()
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+        return TieredStore(memory, None)
 
 
 @pytest.fixture
