@@ -289,9 +289,14 @@ class Handler:
                            length=head.length, meta=info.meta, trailer=trailer)
         return "miss" if leader else "collapsed"
 
-    @staticmethod
-    def _stale_ok(ctx: _Ctx, meta: EntryMeta, now: float) -> bool:
-        """RFC 5861 stale-if-error, or the policy's grace (never against must-revalidate)."""
+    def _stale_ok(self, ctx: _Ctx, meta: EntryMeta, now: float) -> bool:
+        """RFC 5861 stale-if-error, or the policy's grace (never against must-revalidate).
+
+        Never while the node distrusts its cache (purges may have been missed) or for an entry
+        a purge removed: a purged version must not come back because the origin is down.
+        """
+        if self._purges.check(meta, now) not in (Verdict.VALID, Verdict.SOFT):
+            return False
         if can_serve_stale_on_error(meta, now):
             return True
         grace = ctx.policy.grace_s
