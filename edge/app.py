@@ -28,7 +28,7 @@ from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
 from cluster.ring import Ring
 from edge.peering import HotCounter, PeerGate, PeerRouting
-from edge.policy import PolicySet
+from edge.policy import PolicySet, key_url_form
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
 from edge.store.disk import DiskStore
@@ -168,7 +168,7 @@ class EdgeNode:
         # a peer's copy may predate a purge that had not reached it yet: see edge.invalidate
         window = sync.max_lag_s + sync.sync_interval_s + cfg.admin.purge_timeout_s
         invalidator = Invalidator(stores, state_path=state / "swept" if state is not None else None,
-                                  peer_window_s=window)
+                                  peer_window_s=window, normalise_url=key_url_form(PolicySet(cfg.policies)))
         await invalidator.load(journal.generation)
         for gen, purge in journal.after(invalidator.swept_through):
             await invalidator.apply(purge, gen)

@@ -23,6 +23,8 @@ rules after it are applied again before the node serves.
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import logging
 import math
@@ -94,7 +96,10 @@ class Invalidator:
     """This node's purge state; implements cluster.purge.PurgeTarget."""
 
     def __init__(self, stores: Sequence[Store], *, state_path: Path | None = None, peer_window_s: float = 0.0,
-                 clock: Callable[[], float] = time.time, executor: Executor | None = None) -> None:
+                 clock: Callable[[], float] = time.time, executor: Executor | None = None,
+                 normalise_url: Callable[[str], str] = lambda url: url) -> None:
+        # a purged URL is put in the form keys use (lower-case host, the policy's query handling)
+        self._normalise_url = normalise_url
         self._stores = tuple(stores)  # the main TieredStore, and the hot-copy store if any
         self._state_path = state_path  # holds swept_through; None: not kept (memory-only node)
         self._peer_window_s = peer_window_s
@@ -159,6 +164,8 @@ class Invalidator:
             return 0  # already applied (replayed after a restart)
         self.generation = gen
         rule = Rule.of(purge, gen, self._clock())
+        if rule.kind is PurgeKind.URL or rule.kind is PurgeKind.PREFIX:
+            rule = dataclasses.replace(rule, value=self._normalise_url(rule.value))
         self._pending.append(rule)
         self._unswept.append(rule)
         self._recent.append(rule)

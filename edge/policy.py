@@ -11,11 +11,13 @@ upstream too, so the origin never answers on something the key ignores. Pure.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["CachePolicy", "PolicySet", "DEFAULT_POLICY", "normalise_target", "NEGATIVE_STATUSES"]
+from edge.key import lower_host
+
+__all__ = ["CachePolicy", "PolicySet", "DEFAULT_POLICY", "normalise_target", "NEGATIVE_STATUSES", "key_url_form"]
 
 NEGATIVE_STATUSES = frozenset({404, 410})
 
@@ -102,3 +104,20 @@ def normalise_target(target: str, policy: CachePolicy) -> str:
     if policy.query == "sort":
         params.sort()
     return f"{path}?{'&'.join(params)}" if params else path
+
+
+def key_url_form(policies: PolicySet) -> Callable[[str], str]:
+    """A function giving a URL the form cache keys have: lower-case host, the policy's query."""
+
+    def normalise(url: str) -> str:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            return url
+        host, slash, target = rest.partition("/")
+        target = slash + target
+        host = lower_host(host)
+        if "?" in target:
+            target = normalise_target(target, policies.match(host, target))
+        return f"{scheme.lower()}://{host}{target}"
+
+    return normalise

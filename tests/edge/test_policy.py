@@ -61,3 +61,12 @@ class TestNormaliseTarget:
 
     def test_percent_encoding_is_kept_when_params_survive(self) -> None:
         assert normalise_target("/a%3Fx?q=%2e%2e&utm_a=1", CachePolicy(drop_params=("utm_*",))) == "/a%3Fx?q=%2e%2e"
+
+
+class TestKeyUrlForm:
+    def test_purge_url_takes_key_form_when_policy_rewrites_query(self) -> None:
+        from edge.policy import key_url_form
+
+        form = key_url_form(PolicySet([CachePolicy(query="sort", drop_params=("utm_*",))]))
+        assert form("HTTP://Demo.Local/a?b=1&utm_x=2&a=0") == "http://demo.local/a?a=0&b=1"
+        assert form("http://demo.local/plain") == "http://demo.local/plain"
