@@ -87,18 +87,30 @@ async def fill(edge: Proc, names: list[tuple[str, int]]) -> None:
             raise AssertionError(f"{name} never became a hit")
 
 
+async def filled_node(edge_factory: EdgeFactory,
+                      prefix: str) -> tuple[Proc, list[tuple[str, int]]]:
+    """A node whose disk tier holds one object of each of SIZES, named <prefix>-<i>."""
+    edge = edge_factory(disk=True, cache=SMALL_MEMORY)
+    objects = [(f"{prefix}-{i}", size) for i, size in enumerate(SIZES)]
+    await fill(edge, objects)
+    return edge, objects
+
+
+async def assert_hits_once_fetched(edge: Proc, origin: Proc, objects: list[tuple[str, int]]) -> None:
+    """Each object is a hit with its exact body, and reached the origin only once."""
+    for name, size in objects:
+        status, cache_status, body, _ = await get(edge, target(name, size))
+        assert status == 200 and is_hit(cache_status), cache_status
+        assert body == synthetic.body(name, size)
+        assert count(origin, target(name, size)) == 1
+
+
 class TestDiskHits:
     async def test_disk_tier_serves_exact_hits_when_objects_exceed_memory_limit(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
-        edge = edge_factory(disk=True, cache=SMALL_MEMORY)
-        objects = [(f"disk-hit-{i}", size) for i, size in enumerate(SIZES)]
-        await fill(edge, objects)
-        for name, size in objects:
-            assert object_file(edge, target(name, size)).is_file()
-            status, cache_status, body, _ = await get(edge, target(name, size))
-            assert status == 200 and is_hit(cache_status), cache_status
-            assert body == synthetic.body(name, size)
-            assert count(origin, target(name, size)) == 1
+        edge, objects = await filled_node(edge_factory, "disk-hit")
+        assert all(object_file(edge, target(name, size)).is_file() for name, size in objects)
+        await assert_hits_once_fetched(edge, origin, objects)
 
     async def test_disk_tier_serves_ranges_when_hit_is_on_disk(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
@@ -122,21 +134,13 @@ class TestDiskHits:
 class TestRestart:
     async def test_disk_tier_keeps_objects_when_node_restarts(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
-        edge = edge_factory(disk=True, cache=SMALL_MEMORY)
-        objects = [(f"disk-keep-{i}", size) for i, size in enumerate(SIZES)]
-        await fill(edge, objects)
+        edge, objects = await filled_node(edge_factory, "disk-keep")
         edge = restart(edge_factory, edge)
-        for name, size in objects:
-            status, cache_status, body, _ = await get(edge, target(name, size))
-            assert status == 200 and is_hit(cache_status), cache_status
-            assert body == synthetic.body(name, size)
-            assert count(origin, target(name, size)) == 1
+        await assert_hits_once_fetched(edge, origin, objects)
 
     async def test_disk_tier_refetches_objects_when_files_were_damaged_while_down(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
-        edge = edge_factory(disk=True, cache=SMALL_MEMORY)
-        objects = [(f"disk-damage-{i}", size) for i, size in enumerate(SIZES)]
-        await fill(edge, objects)
+        edge, objects = await filled_node(edge_factory, "disk-damage")
         edge.stop()
         truncated, flipped = (object_file(edge, target(*objects[0])), object_file(edge, target(*objects[1])))
         os.truncate(truncated, truncated.stat().st_size - 1000)

@@ -37,25 +37,49 @@ async def get_twice(
     return first, second
 
 
+def body_of(name: str) -> bytes:
+    """The body the demo origin sends for a synthetic object with no size in its query."""
+    return synthetic.body(name, 1024)
+
+
 def ttl(reply: Reply) -> int:
     return int(reply.cache_status["ttl"])
 
 
-def assert_cached(origin: Proc, target: str, first: Reply, second: Reply, body: bytes) -> None:
-    """The first request filled the cache, the second was a hit that never reached the origin."""
+async def assert_cached(
+    client: aiohttp.ClientSession,
+    edge: Proc,
+    origin: Proc,
+    target: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+) -> tuple[Reply, Reply]:
+    """GETs target twice: the first filled the cache with `body`, the second was a hit that
+    never reached the origin. Returns both replies."""
+    first, second = await get_twice(client, edge, target, headers)
     assert (first.status, second.status) == (200, 200)
     assert first.body == body and second.body == body
     assert "stored" in first.cache_status and "fwd" in first.cache_status, first.cache_status
     assert "hit" in second.cache_status, second.cache_status
     assert origin_count(origin, target) == 1
+    return first, second
 
 
-def assert_not_stored(origin: Proc, target: str, first: Reply, second: Reply, detail: str) -> None:
-    """Both requests went to the origin; Cache-Status names why nothing was stored.
+async def assert_not_stored(
+    client: aiohttp.ClientSession,
+    edge: Proc,
+    origin: Proc,
+    target: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[Reply, Reply]:
+    """GETs target twice: both went to the origin; Cache-Status names why nothing was stored.
 
     The second request may be a remembered pass (hit-for-pass): the edge knows the URL's
     answers are unstorable and forwards without queueing behind another request's fill.
+    Returns both replies.
     """
+    first, second = await get_twice(client, edge, target, headers)
     assert (first.status, second.status) == (200, 200)
     assert first.cache_status.get("detail") == detail, first.cache_status
     assert second.cache_status.get("detail") in (detail, "hit-for-pass"), second.cache_status
@@ -64,6 +88,7 @@ def assert_not_stored(origin: Proc, target: str, first: Reply, second: Reply, de
             reply.cache_status
         )
     assert origin_count(origin, target) == 2
+    return first, second
 
 
 class TestFreshnessLifetime:
@@ -71,78 +96,70 @@ class TestFreshnessLifetime:
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=max-age=60")
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        _, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
         assert 57 <= ttl(second) <= 60
 
     async def test_s_maxage_wins_over_max_age_when_both_present(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
-        longer = obj(unique_name + "-long", "cc=max-age=0,s-maxage=60")
-        first, second = await get_twice(client, edge, longer)
-        assert_cached(origin, longer, first, second, synthetic.body(unique_name + "-long", 1024))
+        longer_name = unique_name + "-long"
+        longer = obj(longer_name, "cc=max-age=0,s-maxage=60")
+        _, second = await assert_cached(client, edge, origin, longer, body_of(longer_name))
         assert 57 <= ttl(second) <= 60
         # the other way round: s-maxage=0 makes it stale at once although max-age says 60
         shorter = obj(unique_name + "-short", "cc=max-age=60,s-maxage=0")
-        first, second = await get_twice(client, edge, shorter)
+        _, second = await get_twice(client, edge, shorter)
         assert "hit" not in second.cache_status, second.cache_status
-        assert second.body == synthetic.body(unique_name + "-short", 1024)
+        assert second.body == body_of(unique_name + "-short")
         assert origin_count(origin, shorter) == 2
 
     async def test_immutable_is_cached_fresh_when_max_age_given(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=max-age=60,immutable")
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        await assert_cached(client, edge, origin, target, body_of(unique_name))
 
     async def test_expires_gives_lifetime_when_date_present(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "expires=60")
-        first, second = await get_twice(client, edge, target)
+        first, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
         assert "Date" in first.headers and "Expires" in first.headers
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
         assert 57 <= ttl(second) <= 60
 
     async def test_unknown_directives_are_ignored_when_mixed_with_max_age(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=x-frobnicate,max-age=60,ext-token=%22a%20b%22,foo=1")
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        _, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
         assert 57 <= ttl(second) <= 60
 
     async def test_response_is_not_reused_when_no_freshness_and_no_validator(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name)
-        first, second = await get_twice(client, edge, target)
-        assert_not_stored(origin, target, first, second, "no-freshness")
-        assert second.body == synthetic.body(unique_name, 1024)
+        _, second = await assert_not_stored(client, edge, origin, target, "no-freshness")
+        assert second.body == body_of(unique_name)
 
     async def test_heuristic_lifetime_is_capped_when_last_modified_is_old(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "lm=auto")  # 2023-11-14: 10 % of that is far above one day
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        _, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
         assert 86390 <= ttl(second) <= 86400  # heuristic_max_s
 
     async def test_heuristic_lifetime_is_a_tenth_of_age_when_last_modified_is_recent(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "lm=" + http_date(time.time() - 1000).replace(" ", "%20"))
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        _, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
         assert 95 <= ttl(second) <= 101  # 10 % of (Date - Last-Modified) ≈ 100 s
 
     async def test_upstream_age_is_honoured_when_origin_sends_it(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=max-age=100&age=30")
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        first, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
         for reply in (first, second):
             assert 30 <= int(reply.headers["Age"]) <= 33, reply.headers
             assert 66 <= ttl(reply) <= 70, reply.cache_status
@@ -153,23 +170,21 @@ class TestNotStored:
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=no-store,max-age=60")
-        first, second = await get_twice(client, edge, target)
-        assert_not_stored(origin, target, first, second, "no-store")
-        assert second.body == synthetic.body(unique_name, 1024)
+        _, second = await assert_not_stored(client, edge, origin, target, "no-store")
+        assert second.body == body_of(unique_name)
 
     async def test_private_is_not_shared_when_response_says_private(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=private,max-age=60")
-        first, second = await get_twice(client, edge, target)
-        assert_not_stored(origin, target, first, second, "private")
+        await assert_not_stored(client, edge, origin, target, "private")
 
     async def test_response_is_not_stored_when_request_had_authorization_and_no_public(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=max-age=60")
-        first, second = await get_twice(client, edge, target, {"Authorization": "Bearer alice"})
-        assert_not_stored(origin, target, first, second, "authorization")
+        alice = {"Authorization": "Bearer alice"}
+        await assert_not_stored(client, edge, origin, target, "authorization", alice)
         # nor does a later anonymous request get the credentialed answer from the cache
         third = await fetch(client, edge.url + target)
         assert "hit" not in third.cache_status, third.cache_status
@@ -179,8 +194,7 @@ class TestNotStored:
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=max-age=60&cookie=1")
-        first, second = await get_twice(client, edge, target)
-        assert_not_stored(origin, target, first, second, "set-cookie")
+        _, second = await assert_not_stored(client, edge, origin, target, "set-cookie")
         assert second.headers["Set-Cookie"].startswith(f"obj={unique_name}")
 
 
@@ -189,8 +203,8 @@ class TestStoredWithCredentials:
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=public,max-age=60")
-        first, second = await get_twice(client, edge, target, {"Authorization": "Bearer alice"})
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        alice = {"Authorization": "Bearer alice"}
+        await assert_cached(client, edge, origin, target, body_of(unique_name), alice)
 
 
 class TestUnsafeMethodInvalidates:
@@ -198,8 +212,7 @@ class TestUnsafeMethodInvalidates:
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         target = obj(unique_name, "cc=max-age=60")
-        first, second = await get_twice(client, edge, target)
-        assert_cached(origin, target, first, second, synthetic.body(unique_name, 1024))
+        await assert_cached(client, edge, origin, target, body_of(unique_name))
         posted = await fetch(client, edge.url + target, method="POST")
         assert posted.status == 200 and posted.cache_status.get("fwd") == "method", (
             posted.cache_status
@@ -207,7 +220,7 @@ class TestUnsafeMethodInvalidates:
         assert origin_count(origin, target) == 2  # the POST went through
         after = await fetch(client, edge.url + target)
         assert after.cache_status.get("fwd") == "miss", after.cache_status
-        assert after.body == synthetic.body(unique_name, 1024)
+        assert after.body == body_of(unique_name)
         assert origin_count(origin, target) == 3
 
 

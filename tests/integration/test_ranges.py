@@ -9,6 +9,7 @@ origin.synthetic, and the origin must have seen exactly one request, never with 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -34,13 +35,31 @@ def target_for(name: str, size: int = SIZE, extra: str = "") -> str:
     return f"/obj/{name}?size={size}&cc=max-age=60&etag=auto{extra}"
 
 
-async def prepare(
-    client: aiohttp.ClientSession, edge: Proc, target: str, temperature: str, body: bytes
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The test's object (target_for its unique name) behind the edge, cold or warm."""
+
+    client: aiohttp.ClientSession
+    edge: Proc
+    origin: Proc
+    target: str
+    body: bytes
+
+    async def get(self, headers: dict[str, str] | None = None) -> Reply:
+        """A GET of the object through the edge."""
+        return await fetch(self.client, self.edge.url + self.target, headers=headers)
+
+
+@pytest.fixture
+async def subject(
+    edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str, temperature: str
+) -> Subject:
     """For "warm", fills the cache with the whole object first; "cold" leaves it empty."""
+    made = Subject(client, edge, origin, target_for(unique_name), synthetic.body(unique_name, SIZE))
     if temperature == "warm":
-        whole = await fetch(client, edge.url + target)
-        assert whole.status == 200 and whole.body == body
+        whole = await made.get()
+        assert whole.status == 200 and whole.body == made.body
+    return made
 
 
 def assert_one_whole_fetch(origin: Proc, target: str) -> None:
@@ -69,95 +88,52 @@ class TestRange:
         ],
     )
     async def test_range_returns_206_with_exact_bytes_when_satisfiable(
-        self,
-        edge: Proc,
-        origin: Proc,
-        client: aiohttp.ClientSession,
-        unique_name: str,
-        temperature: str,
-        range_header: str,
-        start: int,
-        end: int,
+        self, subject: Subject, range_header: str, start: int, end: int
     ) -> None:
-        target, body = target_for(unique_name), synthetic.body(unique_name, SIZE)
-        await prepare(client, edge, target, temperature, body)
-        reply = await fetch(client, edge.url + target, headers={"Range": range_header})
-        assert_partial(reply, body, start, end)
-        assert_one_whole_fetch(origin, target)
+        reply = await subject.get({"Range": range_header})
+        assert_partial(reply, subject.body, start, end)
+        assert_one_whole_fetch(subject.origin, subject.target)
 
-    async def test_range_returns_416_with_length_when_unsatisfiable(
-        self,
-        edge: Proc,
-        origin: Proc,
-        client: aiohttp.ClientSession,
-        unique_name: str,
-        temperature: str,
-    ) -> None:
-        target, body = target_for(unique_name), synthetic.body(unique_name, SIZE)
-        await prepare(client, edge, target, temperature, body)
-        reply = await fetch(client, edge.url + target, headers={"Range": f"bytes={SIZE}-"})
+    async def test_range_returns_416_with_length_when_unsatisfiable(self, subject: Subject) -> None:
+        reply = await subject.get({"Range": f"bytes={SIZE}-"})
         assert reply.status == 416 and reply.body == b""
         assert reply.headers["Content-Range"] == f"bytes */{SIZE}"
-        assert_one_whole_fetch(origin, target)
+        assert_one_whole_fetch(subject.origin, subject.target)
 
     async def test_multi_range_is_served_as_full_200_when_several_ranges_asked(
-        self,
-        edge: Proc,
-        origin: Proc,
-        client: aiohttp.ClientSession,
-        unique_name: str,
-        temperature: str,
+        self, subject: Subject
     ) -> None:
-        target, body = target_for(unique_name), synthetic.body(unique_name, SIZE)
-        await prepare(client, edge, target, temperature, body)
-        reply = await fetch(client, edge.url + target, headers={"Range": "bytes=0-9,20-29"})
-        assert reply.status == 200 and reply.body == body
+        reply = await subject.get({"Range": "bytes=0-9,20-29"})
+        assert reply.status == 200 and reply.body == subject.body
         assert "Content-Range" not in reply.headers
-        assert_one_whole_fetch(origin, target)
+        assert_one_whole_fetch(subject.origin, subject.target)
 
     @pytest.mark.parametrize(
         ("matches", "expected"), [(True, 206), (False, 200)], ids=["current", "old"]
     )
     async def test_if_range_decides_between_206_and_full_200_when_etag_given(
-        self,
-        edge: Proc,
-        origin: Proc,
-        client: aiohttp.ClientSession,
-        unique_name: str,
-        temperature: str,
-        matches: bool,
-        expected: int,
+        self, subject: Subject, unique_name: str, matches: bool, expected: int
     ) -> None:
-        target, body = target_for(unique_name), synthetic.body(unique_name, SIZE)
-        await prepare(client, edge, target, temperature, body)
         etag = (
             synthetic.auto_etag(unique_name, SIZE)
             if matches
             else synthetic.auto_etag(unique_name, SIZE, "old")
         )
-        reply = await fetch(
-            client, edge.url + target, headers={"Range": "bytes=10-19", "If-Range": etag}
-        )
+        reply = await subject.get({"Range": "bytes=10-19", "If-Range": etag})
         if expected == 206:
-            assert_partial(reply, body, 10, 20)
+            assert_partial(reply, subject.body, 10, 20)
         else:
-            assert reply.status == 200 and reply.body == body
-        assert_one_whole_fetch(origin, target)
+            assert reply.status == 200 and reply.body == subject.body
+        assert_one_whole_fetch(subject.origin, subject.target)
 
 
 @pytest.mark.parametrize("temperature", TEMPERATURES)
 class TestHead:
     async def test_head_sends_length_and_no_body_when_object_is_cold_or_warm(
-        self,
-        edge: Proc,
-        origin: Proc,
-        client: aiohttp.ClientSession,
-        unique_name: str,
-        temperature: str,
+        self, subject: Subject, unique_name: str
     ) -> None:
-        target, body = target_for(unique_name), synthetic.body(unique_name, SIZE)
+        edge, origin, target = subject.edge, subject.origin, subject.target
         follower = target_for(unique_name + "-next", size=10)
-        await prepare(client, edge, target, temperature, body)
         host = f"Host: {edge.host}:{edge.port}\r\n"
         # HEAD, then a GET on the same connection: any body bytes after the HEAD's head
         # would show up as garbage where the GET's status line must start
@@ -177,8 +153,8 @@ class TestHead:
         assert after.status == 200 and after.body == synthetic.body(unique_name + "-next", 10)
         assert_one_whole_fetch(origin, target)  # a cold HEAD fills with one GET
         # the HEAD's fill stored the whole object: a GET now is a hit
-        full = await fetch(client, edge.url + target)
-        assert full.body == body and "hit" in full.cache_status, full.cache_status
+        full = await subject.get()
+        assert full.body == subject.body and "hit" in full.cache_status, full.cache_status
         assert origin_count(origin, target) == 1
 
 

@@ -37,6 +37,14 @@ def obj(name: str, query: str) -> str:
     return f"/obj/{name}?{query}"
 
 
+async def first_get(
+    client: aiohttp.ClientSession, edge: Proc, name: str, query: str
+) -> tuple[str, Reply]:
+    """The target of object `name` with `query`, and the edge's answer to a first GET of it."""
+    target = obj(name, query)
+    return target, await fetch(client, edge.url + target)
+
+
 def ttl(reply: Reply) -> int:
     return int(reply.cache_status["ttl"])
 
@@ -75,8 +83,7 @@ class TestVary:
     async def test_vary_star_is_not_stored_when_origin_sends_it(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
-        target = obj(unique_name, "cc=max-age=60&vary=*")
-        first = await fetch(client, edge.url + target)
+        target, first = await first_get(client, edge, unique_name, "cc=max-age=60&vary=*")
         second = await fetch(client, edge.url + target)
         assert first.cache_status.get("detail") == "vary-star", first.cache_status
         assert "hit" not in second.cache_status and "stored" not in second.cache_status
@@ -87,9 +94,8 @@ class TestRevalidationWithOrigin:
     async def test_stale_entry_is_refreshed_by_304_when_etag_still_matches(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
-        target = obj(unique_name, "cc=max-age=2&age=1&etag=auto")
+        target, first = await first_get(client, edge, unique_name, "cc=max-age=2&age=1&etag=auto")
         body = synthetic.body(unique_name, 1024)
-        first = await fetch(client, edge.url + target)
         await let_expire(first)
         refreshed = await fetch(client, edge.url + target)
         assert refreshed.status == 200 and refreshed.body == body
@@ -106,9 +112,9 @@ class TestRevalidationWithOrigin:
     async def test_no_cache_is_revalidated_every_time_when_stored(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
-        target = obj(unique_name, "cc=no-cache,max-age=60&etag=auto")
+        no_cache = "cc=no-cache,max-age=60&etag=auto"
+        target, first = await first_get(client, edge, unique_name, no_cache)
         body = synthetic.body(unique_name, 1024)
-        first = await fetch(client, edge.url + target)
         assert "stored" in first.cache_status, first.cache_status
         for n in (2, 3):
             reply = await fetch(client, edge.url + target)
@@ -123,9 +129,8 @@ class TestConditionalFromCache:
     async def test_if_none_match_gets_304_from_cache_when_etag_matches(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
-        target = obj(unique_name, "cc=max-age=60&etag=auto")
+        target, _ = await first_get(client, edge, unique_name, "cc=max-age=60&etag=auto")
         etag = synthetic.auto_etag(unique_name, 1024)
-        await fetch(client, edge.url + target)
         not_modified = await fetch(client, edge.url + target, headers={"If-None-Match": etag})
         assert not_modified.status == 304 and not_modified.body == b""
         assert not_modified.headers["ETag"] == etag
@@ -137,8 +142,7 @@ class TestConditionalFromCache:
     async def test_if_modified_since_gets_304_from_cache_when_not_modified(
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
-        target = obj(unique_name, "cc=max-age=60&lm=auto")
-        first = await fetch(client, edge.url + target)
+        target, first = await first_get(client, edge, unique_name, "cc=max-age=60&lm=auto")
         last_modified = first.headers["Last-Modified"]
         not_modified = await fetch(
             client, edge.url + target, headers={"If-Modified-Since": last_modified}
@@ -156,9 +160,9 @@ class TestStaleWhileRevalidate:
         self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
     ) -> None:
         # the origin takes 1 s to answer; Age 1 + 1 s in transit leaves the copy ~1 s of life
-        target = obj(unique_name, "cc=max-age=3,stale-while-revalidate=60&age=1&delay=1")
+        swr = "cc=max-age=3,stale-while-revalidate=60&age=1&delay=1"
+        target, first = await first_get(client, edge, unique_name, swr)
         body = synthetic.body(unique_name, 1024)
-        first = await fetch(client, edge.url + target)
         await let_expire(first)
         started = time.monotonic()
         stale = await fetch(client, edge.url + target)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Self
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from origin.client import OriginClient, make_session
+from origin.client import OriginClient
 from origin.config import ServerConfig, TimeoutConfig
 from origin.errors import (
     BodyError,
@@ -22,115 +19,17 @@ from origin.errors import (
     ProtocolError,
     UpstreamTimeout,
 )
-from origin.upstream import Headers, UpstreamRequest, UpstreamResponse
+from origin.upstream import Headers, UpstreamRequest
+from tests.origin.servers import (
+    OK_EMPTY,
+    RawServer,
+    closed_port,
+    read_all,
+    respond,
+    respond_then_stall,
+)
 
 pytestmark = pytest.mark.timeout(10)
-
-Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class RawServer:
-    """A scripted TCP server on 127.0.0.1:0; every connection runs `handler`.
-
-    `heads` collects each request head as received (bytes up to the blank line), `connections`
-    counts accepted connections, `got_request` is set when a head arrived, and `release` is
-    what a handler that must stall waits on: it is set on exit, so nothing outlives the test.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
-        self.heads: list[bytes] = []
-        self.connections = 0
-        self.got_request = asyncio.Event()
-        self.release = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def read_head(self, reader: asyncio.StreamReader) -> bytes:
-        """Reads one request head; returns b"" at EOF."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return b""
-        self.heads.append(head)
-        self.got_request.set()
-        return head
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.append(writer)
-        self.connections += 1
-        try:
-            await self._handler(self, reader, writer)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            self._tasks.discard(task)
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release.set()
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-
-def respond(raw: bytes, *, then_close: bool = True) -> Handler:
-    """A handler that answers every request head on the connection with `raw`."""
-
-    async def handler(
-        server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        while await server.read_head(reader):
-            writer.write(raw)
-            await writer.drain()
-            if then_close:
-                return
-
-    return handler
-
-
-def respond_then_stall(raw: bytes) -> Handler:
-    """A handler that sends `raw` (a head and maybe part of a body) and then waits for release."""
-
-    async def handler(
-        server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        if await server.read_head(reader):
-            writer.write(raw)
-            await writer.drain()
-            await server.release.wait()
-
-    return handler
-
-
-OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that was just bound and closed, so connecting is refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 def get(target: str = "/", headers: Headers = ()) -> UpstreamRequest:
@@ -139,16 +38,6 @@ def get(target: str = "/", headers: Headers = ()) -> UpstreamRequest:
 
 def client_for(url: str, session: aiohttp.ClientSession, **timeouts: float) -> OriginClient:
     return OriginClient(ServerConfig(url=url), TimeoutConfig(**timeouts), session)
-
-
-async def read_all(response: UpstreamResponse) -> bytes:
-    return b"".join([chunk async for chunk in response.body])
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 class TestRequestLine:

@@ -7,44 +7,17 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import yarl
 
-from origin.demo import DemoOrigin, RequestStats, main, start_demo_origin
+from origin.demo import DemoOrigin, main
 from origin.demo_stats import RECENT_PER_PATH
+from tests.origin.servers import ArrivalStats, pending_get
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class ArrivalStats(RequestStats):
-    """RequestStats that sets `arrived` on every counted request."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = asyncio.Event()
-
-    def record(self, method: str, raw_path: str, headers: tuple[tuple[str, str], ...]) -> None:
-        super().record(method, raw_path, headers)
-        self.arrived.set()
-
-
-@pytest.fixture
-async def origin() -> AsyncIterator[DemoOrigin]:
-    server = await start_demo_origin(stats=ArrivalStats())
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def http(origin: DemoOrigin) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=origin.url) as session:
-        yield session
 
 
 async def raw_get(port: int, target: str) -> tuple[str, bytes]:
@@ -181,19 +154,12 @@ class TestHangAndStatus:
                 pass
 
     async def test_close_completes_when_requests_hang(self) -> None:
-        stats = ArrivalStats()
-        server = await start_demo_origin(stats=stats)
-        try:
-            async with aiohttp.ClientSession() as session:
-                hung = asyncio.ensure_future(session.get(server.url + "/hang/y"))
-                await stats.arrived.wait()
-                async with asyncio.timeout(10):
-                    await server.close()
-                with pytest.raises(aiohttp.ClientError):
-                    resp = await hung
-                    await resp.read()
-        finally:
-            await server.close()
+        async with pending_get("/hang/y") as (server, _, hung):
+            async with asyncio.timeout(10):
+                await server.close()
+            with pytest.raises(aiohttp.ClientError):
+                resp = await hung
+                await resp.read()
 
     async def test_status_answers_code_when_requested(self, http: aiohttp.ClientSession) -> None:
         async with http.get("/status/503?cc=max-age%3D3") as resp:

@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from origin import synthetic
-from origin.demo import DemoOrigin, RequestStats, start_demo_origin
-
-
-class ArrivalStats(RequestStats):
-    """RequestStats that sets `arrived` on every counted request."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = asyncio.Event()
-
-    def record(self, method: str, raw_path: str, headers: tuple[tuple[str, str], ...]) -> None:
-        super().record(method, raw_path, headers)
-        self.arrived.set()
-
-
-@pytest.fixture
-async def origin() -> AsyncIterator[DemoOrigin]:
-    server = await start_demo_origin(stats=ArrivalStats())
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def http(origin: DemoOrigin) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=origin.url) as session:
-        yield session
+from origin.demo import DemoOrigin
+from tests.origin.servers import header_of, pending_get, status_of
 
 
 class TestObjBody:
@@ -77,8 +50,7 @@ class TestObjBody:
             assert await resp.read() == synthetic.body("c", 200000)
 
     async def test_obj_answers_400_when_query_invalid(self, http: aiohttp.ClientSession) -> None:
-        async with http.get("/obj/bad?size=lots") as resp:
-            assert resp.status == 400
+        assert await status_of(http, "/obj/bad?size=lots") == 400
 
 
 class TestObjHeaders:
@@ -141,17 +113,14 @@ class TestObjConditionalAndRange:
         self, http: aiohttp.ClientSession
     ) -> None:
         headers = {"If-None-Match": synthetic.auto_etag("c", 1024, "1")}
-        async with http.get("/obj/c?etag=auto&version=2", headers=headers) as resp:
-            assert resp.status == 200
+        assert await status_of(http, "/obj/c?etag=auto&version=2", headers=headers) == 200
 
     async def test_obj_answers_304_when_if_modified_since_not_older(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.get("/obj/m?lm=auto&version=3") as first:
-            last_modified = first.headers["Last-Modified"]
+        last_modified = await header_of(http, "/obj/m?lm=auto&version=3", "Last-Modified")
         headers = {"If-Modified-Since": last_modified}
-        async with http.get("/obj/m?lm=auto&version=3", headers=headers) as resp:
-            assert resp.status == 304
+        assert await status_of(http, "/obj/m?lm=auto&version=3", headers=headers) == 304
         async with http.get("/obj/m?lm=auto&version=4", headers=headers) as resp:
             assert resp.status == 200  # a newer version is newer than the cached date
 
@@ -197,18 +166,11 @@ class TestObjFailures:
             assert first == synthetic.body("slow", len(first))
 
     async def test_obj_close_cuts_delay_short_when_request_waiting(self) -> None:
-        stats = ArrivalStats()
-        server = await start_demo_origin(stats=stats)
-        try:
-            async with aiohttp.ClientSession() as session:
-                waiting = asyncio.ensure_future(session.get(server.url + "/obj/d?delay=600"))
-                await stats.arrived.wait()
-                assert stats.count("/obj/d?delay=600") == 1
-                assert not waiting.done()
-                async with asyncio.timeout(10):
-                    await server.close()
-                with pytest.raises(aiohttp.ClientError):
-                    resp = await waiting
-                    await resp.read()
-        finally:
-            await server.close()
+        async with pending_get("/obj/d?delay=600") as (server, stats, waiting):
+            assert stats.count("/obj/d?delay=600") == 1
+            assert not waiting.done()
+            async with asyncio.timeout(10):
+                await server.close()
+            with pytest.raises(aiohttp.ClientError):
+                resp = await waiting
+                await resp.read()

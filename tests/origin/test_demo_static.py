@@ -11,6 +11,7 @@ import yarl
 
 from origin import sample
 from origin.demo import DemoOrigin, start_demo_origin
+from tests.origin.servers import header_of, status_of
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,6 @@ async def origin(site: Path) -> AsyncIterator[DemoOrigin]:
         yield server
     finally:
         await server.close()
-
-
-@pytest.fixture
-async def http(origin: DemoOrigin) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=origin.url) as session:
-        yield session
 
 
 def raw(origin: DemoOrigin, target: str) -> yarl.URL:
@@ -72,8 +67,7 @@ class TestStaticFullResponse:
             assert await resp.read() == b""
 
     async def test_static_answers_404_when_file_missing(self, http: aiohttp.ClientSession) -> None:
-        async with http.get("/nope.html") as resp:
-            assert resp.status == 404
+        assert await status_of(http, "/nope.html") == 404
 
     @pytest.mark.parametrize(
         ("path", "cache_control"),
@@ -101,8 +95,7 @@ class TestStaticConditional:
     async def test_static_answers_304_when_if_none_match_matches(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.get("/style.css") as first:
-            etag = first.headers["ETag"]
+        etag = await header_of(http, "/style.css", "ETag")
         async with http.get("/style.css", headers={"If-None-Match": f'"other", W/{etag}'}) as resp:
             assert resp.status == 304
             assert resp.headers["ETag"] == etag
@@ -112,32 +105,26 @@ class TestStaticConditional:
     async def test_static_answers_304_when_if_modified_since_echoes_last_modified(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.get("/app.js") as first:
-            last_modified = first.headers["Last-Modified"]
-        async with http.get("/app.js", headers={"If-Modified-Since": last_modified}) as resp:
-            assert resp.status == 304
+        last_modified = await header_of(http, "/app.js", "Last-Modified")
+        assert await status_of(http, "/app.js", headers={"If-Modified-Since": last_modified}) == 304
 
     async def test_static_answers_200_when_if_modified_since_is_older(
         self, http: aiohttp.ClientSession
     ) -> None:
         headers = {"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}
-        async with http.get("/app.js", headers=headers) as resp:
-            assert resp.status == 200
+        assert await status_of(http, "/app.js", headers=headers) == 200
 
     async def test_static_ignores_if_modified_since_when_if_none_match_differs(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.get("/app.js") as first:
-            last_modified = first.headers["Last-Modified"]
+        last_modified = await header_of(http, "/app.js", "Last-Modified")
         headers = {"If-None-Match": '"stale"', "If-Modified-Since": last_modified}
-        async with http.get("/app.js", headers=headers) as resp:
-            assert resp.status == 200
+        assert await status_of(http, "/app.js", headers=headers) == 200
 
     async def test_static_answers_412_when_if_match_differs(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.get("/app.js", headers={"If-Match": '"stale"'}) as resp:
-            assert resp.status == 412
+        assert await status_of(http, "/app.js", headers={"If-Match": '"stale"'}) == 412
 
 
 class TestStaticRange:
@@ -168,8 +155,7 @@ class TestStaticRange:
     async def test_static_answers_206_when_if_range_etag_matches(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.head("/video/big.mp4") as first:
-            etag = first.headers["ETag"]
+        etag = await header_of(http, "/video/big.mp4", "ETag", method="HEAD")
         headers = {"Range": "bytes=0-9", "If-Range": etag}
         async with http.get("/video/big.mp4", headers=headers) as resp:
             assert resp.status == 206
@@ -186,24 +172,23 @@ class TestStaticRange:
     async def test_static_answers_200_when_if_range_etag_is_weak(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.head("/style.css") as first:
-            etag = first.headers["ETag"]
+        etag = await header_of(http, "/style.css", "ETag", method="HEAD")
         headers = {"Range": "bytes=0-9", "If-Range": f"W/{etag}"}
-        async with http.get("/style.css", headers=headers) as resp:
-            assert resp.status == 200
+        assert await status_of(http, "/style.css", headers=headers) == 200
 
     async def test_static_honours_if_range_date_when_equal_to_last_modified(
         self, http: aiohttp.ClientSession
     ) -> None:
-        async with http.head("/style.css") as first:
-            last_modified = first.headers["Last-Modified"]
+        last_modified = await header_of(http, "/style.css", "Last-Modified", method="HEAD")
         async with http.get(
             "/style.css", headers={"Range": "bytes=0-3", "If-Range": last_modified}
         ) as resp:
             assert resp.status == 206
         old = "Sun, 06 Nov 1994 08:49:37 GMT"
-        async with http.get("/style.css", headers={"Range": "bytes=0-3", "If-Range": old}) as resp:
-            assert resp.status == 200
+        assert (
+            await status_of(http, "/style.css", headers={"Range": "bytes=0-3", "If-Range": old})
+            == 200
+        )
 
 
 class TestStaticTraversal:
@@ -221,8 +206,7 @@ class TestStaticTraversal:
     async def test_static_answers_404_when_target_has_dot_dot(
         self, origin: DemoOrigin, http: aiohttp.ClientSession, target: str
     ) -> None:
-        async with http.get(raw(origin, target)) as resp:
-            assert resp.status == 404
+        assert await status_of(http, raw(origin, target)) == 404
         assert origin.stats.count(target) == 1  # it arrived unnormalised
 
     async def test_static_answers_404_when_symlink_leaves_root(self, tmp_path: Path) -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from origin.client import OriginClient, make_session
+from origin.client import OriginClient
 from origin.config import HealthCheckConfig, PassiveHealthConfig, ServerConfig, TimeoutConfig
 from origin.errors import ConnectError
 from origin.health import HealthChange, HealthChecker, ProbeTarget, ServerHealth
 from tests.fakes import FakeClock, FakeUpstream
-from tests.origin.test_client import OK_EMPTY, RawServer, closed_port, respond
+from tests.origin.servers import OK_EMPTY, RawServer, closed_port, respond
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -150,12 +149,6 @@ class TestChecker:
     def test_checker_refuses_config_when_no_path_is_set(self) -> None:
         with pytest.raises(ValueError, match="path"):
             HealthChecker(HealthCheckConfig(), [], lambda i, e: None)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 class TestCheckerOverSockets:

@@ -7,12 +7,11 @@ server (through `client_factory`) and a FakeClock for health cool-downs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import aiohttp
 import pytest
 
-from origin.client import make_session
 from origin.config import (
     HealthCheckConfig,
     OriginPoolConfig,
@@ -33,7 +32,7 @@ from origin.errors import (
 from origin.pool import NoRetryReason, OriginPool, RetryBudget, build_pools
 from origin.upstream import UpstreamRequest, UpstreamResponse
 from tests.fakes import FakeClock, FakeUpstream
-from tests.origin.test_client import (
+from tests.origin.servers import (
     OK_EMPTY,
     RawServer,
     closed_port,
@@ -92,12 +91,6 @@ def fake_pool(
 
 def failing(error: UpstreamError) -> FakeUpstream:
     return FakeUpstream(error=error)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 class TestFailover:

@@ -12,21 +12,9 @@ from typing import Any
 import pytest
 
 from origin.spool import READ_CHUNK_BYTES, Spool
+from tests.fakes import open_files_under
 
 needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
-
-
-def open_files_under(directory: Path) -> list[str]:
-    """Targets of this process's open descriptors that live (or lived) under directory."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue  # the listing's own descriptor, already closed
-        if target.startswith(str(directory)):
-            found.append(target)
-    return found
 
 
 async def read_all(spool: Spool, offset: int = 0, limit: int = READ_CHUNK_BYTES) -> bytes:
@@ -66,6 +54,15 @@ class ManualExecutor(Executor):
         # The spool's own callbacks on these futures were registered first, so they have run
         # by the time these waits return.
         await asyncio.gather(*(asyncio.wrap_future(f) for f, _, _ in batch), return_exceptions=True)
+
+
+async def spilling(tmp_path: Path, data: bytes) -> tuple[ManualExecutor, Spool, asyncio.Task[None]]:
+    """A file-only spool whose first append of `data` is held as a call in a ManualExecutor."""
+    executor = ManualExecutor()
+    spool = Spool(memory_bytes=0, spool_dir=tmp_path, executor=executor)
+    writer = asyncio.ensure_future(spool.append(data))
+    await executor.wait_submitted()
+    return executor, spool, writer
 
 
 class CountingExecutor(ThreadPoolExecutor):
@@ -161,10 +158,7 @@ class TestReleaseRaces:
     async def test_release_keeps_fd_open_when_a_cancelled_read_is_still_running(
         self, tmp_path: Path
     ) -> None:
-        executor = ManualExecutor()
-        spool = Spool(memory_bytes=0, spool_dir=tmp_path, executor=executor)
-        writer = asyncio.ensure_future(spool.append(b"y" * 4096))
-        await executor.wait_submitted()
+        executor, spool, writer = await spilling(tmp_path, b"y" * 4096)
         await executor.run_pending()
         await writer
         reader = asyncio.ensure_future(spool.read(0))
@@ -182,10 +176,7 @@ class TestReleaseRaces:
     async def test_file_is_closed_when_producer_cancelled_during_first_spill(
         self, tmp_path: Path
     ) -> None:
-        executor = ManualExecutor()
-        spool = Spool(memory_bytes=0, spool_dir=tmp_path, executor=executor)
-        writer = asyncio.ensure_future(spool.append(b"z" * 10))
-        await executor.wait_submitted()
+        executor, spool, writer = await spilling(tmp_path, b"z" * 10)
         writer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await writer
