@@ -15,18 +15,18 @@ from pathlib import Path
 
 import aiohttp
 
+from cluster.members import Membership, http_probe
+from cluster.peer import PeerClient
 from cluster.propagate import PurgeHub
 from cluster.purge import PurgeLog
 from cluster.purge_wire import HttpPurgeTransport
+from cluster.ring import Ring
 from edge.accesslog import AccessLog
 from edge.admin import Admin
 from edge.config import EdgeConfig
 from edge.fill import Filler
 from edge.handler import Handler
 from edge.invalidate import Invalidator
-from cluster.members import Membership, http_probe
-from cluster.peer import PeerClient
-from cluster.ring import Ring
 from edge.peering import HotCounter, PeerGate, PeerRouting
 from edge.policy import PolicySet, key_url_form
 from edge.server.protocol import HttpProtocol, Responder

@@ -20,7 +20,7 @@ import sys
 from edge.app import EdgeNode, StartupError
 from edge.config import ConfigError, EdgeConfig, load, parse_size, quickstart
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from edge.server.writer import Writer, build_head
 from edge.store.base import Hit
 from origin.coalesce import Fill
 
-__all__ = ["Plan", "plan_response", "deliver_hit", "deliver_fill", "not_modified_headers", "FastHeads"]
+__all__ = ["FastHeads", "Plan", "deliver_fill", "deliver_hit", "not_modified_headers", "plan_response"]
 
 # RFC 9110 §15.4.5: the fields a 304 carries.
 _304_FIELDS = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary",

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["EntryMeta", "MetaFormatError", "pack_meta", "unpack_meta", "META_VERSION"]
+__all__ = ["META_VERSION", "EntryMeta", "MetaFormatError", "pack_meta", "unpack_meta"]
 
 META_VERSION = 2  # 2: purge_gen
 

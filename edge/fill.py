@@ -29,7 +29,7 @@ from origin.coalesce import Fill, FillHead
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["FillGuard", "FillInfo", "FillPlan", "Filler", "replay_headers", "vary_names", "VARY_MARKER_STATUS"]
+__all__ = ["VARY_MARKER_STATUS", "FillGuard", "FillInfo", "FillPlan", "Filler", "replay_headers", "vary_names"]
 
 log = logging.getLogger("edge.fill")
 

@@ -23,11 +23,11 @@ from edge.forward import upstream_request
 from edge.invalidate import Invalidator, Verdict
 from edge.key import CacheKey, make_key
 from edge.outcome import CacheOutcome, cache_status, reason_detail
+from edge.peering import PeerRouting
+from edge.policy import CachePolicy, PolicySet, normalise_target
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
-from edge.peering import PeerRouting
-from edge.policy import CachePolicy, PolicySet, normalise_target
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.tiered import TieredStore
 from origin.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
@@ -356,7 +356,7 @@ class Handler:
 class _Ctx:
     """One request's state on the slow path."""
 
-    __slots__ = ("request", "writer", "upstream", "allowlist", "key", "from_peer", "policy")
+    __slots__ = ("allowlist", "from_peer", "key", "policy", "request", "upstream", "writer")
 
     def __init__(self, request: Request, writer: Writer, upstream: Upstream, allowlist: tuple[str, ...] | None,
                  key: CacheKey, from_peer: bool, policy: CachePolicy) -> None:

@@ -23,9 +23,8 @@ rules after it are applied again before the node serves.
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import logging
 import math
 import os

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["CacheKey", "make_key", "normalise_field_value", "url_bytes", "lower_host"]
+__all__ = ["CacheKey", "lower_host", "make_key", "normalise_field_value", "url_bytes"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from pathlib import Path
 
 __all__ = ["main"]
 
@@ -48,10 +47,9 @@ DEMO_PATHS = ("/index.html", "/video/hls/master.m3u8", "/video/hls/720p/index.m3
 
 def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) -> None:
     """Prints curl commands to try and which node owns each demo URL."""
+    from cluster.ring import Ring
     from edge.config import load
     from edge.key import make_key
-
-    from cluster.ring import Ring
 
     cfg = load(config_path, _node_names(config_path)[0])
     nodes = cfg.nodes
@@ -65,6 +63,10 @@ def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) ->
         print(f"    curl -si -H 'Host: {DEMO_HOST}' '{first}{path}' | head -20{note}")
     print(f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4"
           "   # seek in a 64 MiB MP4")
+    admin = next((n for n in nodes.values() if n.admin_host), None)
+    if admin is not None and cfg.admin.tokens:
+        print(f"    purge everywhere: .venv/bin/python -m edge purge --admin http://{admin.admin_host}:{admin.admin_port} "
+              f"--token {cfg.admin.tokens[0].token} --url http://{DEMO_HOST}/index.html")
     others = [f"http://{n.host}:{n.port}" for n in nodes.values()]
     print(f"    nodes: {', '.join(others)}")
     print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")

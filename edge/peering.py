@@ -18,14 +18,21 @@ from typing import Protocol
 from cluster.members import HEALTH_PATH
 from cluster.peer import SECRET_HEADER, check_secret
 from cluster.purge import JournalError, Purge
-from cluster.purge_wire import CONTENT_TYPE, PURGE_PATH, PURGES_PATH, decode_purge, encode_page, parse_cursor
+from cluster.purge_wire import (
+    CONTENT_TYPE,
+    PURGE_PATH,
+    PURGES_PATH,
+    decode_purge,
+    encode_page,
+    parse_cursor,
+)
 from cluster.ring import Ring
 from edge.server.request import Request
 from edge.server.writer import Writer
 from edge.store.memory import MemoryStore
 from origin.upstream import Upstream
 
-__all__ = ["PeerRouting", "PeerGate", "HotCounter"]
+__all__ = ["HotCounter", "PeerGate", "PeerRouting"]
 
 _MAX_TRACKED = 100_000  # keys whose request counts are kept at once; more resets the window
 
@@ -128,7 +135,7 @@ class PeerGate:
     def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
                  peer: str) -> None:
         """Internal requests always take the checked path."""
-        return None
+        return
 
     async def handle(self, request: Request, writer: Writer) -> None:
         """Refuses requests without the secret; answers health; serves the rest as peer requests."""

@@ -17,7 +17,7 @@ from typing import Literal
 
 from edge.key import lower_host
 
-__all__ = ["CachePolicy", "PolicySet", "DEFAULT_POLICY", "normalise_target", "NEGATIVE_STATUSES", "key_url_form"]
+__all__ = ["DEFAULT_POLICY", "NEGATIVE_STATUSES", "CachePolicy", "PolicySet", "key_url_form", "normalise_target"]
 
 NEGATIVE_STATUSES = frozenset({404, 410})
 

@@ -32,7 +32,7 @@ from origin.demo_obj import SyntheticObjects
 from origin.demo_static import StaticFiles
 from origin.demo_stats import RequestStats
 
-__all__ = ["DemoOrigin", "RequestStats", "build_app", "start_demo_origin", "main"]
+__all__ = ["DemoOrigin", "RequestStats", "build_app", "main", "start_demo_origin"]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNCOUNTED = frozenset({"/__stats", "/__reset"})

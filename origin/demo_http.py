@@ -10,18 +10,18 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from enum import Enum
 
 __all__ = [
-    "Validators",
     "Precondition",
-    "evaluate_preconditions",
-    "RangeKind",
     "RangeDecision",
-    "select_range",
+    "RangeKind",
+    "Validators",
+    "evaluate_preconditions",
     "http_date",
     "parse_http_date",
+    "select_range",
 ]
 
 
@@ -80,7 +80,7 @@ def parse_http_date(value: str | None) -> int | None:
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:  # "-0000" or an asctime date: HTTP dates are always GMT
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 

@@ -31,7 +31,7 @@ from origin.demo_http import (
 )
 from origin.demo_misc import echo_response
 
-__all__ = ["ObjParams", "parse_params", "SyntheticObjects", "AUTO_LAST_MODIFIED_BASE"]
+__all__ = ["AUTO_LAST_MODIFIED_BASE", "ObjParams", "SyntheticObjects", "parse_params"]
 
 MAX_SIZE_BYTES = 16 * 1024**3
 SMALL_BODY_BYTES = 1024 * 1024  # at most this is built in memory and sent in one write

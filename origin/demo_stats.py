@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestRecord", "RequestStats", "RECENT_PER_PATH"]
+__all__ = ["RECENT_PER_PATH", "RequestRecord", "RequestStats"]
 
 RECENT_PER_PATH = 20  # request records kept per raw target
 
@@ -41,7 +41,7 @@ class RequestRecord:
 class RequestStats:
     """Per-target and per-method counters plus the last requests per target."""
 
-    __slots__ = ("total", "paths", "methods", "_recent", "_keep")
+    __slots__ = ("_keep", "_recent", "methods", "paths", "total")
 
     def __init__(self, keep: int = RECENT_PER_PATH) -> None:
         self._keep = keep

@@ -17,14 +17,14 @@ one place: timeouts to 504, everything else to 502.
 from __future__ import annotations
 
 __all__ = [
-    "UpstreamError",
-    "ConnectError",
-    "UpstreamTimeout",
-    "ProtocolError",
     "BodyError",
     "BodyTimeout",
+    "ConnectError",
     "InvalidTarget",
     "NoServerAvailable",
+    "ProtocolError",
+    "UpstreamError",
+    "UpstreamTimeout",
 ]
 
 

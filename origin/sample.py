@@ -17,7 +17,7 @@ from pathlib import Path
 
 from origin import synthetic
 
-__all__ = ["generate", "BIG_MP4_BYTES", "HLS_SEGMENTS", "TS_PACKETS_PER_SEGMENT", "DASH_SEGMENTS"]
+__all__ = ["BIG_MP4_BYTES", "DASH_SEGMENTS", "HLS_SEGMENTS", "TS_PACKETS_PER_SEGMENT", "generate"]
 
 BIG_MP4_BYTES = 64 * 1024 * 1024
 HLS_SEGMENTS = 10
@@ -166,8 +166,7 @@ def _write(root: Path, rel: str, size: int, make: Callable[[], Iterable[bytes]])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        for piece in make():
-            f.write(piece)
+        f.writelines(make())
     os.replace(tmp, path)
     return True
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import xxhash
 
-__all__ = ["BLOCK_BYTES", "body", "iter_body", "auto_etag", "seed"]
+__all__ = ["BLOCK_BYTES", "auto_etag", "body", "iter_body", "seed"]
 
 BLOCK_BYTES = 64 * 1024
 _TAG_BYTES = 16  # per-block index digest at the start of every block

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Headers", "UpstreamRequest", "UpstreamResponse", "Upstream"]
+__all__ = ["Headers", "Upstream", "UpstreamRequest", "UpstreamResponse"]
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -31,7 +31,7 @@ class UpstreamRequest:
 class UpstreamResponse:
     """A response head plus a body iterator that raises origin.errors.BodyError on failure."""
 
-    __slots__ = ("status", "reason", "headers", "request_time", "response_time", "_body", "_close", "upstream")
+    __slots__ = ("_body", "_close", "headers", "reason", "request_time", "response_time", "status", "upstream")
 
     def __init__(
         self,

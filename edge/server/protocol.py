@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
+
 from edge.server.request import Request
 from edge.server.writer import Writer, simple_response
 
-__all__ = ["Limits", "Responder", "HttpProtocol"]
+__all__ = ["HttpProtocol", "Limits", "Responder"]
 
 log = logging.getLogger("edge.server")
 
@@ -75,9 +76,25 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
     __slots__ = (
-        "_responder", "_limits", "_loop", "_transport", "_parser", "_url", "_headers",
-        "_header_bytes", "_body", "_pending", "_busy", "_closed", "_peer", "_writable",
-        "_tasks", "_host", "_plain", "_max_header_bytes", "_max_headers",
+        "_body",
+        "_busy",
+        "_closed",
+        "_header_bytes",
+        "_headers",
+        "_host",
+        "_limits",
+        "_loop",
+        "_max_header_bytes",
+        "_max_headers",
+        "_parser",
+        "_peer",
+        "_pending",
+        "_plain",
+        "_responder",
+        "_tasks",
+        "_transport",
+        "_url",
+        "_writable",
     )
 
     def __init__(self, responder: Responder, limits: Limits, tasks: set[asyncio.Task[None]]) -> None:

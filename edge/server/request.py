@@ -15,8 +15,18 @@ __all__ = ["Request"]
 class Request:
     """One parsed client request; `target` is exactly the bytes sent (latin-1 decoded)."""
 
-    __slots__ = ("method", "target", "version", "raw_headers", "body", "keep_alive", "peer", "raw_host",
-                 "plain", "_headers")
+    __slots__ = (
+        "_headers",
+        "body",
+        "keep_alive",
+        "method",
+        "peer",
+        "plain",
+        "raw_headers",
+        "raw_host",
+        "target",
+        "version",
+    )
 
     def __init__(self, *, method: str, target: str, version: str, headers: CIMultiDict[str] | None = None,
                  raw_headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None, keep_alive: bool,

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from edge.server.request import Request
 
-__all__ = ["Writer", "ClientGone", "simple_response", "REASONS", "build_head"]
+__all__ = ["REASONS", "ClientGone", "Writer", "build_head", "simple_response"]
 
 WRITE_STALL_TIMEOUT_S = 60.0  # a client that reads nothing for this long is dropped
 
@@ -67,8 +67,19 @@ def simple_response(status: int, reason: str, *, close: bool = False, head_only:
 class Writer:
     """Writes one response to the client transport."""
 
-    __slots__ = ("_transport", "_writable", "_request", "_conn", "started", "finished",
-                 "_chunked", "_close", "_head_only", "status", "bytes_sent")
+    __slots__ = (
+        "_chunked",
+        "_close",
+        "_conn",
+        "_head_only",
+        "_request",
+        "_transport",
+        "_writable",
+        "bytes_sent",
+        "finished",
+        "started",
+        "status",
+    )
 
     def __init__(self, transport: asyncio.Transport, writable: asyncio.Event, request: Request,
                  conn: _ConnState) -> None:
