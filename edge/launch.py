@@ -55,11 +55,16 @@ def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) ->
     nodes = cfg.nodes
     region = [n for n in nodes.values() if n.region == cfg.node.region]
     ring = Ring({n.name: n.weight for n in region}, vnodes=cfg.cluster.vnodes) if cfg.cluster else None
+    parents = cfg.parent_peers
+    shield = Ring({p.name: p.weight for p in parents}, vnodes=cfg.cluster.vnodes) if cfg.cluster and parents else None
     print(f"\n==> ready. Every node serves every URL; send Host: {DEMO_HOST} so all nodes share one key.")
     print("    (the second request of each is a hit; Cache-Status says hit / fwd=miss / detail=peer-<owner>)")
     for path in DEMO_PATHS:
-        owner = ring.owner(make_key("http", DEMO_HOST, path).id) if ring is not None and len(region) > 1 else None
+        key_id = make_key("http", DEMO_HOST, path).id
+        owner = ring.owner(key_id) if ring is not None and len(region) > 1 else None
         note = f"   # owned by {owner}" if owner else ""
+        if shield is not None:
+            note += f", shield {shield.owner(key_id)}"
         print(f"    curl -si -H 'Host: {DEMO_HOST}' '{first}{path}' | head -20{note}")
     print(f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4"
           "   # seek in a 64 MiB MP4")
@@ -67,8 +72,10 @@ def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) ->
     if admin is not None and cfg.admin.tokens:
         print(f"    purge everywhere: .venv/bin/python -m edge purge --admin http://{admin.admin_host}:{admin.admin_port} "
               f"--token {cfg.admin.tokens[0].token} --url http://{DEMO_HOST}/index.html")
-    others = [f"http://{n.host}:{n.port}" for n in nodes.values()]
-    print(f"    nodes: {', '.join(others)}")
+    for name in dict.fromkeys(n.region for n in nodes.values()):
+        members = [f"{n.name} http://{n.host}:{n.port}" for n in nodes.values() if n.region == name]
+        parent = cfg.regions[name].parent if name in cfg.regions else None
+        print(f"    region {name}{f' (fills from {parent})' if parent else ' (talks to the origin)'}: {', '.join(members)}")
     print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")
 
 
