@@ -113,6 +113,9 @@ class _PeerHandler(Protocol):
 
     async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None: ...
 
+    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
+                 peer: str) -> bytes | tuple[bytes, bytes] | None: ...
+
 
 class _PurgeEndpoint(Protocol):
     """What PeerGate hands purge traffic to (cluster.propagate.PurgeHub)."""
@@ -124,6 +127,10 @@ class _PurgeEndpoint(Protocol):
     def missing(self, cursor: Mapping[str, int]) -> tuple[Sequence[Purge], bool]: ...
 
 
+_SECRET_NAME = SECRET_HEADER.lower().encode("ascii")
+_SECRET_LEN = len(_SECRET_NAME)
+
+
 class PeerGate:
     """The internal listener's responder: secret check, health, purges, then the handler."""
 
@@ -133,9 +140,20 @@ class PeerGate:
         self._purges = purges  # None: this node takes no purges from peers
 
     def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
-                 peer: str) -> None:
-        """Internal requests always take the checked path."""
-        return
+                 peer: str) -> bytes | tuple[bytes, bytes] | None:
+        """A peer's plain GET of a fresh memory hit, answered on the fast path once its secret checks.
+
+        Internal endpoints (/_edge/...) and anything without the right secret take the checked
+        path, which refuses them with 403.
+        """
+        if target.startswith(b"/_edge/"):
+            return None
+        for name, value in raw_headers:
+            if len(name) == _SECRET_LEN and name.lower() == _SECRET_NAME:
+                if check_secret(value.decode("latin-1"), self._secret):
+                    return self._handler.try_fast(head_only, host, target, raw_headers, peer)
+                return None
+        return None
 
     async def handle(self, request: Request, writer: Writer) -> None:
         """Refuses requests without the secret; answers health; serves the rest as peer requests."""

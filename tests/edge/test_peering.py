@@ -186,6 +186,11 @@ class FakeHandler:
     async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None:
         self.calls.append((request.target, from_peer))
 
+    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
+                 peer: str) -> bytes | None:
+        self.calls.append((target.decode(), True))
+        return b"FAST"
+
 
 def request(target: str, headers: list[tuple[str, str]]) -> Request:
     return Request(method="GET", target=target, version="1.1", headers=CIMultiDict([("Host", "demo.test"), *headers]),
@@ -227,3 +232,27 @@ class TestPeerGate:
         await g.handle(request("/obj/x?size=1", [(SECRET_HEADER, SECRET), (HOP_HEADER, "b")]), cast(Writer, writer))
         assert writer.sent == []
         assert handler.calls == [("/obj/x?size=1", True)]
+
+
+class TestPeerGateFastPath:
+    @pytest.mark.parametrize("headers", [
+        [], [(b"X-Edge-Secret", b"wrong")], [(b"X-Edge-Hop", b"b")],
+    ], ids=["none", "wrong", "hop-only"])
+    def test_declines_fast_path_when_secret_is_missing_or_wrong(
+            self, gate: tuple[PeerGate, FakeHandler], headers: list[tuple[bytes, bytes]]) -> None:
+        g, handler = gate
+        assert g.try_fast(False, b"demo.test", b"/obj/x", headers, "127.0.0.3") is None
+        assert handler.calls == []
+
+    def test_answers_hit_on_fast_path_when_secret_is_right(self, gate: tuple[PeerGate, FakeHandler]) -> None:
+        g, handler = gate
+        headers = [(b"x-edge-secret", SECRET.encode()), (b"X-Edge-Hop", b"b")]
+        assert g.try_fast(False, b"demo.test", b"/obj/x", headers, "127.0.0.3") == b"FAST"
+        assert handler.calls == [("/obj/x", True)]
+
+    def test_internal_endpoints_never_take_fast_path_when_secret_is_right(
+            self, gate: tuple[PeerGate, FakeHandler]) -> None:
+        g, handler = gate
+        headers = [(b"X-Edge-Secret", SECRET.encode())]
+        assert g.try_fast(False, b"demo.test", b"/_edge/health", headers, "127.0.0.3") is None
+        assert handler.calls == []
