@@ -8,6 +8,7 @@ deadline, and closes the stores and client sessions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
@@ -190,7 +191,9 @@ class EdgeNode:
                 **self.purges.status(time.time()),
                 "pending_rules": self.invalidator.pending, "swept_through": self.invalidator.swept_through,
                 "invalidated": self.invalidator.removed,
-                "store": {"entries": stats.entries, "bytes": stats.bytes, "hits": stats.hits, "misses": stats.misses}}
+                "store": {"entries": stats.entries, "bytes": stats.bytes, "hits": stats.hits, "misses": stats.misses},
+                "peers": [dataclasses.asdict(p) for p in self._membership.status()] if self._membership else [],
+                "origins": [dataclasses.asdict(pool.status()) for pool in self._pools.values()]}
 
     async def _listen(self, responder: Responder, host: str, port: int, where: str) -> asyncio.Server:
         loop = asyncio.get_running_loop()

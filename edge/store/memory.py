@@ -172,7 +172,8 @@ class MemoryStore:
         for victim in self._policy.admit(key, size):
             self._drop(victim)
             self._counts.evictions += 1
-        return hit
+        # the policy may choose the newcomer itself as a victim (S3-FIFO with a full main queue)
+        return hit if key in self._entries else None
 
     def _drop(self, key: bytes) -> bool:
         old = self._entries.pop(key, None)

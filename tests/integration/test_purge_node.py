@@ -125,3 +125,14 @@ class TestCli:
         bad = await asyncio.to_thread(subprocess.run, [*base, "--token", "nope-nope-nope-nope"], capture_output=True,
                                       text=True, cwd=ROOT, timeout=30)
         assert bad.returncode == 2 and "401" in bad.stderr
+
+
+async def test_status_shows_purge_state_store_and_origin_pools_when_token_is_valid(
+        node: PurgeCluster, session: aiohttp.ClientSession) -> None:
+    status = await node.status(session, "n1")
+    assert status["node"] == "n1"
+    assert "generation" in status or "cursor" in status
+    assert set(status["store"]) >= {"entries", "bytes", "hits", "misses"}
+    [pool] = status["origins"]
+    assert pool["servers"] and pool["servers"][0]["available"] is True
+    assert status["peers"] == []  # a lone node has no peers to report
