@@ -125,10 +125,11 @@ class Handler:
     async def _recv(self, request: Request, writer: Writer, from_peer: bool) -> str:
         host = request.host
         if not host or len(request.headers.getall("host", ())) != 1:
-            await writer.send_simple(400, "exactly one Host header is required; send the site's host name")
+            await writer.send_simple(400, "exactly one Host header is required; send the site's host name",
+                                     close=True)
             return "bad-request"
         if not request.target.startswith("/"):
-            await writer.send_simple(400, "request target must be an absolute path such as /index.html")
+            await writer.send_simple(400, "request target must be an absolute path such as /index.html", close=True)
             return "bad-request"
         route = self._router.match(host, request.target)
         if route is None:

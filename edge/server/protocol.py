@@ -65,7 +65,9 @@ class Responder(Protocol):
         ...
 
 
-class _TooLarge(Exception):
+class _Reject(Exception):
+    """A request the listener answers itself (a limit, an unsupported upgrade) and then closes."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
@@ -145,7 +147,7 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             # llhttp wraps what our callbacks raise: a limit we enforce, or a bug of ours
             cause = exc.__context__
-            if isinstance(cause, _TooLarge):
+            if isinstance(cause, _Reject):
                 self._reject(cause.status, cause.reason)
             else:
                 log.error("request callback failed", exc_info=cause or exc)
@@ -167,16 +169,16 @@ class HttpProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._limits.max_url_bytes:
-            raise _TooLarge(414, "request target too long")
+            raise _Reject(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         headers.append((name, value))
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > self._max_header_bytes:
-            raise _TooLarge(431, "request header fields too large")
+            raise _Reject(431, "request header fields too large")
         if len(headers) > self._max_headers:
-            raise _TooLarge(431, "too many request header fields")
+            raise _Reject(431, "too many request header fields")
         kind = _SPECIAL.get(name.lower())
         if kind is not None:
             if kind == 1 and self._host is None:
@@ -189,10 +191,13 @@ class HttpProtocol(asyncio.Protocol):
             self._body = bytearray()
         self._body += body
         if len(self._body) > self._limits.max_body_bytes:
-            raise _TooLarge(413, "request body too large")
+            raise _Reject(413, "request body too large")
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        if parser.should_upgrade():
+            # CONNECT and Upgrade (websocket, h2c): a cache has no tunnel to offer
+            raise _Reject(501, "protocol upgrades and CONNECT are not supported; send plain HTTP/1.1")
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()
         host = self._host

@@ -98,6 +98,8 @@ class Writer:
     def start(self, status: int, headers: list[tuple[str, str]], length: int | None) -> None:
         """Sends the head; `length` None means the body length is not known yet."""
         assert not self.started, "response already started"
+        if self._transport.is_closing():
+            raise ClientGone("client closed the connection")
         self.started = True
         self.status = status
         fields = headers
@@ -122,7 +124,7 @@ class Writer:
         """Sends body bytes, waiting while the client is slower than us."""
         if self._head_only or not chunk:
             return
-        if self._conn.closed:
+        if self._conn.closed or self._transport.is_closing():
             raise ClientGone("client closed the connection")
         if self._chunked:
             self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
@@ -195,6 +197,8 @@ class Writer:
     async def send_simple(self, status: int, reason: str, *, close: bool = False,
                           headers: Iterable[tuple[str, str]] = ()) -> None:
         """Answers with a short text body and a one-line reason."""
+        if self._transport.is_closing():
+            raise ClientGone("client closed the connection")
         self.started = True
         self.status = status
         close = close or self._close
