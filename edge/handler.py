@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from xxhash import xxh3_128_digest
 
@@ -90,7 +90,12 @@ class Handler:
             return None
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
-            return None  # variants are selected on the slow path
+            # select the variant from the raw fields, as CacheKey.variant does on the slow path
+            fields = _FirstFields(raw_headers, meta.vary)
+            hit = self._memory_get(CacheKey(store_id, "", "", "").variant(meta.vary, fields).id)
+            if hit is None:
+                return None
+            meta = hit.meta
         now = self._clock()
         if now > self._purges.fast_until:
             return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
@@ -352,6 +357,28 @@ class Handler:
             self._fast.drop(store_id)
             for store in stores:
                 await store.remove(store_id, RemoveReason.PURGE)
+
+
+class _FirstFields(Mapping[str, str]):
+    """The first value of each wanted field among raw (bytes) header fields, as CIMultiDict.get gives."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw_headers: list[tuple[bytes, bytes]], wanted: tuple[str, ...]) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in raw_headers:
+            lname = name.lower().decode("latin-1")
+            if lname in wanted and lname not in self._values:
+                self._values[lname] = value.decode("latin-1")
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class _Ctx:
