@@ -73,10 +73,22 @@ def _head_fields(plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[t
     else:
         fields = list(headers)
     fields.extend(plan.extra)
-    if plan.status in (200, 206) or plan.status == 416:
+    if plan.status in (200, 206, 416):
         fields.append(("Accept-Ranges", "bytes"))
     fields.extend(trailer)
     return fields
+
+
+def _start(writer: Writer, plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[tuple[str, str]],
+           length: int | None) -> bool:
+    """Sends the head; True when a body follows, False when the response is already complete."""
+    fields = _head_fields(plan, headers, trailer)
+    if plan.status in (304, 412, 416):
+        writer.start(plan.status, fields, None if plan.status == 304 else 0)
+        writer.finish()
+        return False
+    writer.start(plan.status, fields, length)
+    return True
 
 
 async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[tuple[str, str]]) -> int:
@@ -84,13 +96,9 @@ async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[
     meta = hit.meta
     plan = plan_response(request, status=meta.status, length=meta.body_length, etag=meta.etag,
                          last_modified=meta.last_modified)
-    fields = _head_fields(plan, meta.headers, trailer)
-    if plan.status in (304, 412, 416):
-        writer.start(plan.status, fields, None if plan.status == 304 else 0)
-        writer.finish()
-        return plan.status
     count = plan.end - plan.start
-    writer.start(plan.status, fields, count)
+    if not _start(writer, plan, meta.headers, trailer, count):
+        return plan.status
     if request.method != "HEAD" and count > 0:
         body = hit.body_bytes()
         span = hit.file_span() if body is None else None
@@ -113,13 +121,9 @@ async def deliver_fill(request: Request, writer: Writer, fill: Fill, *, status: 
     etag = meta.etag if meta else None
     last_modified = meta.last_modified if meta else None
     plan = plan_response(request, status=status, length=length, etag=etag, last_modified=last_modified)
-    fields = _head_fields(plan, headers, trailer)
-    if plan.status in (304, 412, 416):
-        writer.start(plan.status, fields, None if plan.status == 304 else 0)
-        writer.finish()
-        return plan.status
     end = plan.end if plan.end >= 0 else None
-    writer.start(plan.status, fields, None if end is None else end - plan.start)
+    if not _start(writer, plan, headers, trailer, None if end is None else end - plan.start):
+        return plan.status
     if request.method != "HEAD":
         async for chunk in fill.body(plan.start, end):
             await writer.write(chunk)

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge.config import CacheConfig
 from edge.entry import EntryMeta
@@ -126,6 +126,16 @@ class FillGuard(Protocol):
     def admits(self, meta: EntryMeta) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Fresh:
+    """What the filler learns of a response's freshness."""
+
+    meta_fields: dict[str, Any]  # the EntryMeta freshness and validator fields
+    directives: Directives
+    used_cdn: bool  # CDN-Cache-Control decided the policy (RFC 9213)
+    from_policy: bool  # the lifetime is the route policy's (the origin was silent)
+
+
 class Filler:
     """Runs fills for one node: upstream fetch → head → spool + store → commit."""
 
@@ -182,19 +192,9 @@ class Filler:
                        plan: FillPlan) -> None:
         """RFC 9111 §4.3.4: a 304 freshens the stored headers; the body stays."""
         headers = replay_headers(updated_headers_from_304(stale.headers, response.headers))
-        directives, used_cdn = response_directives(headers)
-        f = compute_freshness(status=stale.status, response_headers=headers, directives=directives,
-                              used_cdn_cc=used_cdn, request_time=response.request_time,
-                              response_time=response.response_time,
-                              heuristic_fraction=self._cache.heuristic_fraction,
-                              heuristic_max_s=self._cache.heuristic_max_s)
-        lifetime = self._policy_lifetime(f.lifetime_s, stale.status, headers, directives, used_cdn, plan)
         meta = stale.replace(headers=headers, request_time=response.request_time,
-                             response_time=response.response_time, initial_age_s=f.initial_age_s,
-                             lifetime_s=f.lifetime_s if lifetime is None else lifetime, swr_s=f.swr_s, sie_s=f.sie_s,
-                             must_revalidate=f.must_revalidate, no_cache=f.no_cache,
-                             etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
-                             invalidated=False, purge_gen=plan.purge_gen)
+                             response_time=response.response_time, invalidated=False, purge_gen=plan.purge_gen,
+                             **self._freshness(stale.status, headers, response, plan).meta_fields)
         # a purge that arrived during the revalidation wins over its 304
         updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
         fill.set_head(FillHead(status=304, reason="Not Modified", headers=headers, shareable=True,
@@ -206,17 +206,11 @@ class Filler:
                               source: str | None) -> None:
         key, client_headers, authorization = plan.key, plan.client_headers, plan.authorization
         headers = response.headers
-        directives, used_cdn = response_directives(headers)
+        fresh = self._freshness(response.status, headers, response, plan)
         reason = no_store_reason(method="GET", status=response.status, request_headers=client_headers,
-                                 response_headers=headers, directives=directives, authorization=authorization,
-                                 allow_set_cookie=self._cache.allow_set_cookie, used_cdn_cc=used_cdn)
-        f = compute_freshness(status=response.status, response_headers=headers, directives=directives,
-                              used_cdn_cc=used_cdn, request_time=response.request_time,
-                              response_time=response.response_time,
-                              heuristic_fraction=self._cache.heuristic_fraction,
-                              heuristic_max_s=self._cache.heuristic_max_s)
-        lifetime = self._policy_lifetime(f.lifetime_s, response.status, headers, directives, used_cdn, plan)
-        if lifetime is not None and reason is NoStoreReason.NO_FRESHNESS:
+                                 response_headers=headers, directives=fresh.directives, authorization=authorization,
+                                 allow_set_cookie=self._cache.allow_set_cookie, used_cdn_cc=fresh.used_cdn)
+        if fresh.from_policy and reason is NoStoreReason.NO_FRESHNESS:
             reason = None  # the policy gives it the freshness the origin did not
         if response.status >= 500 and reason is None:
             reason = NoStoreReason.STATUS  # server errors are never stored, whatever they say
@@ -232,15 +226,12 @@ class Filler:
             meta = EntryMeta(
                 key=store_key.id, url=key.url, status=response.status, headers=replay,
                 request_time=response.request_time, response_time=response.response_time,
-                initial_age_s=f.initial_age_s, lifetime_s=f.lifetime_s if lifetime is None else lifetime,
-                swr_s=f.swr_s, sie_s=f.sie_s, must_revalidate=f.must_revalidate, no_cache=f.no_cache,
-                etag=_header(headers, "etag"), last_modified=_header(headers, "last-modified"),
-                vary=vary, tags=_tags(headers), purge_gen=plan.purge_gen,
+                vary=vary, tags=_tags(headers), purge_gen=plan.purge_gen, **fresh.meta_fields,
             )
         shareable = reason is None or reason in _SHAREABLE_REASONS
         stored = meta is not None and store is not None  # store None: the owner keeps it, we pass it on
         info = FillInfo(meta=meta, reason=reason, variant_id=store_key.id if vary else None, vary=vary,
-                        initial_age_s=f.initial_age_s, stored=stored, source=source)
+                        initial_age_s=fresh.meta_fields["initial_age_s"], stored=stored, source=source)
         if meta is not None and store is not None and vary:
             await self._write_vary_marker(key, meta, store)
         fill.set_head(FillHead(status=response.status, reason=response.reason, headers=replay,
@@ -262,15 +253,23 @@ class Filler:
             elif not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
 
-    @staticmethod
-    def _policy_lifetime(computed: float, status: int, headers: Iterable[tuple[str, str]], directives: Directives,
-                         used_cdn: bool, plan: FillPlan) -> float | None:
-        """The policy's lifetime when the origin gave no freshness information, else None."""
+    def _freshness(self, status: int, headers: tuple[tuple[str, str], ...], response: UpstreamResponse,
+                   plan: FillPlan) -> _Fresh:
+        """A response's freshness (RFC 9111 §4.2, then the policy where the origin is silent)."""
+        directives, used_cdn = response_directives(headers)
+        f = compute_freshness(status=status, response_headers=headers, directives=directives,
+                              used_cdn_cc=used_cdn, request_time=response.request_time,
+                              response_time=response.response_time,
+                              heuristic_fraction=self._cache.heuristic_fraction,
+                              heuristic_max_s=self._cache.heuristic_max_s)
         explicit = directives.s_maxage is not None or directives.max_age is not None or (
             not used_cdn and _header(headers, "expires") is not None)
-        if explicit or directives.no_cache or directives.no_store or status not in HEURISTIC_STATUSES:
-            return None
-        return plan.policy.silent_ttl(status, plan.key.target)
+        silent = not (explicit or directives.no_cache or directives.no_store) and status in HEURISTIC_STATUSES
+        policy_ttl = plan.policy.silent_ttl(status, plan.key.target) if silent else None
+        fields = {"initial_age_s": f.initial_age_s, "lifetime_s": f.lifetime_s if policy_ttl is None else policy_ttl,
+                  "swr_s": f.swr_s, "sie_s": f.sie_s, "must_revalidate": f.must_revalidate, "no_cache": f.no_cache,
+                  "etag": _header(headers, "etag"), "last_modified": _header(headers, "last-modified")}
+        return _Fresh(fields, directives, used_cdn, policy_ttl is not None)
 
     async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta, store: Store) -> None:
         """Stores the primary key's Vary marker (no body) naming the selecting fields."""

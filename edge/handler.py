@@ -8,6 +8,7 @@ per branch below it. Upstream failures are mapped to an HTTP status in one place
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -65,7 +66,7 @@ class Handler:
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._memory = store.memory
-        self._memory_get = store.memory.get
+        self._memory_peek = store.memory.peek
         self._coalescer = coalescer
         self._filler = filler
         self._router = router
@@ -84,23 +85,28 @@ class Handler:
         """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
         if self._policies.rewrites and b"?" in target:
             return None  # the key uses a normalised target: let the slow path compute it
+        now = self._clock()
+        if now > self._purges.fast_until:
+            return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
+        # peek, and count the hit only once it is served here: a declined request is looked up
+        # (and counted) again by the slow path
         store_id = xxh3_128_digest(b"http://" + host.lower() + target)
-        hit = self._memory_get(store_id)
+        hit = self._memory_peek(store_id)
         if hit is None:
             return None
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
             # select the variant from the raw fields, as CacheKey.variant does on the slow path
-            fields = _FirstFields(raw_headers, meta.vary)
-            hit = self._memory_get(CacheKey(store_id, "", "", "").variant(meta.vary, fields).id)
+            store_id = CacheKey(store_id, "", "", "").variant(meta.vary, _FirstFields(raw_headers, meta.vary)).id
+            hit = self._memory_peek(store_id)
             if hit is None:
                 return None
             meta = hit.meta
-        now = self._clock()
-        if now > self._purges.fast_until:
-            return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
         response = self._fast.get(meta, hit.body, now, head_only)
-        if response is not None and self._log is not None:
+        if response is None:
+            return None
+        self._memory.record_hit(store_id)
+        if self._log is not None:
             self._log.write_fast(peer, "HEAD" if head_only else "GET", host, target, meta.status, len(hit.body))
         return response
 
@@ -209,31 +215,25 @@ class Handler:
         request = ctx.request
         authorization = "authorization" in request.headers
         fill_id = store_id + (b"|auth" if authorization else b"")
-        # a peer already set X-Forwarded-For to the client's address: keep it
-        client_ip = request.headers.get("x-forwarded-for", request.peer) if ctx.from_peer else request.peer
-        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=ctx.allowlist, client_ip=client_ip,
+        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=ctx.allowlist, client_ip=ctx.client_ip,
                                         target=ctx.key.target)
         routing = self._routing
         owner = None if ctx.from_peer or routing is None else routing.owner(ctx.key.id)
         parent = routing.parent_owner(ctx.key.id) if owner is None and routing is not None else None
-        if parent is not None and routing is not None:
-            # this region's owner fills from the shield region (going up never loops: regions form a tree)
-            plan = FillPlan(upstream=routing.peer(parent), request=upstream_req, key=ctx.key,
-                            client_headers=request.headers.copy(), authorization=authorization, stale=stale,
-                            store=stale_store or self._store, fallback=ctx.upstream, fallback_store=self._store,
-                            policy=ctx.policy, on_fallback=functools.partial(self._peer_failed, parent),
-                            source=f"shield-{parent}")
-        elif owner is None or routing is None:
-            plan = FillPlan(upstream=ctx.upstream, request=upstream_req, key=ctx.key,
-                            client_headers=request.headers.copy(), authorization=authorization, stale=stale,
-                            store=stale_store or self._store, policy=ctx.policy)
-        else:
-            # the owner fills (coalescing for the region); we keep a copy only of hot keys
-            keep = stale_store if stale_store is not None else (routing.hot if routing.is_hot(ctx.key.id) else None)
-            plan = FillPlan(upstream=routing.peer(owner), request=upstream_req, key=ctx.key,
-                            client_headers=request.headers.copy(), authorization=authorization, stale=stale,
-                            store=keep, fallback=ctx.upstream, fallback_store=self._store, policy=ctx.policy,
-                            on_fallback=functools.partial(self._peer_failed, owner), source=f"peer-{owner}")
+        plan = FillPlan(upstream=ctx.upstream, request=upstream_req, key=ctx.key,
+                        client_headers=request.headers.copy(), authorization=authorization, stale=stale,
+                        store=stale_store or self._store, policy=ctx.policy)
+        peer = owner or parent
+        if routing is not None and peer is not None:
+            # a peer fills: the region's owner (which coalesces for the region) or, when we own
+            # the key, the shield region's node (going up never loops: regions form a tree)
+            if owner is not None and stale_store is None:
+                # the owner keeps the key; we keep a copy only of keys requested often here
+                plan = dataclasses.replace(plan, store=routing.hot if routing.is_hot(ctx.key.id) else None)
+            plan = dataclasses.replace(plan, upstream=routing.peer(peer), fallback=ctx.upstream,
+                                       fallback_store=self._store,
+                                       on_fallback=functools.partial(self._peer_failed, peer),
+                                       source=f"peer-{peer}" if owner is not None else f"shield-{peer}")
 
         async def producer(fill: Fill) -> None:
             await self._filler.run(fill, plan)
@@ -321,9 +321,8 @@ class Handler:
     async def _pass(self, ctx: _Ctx, *, fwd: str, invalidate: bool, detail: str | None = None) -> str:
         """Forwards the request as is and streams the answer back; nothing is stored."""
         request, writer = ctx.request, ctx.writer
-        client_ip = request.headers.get("x-forwarded-for", request.peer) if ctx.from_peer else request.peer
         response = await ctx.upstream.fetch(upstream_request(request, fill=False, allowlist=ctx.allowlist,
-                                                             client_ip=client_ip, target=ctx.key.target))
+                                                             client_ip=ctx.client_ip, target=ctx.key.target))
         try:
             fields = list(replay_headers(response.headers))
             age = response.header("age")
@@ -395,3 +394,9 @@ class _Ctx:
         self.key = key
         self.from_peer = from_peer  # came through the internal listener: never forwarded to a peer
         self.policy = policy  # what to do where the origin is silent
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address for X-Forwarded-For (a peer already set it to the client's)."""
+        request = self.request
+        return request.headers.get("x-forwarded-for", request.peer) if self.from_peer else request.peer

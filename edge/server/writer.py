@@ -124,13 +124,14 @@ class Writer:
         """Sends body bytes, waiting while the client is slower than us."""
         if self._head_only or not chunk:
             return
+        await self._send(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk, len(chunk))
+
+    async def _send(self, data: bytes, body_bytes: int) -> None:
+        """Writes already framed bytes, then waits for the client if the buffer is full."""
         if self._conn.closed or self._transport.is_closing():
             raise ClientGone("client closed the connection")
-        if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        else:
-            self._transport.write(chunk)
-        self.bytes_sent += len(chunk)
+        self._transport.write(data)
+        self.bytes_sent += body_bytes
         if not self._writable.is_set():
             await self._drain()
 
@@ -173,11 +174,7 @@ class Writer:
                 self.abort()
                 raise ClientGone("file shorter than expected")
             offset += len(chunk)
-            chunked, self._chunked = self._chunked, False  # the caller frames the whole span
-            try:
-                await self.write(chunk)
-            finally:
-                self._chunked = chunked
+            await self._send(chunk, len(chunk))  # sendfile() frames the whole span
 
     def finish(self) -> None:
         """Ends the response; closes the connection when keep-alive is off."""

@@ -98,6 +98,11 @@ class MemoryStore:
         """Returns the stored hit or None without counting or touching anything."""
         return self._entries.get(key)
 
+    def record_hit(self, key: bytes) -> None:
+        """Counts a hit served from a peek() and touches the policy (the fast path's get)."""
+        self._counts.hits += 1
+        self._policy.touch(key)
+
     async def lookup(self, key: bytes) -> MemoryHit | None:
         """The Store interface over get()."""
         return self.get(key)

@@ -72,3 +72,37 @@ def test_fast_path_serves_each_variant_and_declines_unknown_one_when_object_vari
     assert gzip is not None and gzip.endswith(b"gzip" * 10) and b"Content-Encoding: gzip" in gzip
     assert br is not None and br.endswith(b"br" * 10) and b"Content-Encoding: br" in br
     assert ask(b"zstd") is None  # no such variant stored: the slow path fetches it
+
+
+def test_fast_path_counts_a_hit_only_when_it_answers(tmp_path: object) -> None:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from edge.config import CacheConfig
+    from edge.entry import EntryMeta
+    from edge.fill import Filler
+    from edge.handler import Handler
+    from edge.store.memory import MemoryStore
+    from edge.store.tiered import TieredStore
+    from origin.coalesce import Coalescer
+    from origin.config import RouteRule
+    from origin.routes import Router
+
+    memory = MemoryStore(max_bytes=64 << 20, max_object_bytes=8 << 20)
+    now = time.time()
+    for path, lifetime in (("/fresh", 3600.0), ("/stale", 0.0)):
+        key = make_key("http", "h", path)
+        memory.put(EntryMeta(key=key.id, url=key.url, status=200, headers=(), request_time=now, response_time=now,
+                             initial_age_s=0.0, lifetime_s=lifetime), b"x")
+    handler = Handler(store=TieredStore(memory, None),
+                      coalescer=Coalescer(spool_dir=Path(tempfile.mkdtemp()), head_timeout_s=1, idle_timeout_s=1),
+                      filler=Filler(cache=CacheConfig(), max_object_bytes=8 << 20),
+                      router=Router((RouteRule(host="*", path_prefix="/", pool="p"),)), upstreams={}, allowlists={},
+                      access_log=None)
+    raw = [(b"Host", b"h")]
+    assert handler.try_fast(False, b"h", b"/stale", raw, "127.0.0.1") is None
+    assert handler.try_fast(False, b"h", b"/missing", raw, "127.0.0.1") is None
+    assert memory.stats.hits == 0 and memory.stats.misses == 0  # the slow path will count these
+    assert handler.try_fast(False, b"h", b"/fresh", raw, "127.0.0.1") is not None
+    assert memory.stats.hits == 1

@@ -47,6 +47,13 @@ async def _pair() -> tuple[asyncio.Transport, asyncio.StreamReader, _Server]:
     return transport, reader, _Server(server, far)  # type: ignore[return-value]
 
 
+def _writable() -> asyncio.Event:
+    """The flow-control event of a transport that accepts writes."""
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 def _request(method: str = "GET", version: str = "1.1") -> Request:
     return Request(method=method, target="/x", version=version, headers=CIMultiDict(), body=None,
                    keep_alive=True, peer="127.0.0.1")
@@ -74,8 +81,7 @@ class TestSendfile:
         monkeypatch.setattr(writer_module, "_sendfile_blocking", counting)
         transport, reader, server = await _pair()
         try:
-            w = Writer(transport, asyncio.Event(), _request(), _Conn())
-            w._writable.set()
+            w = Writer(transport, _writable(), _request(), _Conn())
             w.start(200, [("X-Test", "1")], len(data))
             with open(path, "rb") as f:
                 read_task = asyncio.ensure_future(_read_response(reader, len(data)))
@@ -93,8 +99,7 @@ class TestSendfile:
     async def test_head_request_sends_no_body_when_writing(self) -> None:
         transport, reader, server = await _pair()
         try:
-            w = Writer(transport, asyncio.Event(), _request("HEAD"), _Conn())
-            w._writable.set()
+            w = Writer(transport, _writable(), _request("HEAD"), _Conn())
             w.start(200, [], 5)
             await w.write(b"hello")
             w.finish()
@@ -110,8 +115,7 @@ class TestSendfile:
     async def test_unknown_length_is_chunked_when_http11(self) -> None:
         transport, reader, server = await _pair()
         try:
-            w = Writer(transport, asyncio.Event(), _request(), _Conn())
-            w._writable.set()
+            w = Writer(transport, _writable(), _request(), _Conn())
             w.start(200, [], None)
             await w.write(b"abc")
             w.finish()

@@ -73,6 +73,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from tests.integration.purge_harness import VersionedOrigin
+
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
@@ -86,3 +88,19 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
     jar = aiohttp.DummyCookieJar()
     async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=jar) as session:
         yield session
+
+
+@pytest.fixture
+def session(client: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """The same client, under the name the purge tests use."""
+    return client
+
+
+@pytest.fixture
+async def vorigin() -> AsyncIterator[VersionedOrigin]:
+    """An in-process origin whose objects change version on demand (purge tests)."""
+    origin = await VersionedOrigin().start()
+    try:
+        yield origin
+    finally:
+        await origin.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -27,21 +26,6 @@ def owned_by(node: str, region_nodes: tuple[str, ...], stem: str) -> str:
         if ring.owner(make_key("http", HOST, f"/v/{name}").id) == node:
             return name
     raise AssertionError("no name found")
-
-
-@pytest.fixture
-async def vorigin() -> AsyncIterator[VersionedOrigin]:
-    origin = await VersionedOrigin().start()
-    try:
-        yield origin
-    finally:
-        await origin.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(auto_decompress=False) as s:
-        yield s
 
 
 async def _cluster(tmp_path: Path, origin: VersionedOrigin, **kw: object) -> PurgeCluster:

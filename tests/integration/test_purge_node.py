@@ -25,27 +25,12 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-async def vorigin() -> AsyncIterator[VersionedOrigin]:
-    origin = await VersionedOrigin().start()
-    try:
-        yield origin
-    finally:
-        await origin.close()
-
-
-@pytest.fixture
 async def node(tmp_path: Path, vorigin: VersionedOrigin) -> AsyncIterator[PurgeCluster]:
     cluster = PurgeCluster(tmp_path, vorigin, [NodeSpec("n1", "r1", disk=True)], rate_per_s=0.2, burst=3)
     try:
         yield await cluster.start()
     finally:
         await cluster.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(auto_decompress=False) as s:
-        yield s
 
 
 class TestRefusals:
