@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m edge.launch --config config.toml
+	$(BIN)/python -m edge.cli.launch --config config.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider

@@ -46,7 +46,7 @@ class PurgeTransport(Protocol):
 
 
 class Trust(Protocol):
-    """Told the deadline until which the cache may be trusted (edge.invalidate.Invalidator)."""
+    """Told the deadline until which the cache may be trusted (edge.purge.invalidate.Invalidator)."""
 
     def set_trusted_until(self, deadline: float) -> None: ...
 

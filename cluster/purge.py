@@ -11,7 +11,7 @@ a power cut) fails its checksum and is cut off, so the next append starts on a c
 The cursor a peer sends for catch-up is, per accepting node, the highest sequence below
 which it has seen every purge (a watermark, not a maximum: a purge that was lost while a
 later one arrived is still asked for). `since(cursor)` is what such a peer is missing.
-`PurgeTarget` is the consumer (edge.invalidate) that applies a purge to the caches.
+`PurgeTarget` is the consumer (edge.purge.invalidate) that applies a purge to the caches.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def unpack_purge(fields: object) -> Purge:
 
 
 class PurgeTarget(Protocol):
-    """Applies purges to this node's caches (edge.invalidate.Invalidator).
+    """Applies purges to this node's caches (edge.purge.invalidate.Invalidator).
 
     Called once per purge, in increasing `gen` (the local arrival generation), after the
     purge is journaled. Returns how many objects it invalidated at once (a background sweep

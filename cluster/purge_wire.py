@@ -6,7 +6,7 @@ Two endpoints on every node's internal listener (both need the cluster secret):
     GET  /_edge/purges?cursor=C    C: URL-encoded JSON {node: seq}; 200 with a msgpack page
                                    {"node": name, "purges": [...], "more": bool}
 
-`HttpPurgeTransport` is the sending side; edge.peering.PeerGate serves the receiving side
+`HttpPurgeTransport` is the sending side; edge.peering.routing.PeerGate serves the receiving side
 with `decode_purge`, `parse_cursor` and `encode_page`. Failures reach the caller as
 PropagationError (connection refused, timeout, non-200, undecodable answer).
 """

@@ -22,23 +22,23 @@ from cluster.propagate import PurgeHub
 from cluster.purge import PurgeLog
 from cluster.purge_wire import HttpPurgeTransport
 from cluster.ring import Ring
-from edge.accesslog import AccessLog
-from edge.admin import Admin
-from edge.config import EdgeConfig
-from edge.fill import Filler
-from edge.handler import Handler
-from edge.invalidate import Invalidator
-from edge.peering import HotCounter, PeerGate, PeerRouting
-from edge.policy import PolicySet, key_url_form
+from edge.server.accesslog import AccessLog
+from edge.purge.admin import Admin
+from edge.config.deployment import EdgeConfig
+from edge.fill.producer import Filler
+from edge.request.handler import Handler
+from edge.purge.invalidate import Invalidator
+from edge.peering.routing import HotCounter, PeerGate, PeerRouting
+from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
 from edge.store.disk import DiskStore
 from edge.store.memory import MemoryStore
-from edge.store.policy import EvictionPolicy, LRUPolicy
+from edge.store.eviction import EvictionPolicy, LRUPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
 from origin.client import make_session
-from origin.coalesce import Coalescer
+from edge.fill.coalesce import Coalescer
 from origin.pool import OriginPool, build_pools
 from origin.routes import Router
 from origin.upstream import Upstream
@@ -166,7 +166,7 @@ class EdgeNode:
         journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
         sync = cfg.purge_sync
         stores: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
-        # a peer's copy may predate a purge that had not reached it yet: see edge.invalidate
+        # a peer's copy may predate a purge that had not reached it yet: see edge.purge.invalidate
         window = sync.max_lag_s + sync.sync_interval_s + cfg.admin.purge_timeout_s
         invalidator = Invalidator(stores, state_path=state / "swept" if state is not None else None,
                                   peer_window_s=window, normalise_url=key_url_form(PolicySet(cfg.policies)))

@@ -1,11 +1,9 @@
 """Origin configuration: pools of servers, their balancing, health checks, timeouts, retry
 policy and backup pool, and routing rules.
 
-The values are frozen dataclasses. `parse_pools` and `parse_routes` turn the TOML-decoded
-`[origins.*]` tables and `[[routes]]` array into them, strictly: an unknown key, a value of
-the wrong type, a bad URL, an unknown pool name or a cycle of backup pools raises ConfigError
-naming the dotted key, what is wrong, and what to do. edge/config.py calls them and reuses
-ConfigError.
+The values are frozen dataclasses; a value that cannot be right raises ValueError saying what
+is wrong. Reading them from config.toml (unknown keys, types, the dotted path in each error) is
+the edge's job: edge/config/origins.py builds them and never lets a bad table through.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "Balance",
-    "ConfigError",
     "HealthCheckConfig",
     "OriginPoolConfig",
     "PassiveHealthConfig",
@@ -25,10 +22,6 @@ __all__ = [
     "ServerConfig",
     "TimeoutConfig",
 ]
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message starts with the dotted path of the bad key."""
 
 
 def url_problem(url: str) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from origin.coalesce import Fill, FillHead, JoinResult
+from edge.fill.coalesce import Fill, FillHead, JoinResult
 from origin.errors import BodyError, UpstreamError
 from origin.upstream import Headers, UpstreamRequest, UpstreamResponse
 

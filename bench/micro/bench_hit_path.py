@@ -16,15 +16,15 @@ from typing import Any
 import httptools
 import pytest
 
-from edge.config import CacheConfig
-from edge.entry import EntryMeta
-from edge.fill import Filler
-from edge.handler import Handler
-from edge.key import make_key
+from edge.config.deployment import CacheConfig
+from edge.store.entry import EntryMeta
+from edge.fill.producer import Filler
+from edge.request.handler import Handler
+from edge.request.key import make_key
 from edge.server.protocol import HttpProtocol, Limits
 from edge.store.memory import MemoryStore
 from edge.store.tiered import TieredStore
-from origin.coalesce import Coalescer
+from edge.fill.coalesce import Coalescer
 from origin.config import RouteRule
 from origin.routes import Router
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from edge.store.policy import EvictionPolicy, LRUPolicy
+from edge.store.eviction import EvictionPolicy, LRUPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 
 SEED = 20240601

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.entry import EntryMeta
+from edge.store.entry import EntryMeta
 from edge.rules.cache_control import Directives
 from edge.rules.httpdate import parse_delta_seconds, parse_http_date
 from edge.rules.storable import HEURISTIC_STATUSES

@@ -49,7 +49,7 @@ class Limits:
 
 
 class Responder(Protocol):
-    """What the listener calls for each request (implemented by edge.handler)."""
+    """What the listener calls for each request (implemented by edge.request.handler)."""
 
     def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
                  peer: str) -> bytes | tuple[bytes, bytes] | None:

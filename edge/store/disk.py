@@ -26,13 +26,13 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TypeVar
 
-from edge.entry import EntryMeta
+from edge.store.entry import EntryMeta
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreCounters, StoreStats
 from edge.store.diskfile import ObjectInfo, OpenStatus
 from edge.store.diskwriter import DiskWriter
 from edge.store.keylock import KeyLocks
-from edge.store.policy import EvictionPolicy
+from edge.store.eviction import EvictionPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 
 __all__ = ["DiskHit", "DiskStore", "DiskWriter"]  # DiskWriter lives in diskwriter.py

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import xxhash
 
-from edge.entry import EntryMeta, MetaFormatError, pack_meta, unpack_meta
+from edge.store.entry import EntryMeta, MetaFormatError, pack_meta, unpack_meta
 
 __all__ = [
     "FILE_VERSION",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from edge.entry import EntryMeta
+from edge.store.entry import EntryMeta
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, AbortOnExit, RefuseReason
 

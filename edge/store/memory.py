@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-from edge.entry import EntryMeta
+from edge.store.entry import EntryMeta
 from edge.store.base import (
     CHUNK_BYTES,
     AbortOnExit,
@@ -23,7 +23,7 @@ from edge.store.base import (
     StoreCounters,
     StoreStats,
 )
-from edge.store.policy import EvictionPolicy
+from edge.store.eviction import EvictionPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 
 __all__ = ["ENTRY_OVERHEAD_BYTES", "MemoryHit", "MemoryStore", "MemoryWriter"]

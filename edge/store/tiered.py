@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from edge.entry import EntryMeta
+from edge.store.entry import EntryMeta
 from edge.store.base import AbortOnExit, Hit, RefuseReason, RemoveReason, StoreStats
 from edge.store.disk import DiskHit, DiskStore, DiskWriter
 from edge.store.diskfile import CorruptObject

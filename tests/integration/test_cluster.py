@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from cluster.peer import HOP_HEADER, SECRET_HEADER
-from origin import synthetic
+from origin.demo import synthetic
 from tests.integration.cluster_harness import (
     Region,
     access_lines,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from origin import synthetic
+from origin.demo import synthetic
 from tests.integration.cluster_harness import (
     Region,
     allocate,

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from origin import synthetic
+from origin.demo import synthetic
 from tests.integration.cluster_harness import (
     Region,
     allocate,

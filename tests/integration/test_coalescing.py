@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from origin import synthetic
+from origin.demo import synthetic
 from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, origin_stats
 

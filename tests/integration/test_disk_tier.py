@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from edge.key import make_key
-from origin import synthetic
+from edge.request.key import make_key
+from origin.demo import synthetic
 from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, origin_stats
 

@@ -2,7 +2,7 @@
 
 Each test asks the edge for a synthetic object whose query makes the demo origin send the
 directive under test, then asserts on three things: how many requests reached the origin,
-the Cache-Status the edge reported, and the body (checked against origin.synthetic). The
+the Cache-Status the edge reported, and the body (checked against origin.demo.synthetic). The
 few responses the demo origin cannot produce (no Date, CDN-Cache-Control) come from a
 ScriptedOrigin in the test process. Revalidation, Vary and the stale windows are in
 test_revalidation.py.
@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from origin import synthetic
+from origin.demo import synthetic
 from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, Reply, ScriptedOrigin, fetch, http_date, origin_count
 

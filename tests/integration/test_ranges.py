@@ -3,7 +3,7 @@
 Every case runs twice: "cold" sends the ranged request first (the edge fills the whole
 object from the origin and cuts the range from the fill as it arrives), "warm" fetches the
 whole object first and cuts the range from the store. Bytes are checked against
-origin.synthetic, and the origin must have seen exactly one request, never with a Range.
+origin.demo.synthetic, and the origin must have seen exactly one request, never with a Range.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from origin import synthetic
+from origin.demo import synthetic
 from tests.integration.harness import (
     Proc,
     Reply,

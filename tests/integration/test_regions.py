@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from origin.synthetic import body as synthetic_body
+from origin.demo.synthetic import body as synthetic_body
 from tests.integration.cluster_harness import (
     NodeAddr, Region, allocate, cache_detail, get, owner_of, peer_events, wait_until)
 from tests.integration.harness import Proc, origin_count, write_config

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from origin.demo import DemoOrigin, start_demo_origin
+from origin.demo.server import DemoOrigin, start_demo_origin
 from tests.origin.servers import ArrivalStats, session
 
 __all__ = ["http", "origin", "session"]

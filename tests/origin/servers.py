@@ -20,7 +20,7 @@ import pytest
 import yarl
 
 from origin.client import make_session
-from origin.demo import DemoOrigin, RequestStats, start_demo_origin
+from origin.demo.server import DemoOrigin, RequestStats, start_demo_origin
 from origin.upstream import UpstreamResponse
 
 __all__ = [

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edge.entry import EntryMeta
+from edge.store.entry import EntryMeta
 from edge.rules.cache_control import response_directives
 from edge.rules.freshness import (
     Freshness,

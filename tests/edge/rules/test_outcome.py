@@ -1,10 +1,10 @@
-"""The Cache-Status header (RFC 9211) and outcome names (edge/outcome.py)."""
+"""The Cache-Status header (RFC 9211) and outcome names (edge/rules/outcome.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from edge.outcome import CacheOutcome, Fwd, NoStoreReason, cache_status, reason_detail
+from edge.rules.outcome import CacheOutcome, Fwd, NoStoreReason, cache_status, reason_detail
 
 
 class TestCacheStatusHits:

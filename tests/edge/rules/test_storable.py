@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import pytest
 from multidict import CIMultiDict
 
-from edge.outcome import NoStoreReason
+from edge.rules.outcome import NoStoreReason
 from edge.rules.cache_control import response_directives
 from edge.rules.storable import no_store_reason
 

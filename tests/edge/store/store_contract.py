@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import xxhash
 
-from edge.entry import EntryMeta
-from edge.key import make_key
+from edge.store.entry import EntryMeta
+from edge.request.key import make_key
 from edge.store.base import CHUNK_BYTES, Hit, RefuseReason, RemoveReason, Store
 
 StoreFactory = Callable[..., Awaitable[Store]]

@@ -8,7 +8,7 @@ import pytest
 
 from edge.store.base import RefuseReason, Store
 from edge.store.memory import ENTRY_OVERHEAD_BYTES, MemoryStore
-from edge.store.policy import LRUPolicy
+from edge.store.eviction import LRUPolicy
 from tests.edge.store.store_contract import KiB, MiB, StoreContract, make_meta, put
 
 

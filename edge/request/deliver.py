@@ -1,0 +1,173 @@
+"""Deliver: writes a cached or in-flight response to the client, with Range and conditionals.
+
+Three sources, one set of rules: a stored Hit (memory bytes, a file span for sendfile, or
+a chunk stream), a Fill being read while it is written, and a prebuilt fast response for
+fresh memory hits (`FastHeads`, rebuilt at most once a second per entry because Age and
+the Cache-Status ttl change with time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from edge.store.entry import EntryMeta
+from edge.rules.conditional import evaluate_preconditions
+from edge.rules.ranges import RangeKind, content_range, if_range_allows, parse_range
+from edge.server.request import Request
+from edge.server.writer import Writer, build_head
+from edge.store.base import Hit
+from edge.fill.coalesce import Fill
+
+__all__ = ["FastHeads", "Plan", "deliver_fill", "deliver_hit", "not_modified_headers", "plan_response"]
+
+# RFC 9110 §15.4.5: the fields a 304 carries.
+_304_FIELDS = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary",
+                         "last-modified"})
+
+INLINE_BODY_MAX = 64 * 1024  # fast hits up to this size go out as one prebuilt byte string
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to send: status, the byte range of the body (end exclusive), extra fields."""
+
+    status: int
+    start: int
+    end: int
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+def plan_response(request: Request, *, status: int, length: int | None, etag: str | None,
+                  last_modified: str | None) -> Plan:
+    """Applies preconditions and Range to a full response of `length` bytes."""
+    pre = evaluate_preconditions(method=request.method, request_headers=request.headers, etag=etag,
+                                 last_modified=last_modified)
+    if pre is not None:
+        return Plan(pre, 0, 0)
+    full_end = length if length is not None else -1
+    range_header = request.headers.get("range")
+    if range_header is None or status != 200 or length is None:
+        return Plan(status, 0, full_end)
+    if not if_range_allows(request.headers.get("if-range"), etag, last_modified):
+        return Plan(status, 0, full_end)
+    kind, byte_range = parse_range(range_header, length)
+    if kind is RangeKind.UNSATISFIABLE:
+        return Plan(416, 0, 0, (("Content-Range", f"bytes */{length}"),))
+    if kind is RangeKind.SINGLE and byte_range is not None:
+        return Plan(206, byte_range.start, byte_range.end + 1,
+                    (("Content-Range", content_range(byte_range, length)),))
+    return Plan(status, 0, full_end)
+
+
+def not_modified_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The stored fields a 304 repeats (RFC 9110 §15.4.5)."""
+    return [(n, v) for n, v in headers if n.lower() in _304_FIELDS]
+
+
+def _head_fields(plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if plan.status == 304:
+        fields = not_modified_headers(headers)
+    elif plan.status == 416:
+        fields = [(n, v) for n, v in headers if n.lower() in ("date", "etag", "last-modified")]
+    else:
+        fields = list(headers)
+    fields.extend(plan.extra)
+    if plan.status in (200, 206, 416):
+        fields.append(("Accept-Ranges", "bytes"))
+    fields.extend(trailer)
+    return fields
+
+
+def _start(writer: Writer, plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[tuple[str, str]],
+           length: int | None) -> bool:
+    """Sends the head; True when a body follows, False when the response is already complete."""
+    fields = _head_fields(plan, headers, trailer)
+    if plan.status in (304, 412, 416):
+        writer.start(plan.status, fields, None if plan.status == 304 else 0)
+        writer.finish()
+        return False
+    writer.start(plan.status, fields, length)
+    return True
+
+
+async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[tuple[str, str]]) -> int:
+    """Sends a stored entry (with Range/conditionals applied); returns the status sent."""
+    meta = hit.meta
+    plan = plan_response(request, status=meta.status, length=meta.body_length, etag=meta.etag,
+                         last_modified=meta.last_modified)
+    count = plan.end - plan.start
+    if not _start(writer, plan, meta.headers, trailer, count):
+        return plan.status
+    if request.method != "HEAD" and count > 0:
+        body = hit.body_bytes()
+        span = hit.file_span() if body is None else None
+        if body is not None:
+            await writer.write(body if count == len(body) else body[plan.start:plan.end])
+        elif span is not None:
+            fd, offset, _ = span
+            await writer.sendfile(fd, offset + plan.start, count)
+        else:
+            async for chunk in hit.read(plan.start, plan.end):
+                await writer.write(chunk)
+    writer.finish()
+    return plan.status
+
+
+async def deliver_fill(request: Request, writer: Writer, fill: Fill, *, status: int,
+                       headers: Iterable[tuple[str, str]], length: int | None, meta: EntryMeta | None,
+                       trailer: list[tuple[str, str]]) -> int:
+    """Streams a fill's body to the client as it arrives; returns the status sent."""
+    etag = meta.etag if meta else None
+    last_modified = meta.last_modified if meta else None
+    plan = plan_response(request, status=status, length=length, etag=etag, last_modified=last_modified)
+    end = plan.end if plan.end >= 0 else None
+    if not _start(writer, plan, headers, trailer, None if end is None else end - plan.start):
+        return plan.status
+    if request.method != "HEAD":
+        async for chunk in fill.body(plan.start, end):
+            await writer.write(chunk)
+    writer.finish()
+    return plan.status
+
+
+class FastHeads:
+    """Prebuilt responses for fresh memory hits, reused within the same second."""
+
+    __slots__ = ("_cache", "_limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        # id → (meta it was built for, second, fresh until, head bytes, whole response or None)
+        self._cache: dict[bytes, tuple[EntryMeta, int, float, bytes, bytes | None]] = {}
+        self._limit = limit
+
+    def get(self, meta: EntryMeta, body: bytes, now: float, head_only: bool) -> bytes | tuple[bytes, bytes] | None:
+        """The full response (small bodies) or (head, body) of a fresh entry at `now`; None if not fresh."""
+        second = int(now)
+        cached = self._cache.get(meta.key)
+        if cached is None or cached[0] is not meta or cached[1] != second:
+            ttl = meta.ttl(now)
+            if ttl <= 0 or meta.no_cache:
+                return None
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            fields = list(meta.headers)
+            fields.append(("Accept-Ranges", "bytes"))
+            fields.append(("Age", str(int(meta.age(now)))))
+            fields.append(("Cache-Status", f"edgecache; hit; ttl={int(ttl)}"))
+            fields.append(("Content-Length", str(len(body))))
+            head = build_head(meta.status, fields)
+            cached = (meta, second, now + ttl, head, head + body if len(body) <= INLINE_BODY_MAX else None)
+            self._cache[meta.key] = cached
+        elif now >= cached[2]:
+            return None
+        if head_only:
+            return cached[3]
+        whole = cached[4]
+        return whole if whole is not None else (cached[3], body)
+
+    def drop(self, key: bytes) -> None:
+        """Forgets a prebuilt response (its entry was replaced or removed)."""
+        self._cache.pop(key, None)
+
+

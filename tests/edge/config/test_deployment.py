@@ -1,0 +1,105 @@
+"""edge.config.deployment: the TOML file becomes frozen dataclasses; every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config.deployment import ConfigError, load, parse, parse_size, quickstart
+
+BASE = {
+    "nodes": {"edge1": {"listen": "127.0.0.2:8080"}},
+    "origins": {"web": {"servers": ["http://127.0.0.1:8000"]}},
+    "routes": [{"host": "*", "origin": "web"}],
+}
+
+
+def _with(**changes: object) -> dict[str, object]:
+    data: dict[str, object] = {**BASE}
+    data.update(changes)
+    return data
+
+
+class TestParse:
+    def test_parse_selects_node_when_config_is_valid(self) -> None:
+        cfg = parse(BASE, "edge1")
+        assert (cfg.node.host, cfg.node.port) == ("127.0.0.2", 8080)
+        assert cfg.routes[0].pool == "web"
+        assert cfg.disk_dir is None
+
+    def test_parse_fails_naming_key_when_top_level_key_unknown(self) -> None:
+        with pytest.raises(ConfigError, match=r"^config\.bogus: unknown key"):
+            parse(_with(bogus=1), "edge1")
+
+    def test_parse_fails_naming_key_when_cache_key_unknown(self) -> None:
+        with pytest.raises(ConfigError, match=r"^cache\.memroy_bytes: unknown key"):
+            parse(_with(cache={"memroy_bytes": 1}), "edge1")
+
+    def test_parse_fails_naming_key_when_size_malformed(self) -> None:
+        with pytest.raises(ConfigError, match=r"^cache\.memory_bytes: expected a size"):
+            parse(_with(cache={"memory_bytes": "lots"}), "edge1")
+
+    def test_parse_fails_naming_key_when_timeout_has_wrong_type(self) -> None:
+        with pytest.raises(ConfigError, match=r"^coalesce\.head_timeout_s: expected a non-negative number"):
+            parse(_with(coalesce={"head_timeout_s": "soon"}), "edge1")
+
+    def test_parse_fails_naming_node_when_node_unknown(self) -> None:
+        with pytest.raises(ConfigError, match=r"^nodes\.edge9: no such node.*known nodes: edge1"):
+            parse(BASE, "edge9")
+
+    def test_parse_fails_naming_key_when_listen_malformed(self) -> None:
+        with pytest.raises(ConfigError, match=r"^nodes\.edge1\.listen: expected"):
+            parse(_with(nodes={"edge1": {"listen": "8080"}}), "edge1")
+
+    def test_parse_fails_when_route_names_missing_pool(self) -> None:
+        with pytest.raises(ConfigError, match=r"routes\[0\]"):
+            parse(_with(routes=[{"host": "*", "origin": "nope"}]), "edge1")
+
+    def test_parse_fails_when_no_route_configured(self) -> None:
+        with pytest.raises(ConfigError, match=r"^routes: no route"):
+            parse(_with(routes=[]), "edge1")
+
+    def test_parse_fails_naming_key_when_origin_url_bad(self) -> None:
+        with pytest.raises(ConfigError, match=r"origins\.web\.servers\[0\]"):
+            parse(_with(origins={"web": {"servers": ["ftp://x"]}}), "edge1")
+
+    def test_disk_dir_substitutes_node_name_when_template_given(self) -> None:
+        cfg = parse(_with(cache={"disk_dir": "/var/cache/{node}"}), "edge1")
+        assert cfg.disk_dir == Path("/var/cache/edge1")
+
+
+class TestSizes:
+    @pytest.mark.parametrize(("text", "value"), [
+        (1024, 1024), ("256MiB", 256 * 1024**2), ("2GiB", 2 * 1024**3), ("64KiB", 65536), ("1MB", 10**6),
+        ("512", 512),
+    ])
+    def test_parse_size_reads_units_when_given(self, text: object, value: int) -> None:
+        assert parse_size(text, "x") == value
+
+    @pytest.mark.parametrize("bad", [-1, "1 parsec", True, 1.5, "MiB"])
+    def test_parse_size_rejects_value_when_malformed(self, bad: object) -> None:
+        with pytest.raises(ConfigError, match="^x: "):
+            parse_size(bad, "x")
+
+
+class TestLoad:
+    def test_load_reads_repository_config_when_node_exists(self) -> None:
+        cfg = load(Path(__file__).resolve().parents[3] / "config.toml", "edge1")
+        assert cfg.pools and cfg.routes
+
+    def test_load_explains_syntax_error_when_toml_invalid(self, tmp_path: Path) -> None:
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[nodes\n")
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            load(bad, "edge1")
+
+    def test_load_says_what_to_do_when_file_missing(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="pass --config"):
+            load(tmp_path / "missing.toml", "edge1")
+
+
+def test_quickstart_forwards_every_path_when_built_from_flags() -> None:
+    cfg = quickstart(origin="http://127.0.0.1:8000", listen="127.0.0.1:8081")
+    assert cfg.routes[0].host == "*" and cfg.routes[0].path_prefix == "/"
+    assert cfg.node.port == 8081
