@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-cluster bench-micro clean setup
+.PHONY: run test lint bench bench-cluster bench-micro clean setup
 
 $(STAMP): pyproject.toml
 	@echo "==> creating virtualenv in $(VENV) and installing edgecache (+test extras)"
@@ -18,7 +18,14 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m edge.cli.launch --config config.toml
 
-test: $(STAMP)
+# strict types and lint first: CI fails on a new violation before the suite runs
+lint: $(STAMP)
+	@echo "==> ruff check, ruff format --check, mypy --strict (edge origin cluster)"
+	$(BIN)/ruff check edge origin cluster
+	$(BIN)/ruff format --check edge origin cluster
+	$(BIN)/python -m mypy
+
+test: lint
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 bench-cluster: $(STAMP)

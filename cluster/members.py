@@ -158,7 +158,7 @@ class Membership:
         self._ring = ring
         try:
             self._on_change(ring)
-        except Exception:  # noqa: BLE001 - logged; see below
+        except Exception:
             # A broken listener must not stop health checking; the new ring is in place anyway.
             _log.exception("membership on_change callback failed")
 
@@ -172,7 +172,7 @@ class Membership:
                 ok = await self._probe(peer)
         except TimeoutError:
             ok = False
-        except Exception:  # noqa: BLE001 - a probe that raises has failed; cancellation propagates
+        except Exception:
             _log.warning("probe of %s raised", name, exc_info=True)
             ok = False
         self.record(name, ok)

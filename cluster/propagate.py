@@ -71,10 +71,21 @@ class _PeerSync:
 class PurgeHub:
     """Journal + apply + fan-out + catch-up + watchdog for one node."""
 
-    def __init__(self, log_: PurgeLog, target: PurgeTarget, trust: Trust, *, self_name: str,
-                 peers: Sequence[PeerConfig], transport: PurgeTransport, sync_interval_s: float = 1.0,
-                 max_lag_s: float = 10.0, sync_timeout_s: float = 2.0, trusted_at_start: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        log_: PurgeLog,
+        target: PurgeTarget,
+        trust: Trust,
+        *,
+        self_name: str,
+        peers: Sequence[PeerConfig],
+        transport: PurgeTransport,
+        sync_interval_s: float = 1.0,
+        max_lag_s: float = 10.0,
+        sync_timeout_s: float = 2.0,
+        trusted_at_start: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.log = log_
         self._target = target
         self._trust = trust
@@ -108,7 +119,9 @@ class PurgeHub:
         """Whether new purges may be submitted (our own sequence is known: journaled, or synced)."""
         return self._synced_once or not self._peers
 
-    async def submit(self, kind: PurgeKind, value: str, host: str, soft: bool, *, timeout_s: float) -> PurgeResult:
+    async def submit(
+        self, kind: PurgeKind, value: str, host: str, soft: bool, *, timeout_s: float
+    ) -> PurgeResult:
         """Journals and applies a new purge, then sends it to every node; waits at most timeout_s for acks."""
         async with self._lock:
             purge, gen = await self.log.append(kind, value, host, soft, now=self._clock())
@@ -239,8 +252,11 @@ class PurgeHub:
             if trusted:
                 log.info("purge state trusted: synced with a peer %.1fs ago", now - (self.last_sync or now))
             else:
-                log.warning("purge lag over %.1fs (no sync with any peer): every cached object is revalidated "
-                            "until a sync succeeds", self.max_lag_s)
+                log.warning(
+                    "purge lag over %.1fs (no sync with any peer): every cached object is revalidated "
+                    "until a sync succeeds",
+                    self.max_lag_s,
+                )
             self._trusted = trusted
         if self._flip is not None:
             self._flip.cancel()

@@ -76,9 +76,18 @@ def unpack_purge(fields: object) -> Purge:
     if not isinstance(fields, list | tuple) or len(fields) != 7:
         raise ValueError("a purge is a list of 7 fields")
     node, seq, kind, value, host, soft, at = fields
-    if not (isinstance(node, str) and node and isinstance(seq, int) and not isinstance(seq, bool) and seq > 0
-            and isinstance(value, str) and isinstance(host, str) and isinstance(soft, bool)
-            and isinstance(at, int | float) and not isinstance(at, bool)):
+    if not (
+        isinstance(node, str)
+        and node
+        and isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and seq > 0
+        and isinstance(value, str)
+        and isinstance(host, str)
+        and isinstance(soft, bool)
+        and isinstance(at, int | float)
+        and not isinstance(at, bool)
+    ):
         raise ValueError("a purge field has the wrong type")
     return Purge(node, seq, PurgeKind(kind), value, host, soft, float(at))
 
@@ -137,7 +146,7 @@ def _append(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -206,7 +215,9 @@ class PurgeLog:
         """(gen, purge) of every purge that arrived after generation `gen`, in arrival order."""
         return [(i + 1, p) for i, p in enumerate(self._by_gen[gen:], start=gen)]
 
-    async def append(self, kind: PurgeKind, value: str, host: str, soft: bool, *, now: float) -> tuple[Purge, int]:
+    async def append(
+        self, kind: PurgeKind, value: str, host: str, soft: bool, *, now: float
+    ) -> tuple[Purge, int]:
         """Journals a new purge accepted here (next own seq); returns it and its gen after fsync."""
         async with self._lock:
             own = self._by_node.get(self.node_name)
@@ -225,8 +236,9 @@ class PurgeLog:
         gen = len(self._by_gen) + 1
         if self.path is not None:
             try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, _append, self.path,
-                                                                 _frame(gen, purge))
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _append, self.path, _frame(gen, purge)
+                )
             except OSError as exc:
                 raise JournalError(f"cannot journal purge {purge.id} to {self.path}: {exc}") from exc
         self._remember(purge)

@@ -74,8 +74,9 @@ class Page:
 
 def encode_page(node: str, purges: Sequence[Purge], more: bool) -> bytes:
     """A catch-up page as a msgpack body."""
-    return msgpack.packb({"node": node, "purges": [pack_purge(p) for p in purges], "more": more},  # type: ignore[no-any-return]
-                         use_bin_type=True)
+    page = {"node": node, "purges": [pack_purge(p) for p in purges], "more": more}
+    encoded: bytes = msgpack.packb(page, use_bin_type=True)
+    return encoded
 
 
 def decode_page(data: bytes) -> Page:
@@ -85,7 +86,7 @@ def decode_page(data: bytes) -> Page:
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise ValueError(f"undecodable page: {exc}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("purges"), list):
-        raise ValueError("a page is a map with a purges list")  # noqa: TRY004 - bad input, not a bad call
+        raise ValueError("a page is a map with a purges list")
     return Page(str(obj.get("node", "")), [unpack_purge(p) for p in obj["purges"]], bool(obj.get("more")))
 
 
@@ -100,8 +101,9 @@ def parse_cursor(target: str) -> dict[str, int]:
     raw = query.get("cursor", ["{}"])[0]
     cursor = json.loads(raw)
     if not isinstance(cursor, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            for k, v in cursor.items()):
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in cursor.items()
+    ):
         raise ValueError("cursor must be a JSON object of node name -> sequence number")
     return cursor
 
@@ -120,24 +122,35 @@ class HttpPurgeTransport:
 
     async def fetch(self, peer: PeerConfig, cursor: Mapping[str, int], timeout_s: float) -> Page:
         """GETs the purges the peer has beyond `cursor` (one page)."""
-        body = await self._call("GET", peer, f"{PURGES_PATH}?{cursor_query(cursor)}", None, self._headers,
-                                timeout_s)
+        body = await self._call(
+            "GET", peer, f"{PURGES_PATH}?{cursor_query(cursor)}", None, self._headers, timeout_s
+        )
         try:
             return decode_page(body)
         except ValueError as exc:
             raise PropagationError(f"peer {peer.name}: {exc}") from exc
 
-    async def _call(self, method: str, peer: PeerConfig, target: str, data: bytes | None,
-                    headers: Mapping[str, str], timeout_s: float) -> bytes:
+    async def _call(
+        self,
+        method: str,
+        peer: PeerConfig,
+        target: str,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        timeout_s: float,
+    ) -> bytes:
         url = peer.internal_url + target
         try:
-            async with self._session.request(method, url, data=data, headers=dict(headers),
-                                             timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            async with self._session.request(
+                method, url, data=data, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
                 body = await response.read()
                 if response.status != 200:
                     reason = body[:200].decode("utf-8", "replace").strip()
-                    raise PropagationError(f"peer {peer.name}: {method} {target.partition('?')[0]} answered "
-                                           f"{response.status} {reason}")
+                    raise PropagationError(
+                        f"peer {peer.name}: {method} {target.partition('?')[0]} answered "
+                        f"{response.status} {reason}"
+                    )
                 return body
         except TimeoutError as exc:
             raise PropagationError(f"peer {peer.name}: no answer within {timeout_s:g}s") from exc

@@ -38,17 +38,13 @@ class Ring:
 
     __slots__ = ("_owners", "_points", "_vnodes", "_weights")
 
-    def __init__(
-        self, nodes: Mapping[str, float] | Iterable[str], *, vnodes: int = DEFAULT_VNODES
-    ) -> None:
+    def __init__(self, nodes: Mapping[str, float] | Iterable[str], *, vnodes: int = DEFAULT_VNODES) -> None:
         if vnodes < 1:
             raise ValueError("vnodes must be >= 1")
         weights = dict(nodes) if isinstance(nodes, Mapping) else dict.fromkeys(nodes, 1.0)
         for name, weight in weights.items():
             if not (math.isfinite(weight) and weight > 0):
-                raise ValueError(
-                    f"node {name!r}: weight must be a finite number > 0, got {weight!r}"
-                )
+                raise ValueError(f"node {name!r}: weight must be a finite number > 0, got {weight!r}")
         self._weights: Mapping[str, float] = MappingProxyType(weights)
         self._vnodes = vnodes
         # Sort plain ints (point << 16 | node index): several times faster than sorting tuples.

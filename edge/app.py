@@ -22,23 +22,23 @@ from cluster.propagate import PurgeHub
 from cluster.purge import PurgeLog
 from cluster.purge_wire import HttpPurgeTransport
 from cluster.ring import Ring
-from edge.server.accesslog import AccessLog
-from edge.purge.admin import Admin
 from edge.config.deployment import EdgeConfig
+from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
-from edge.request.handler import Handler
-from edge.purge.invalidate import Invalidator
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
+from edge.purge.admin import Admin
+from edge.purge.invalidate import Invalidator
+from edge.request.handler import Handler
 from edge.rules.site_policy import PolicySet, key_url_form
+from edge.server.accesslog import AccessLog
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
 from edge.store.disk import DiskStore
-from edge.store.memory import MemoryStore
 from edge.store.eviction import EvictionPolicy, LRUPolicy
+from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
 from origin.client import make_session
-from edge.fill.coalesce import Coalescer
 from origin.pool import OriginPool, build_pools
 from origin.routes import Router
 from origin.upstream import Upstream
@@ -63,7 +63,8 @@ def check_parsers() -> None:
     if c_parser is None or http_parser.HttpResponseParser is not c_parser:
         raise StartupError(
             "aiohttp is running its pure-Python HTTP parser (AIOHTTP_NO_EXTENSIONS set, or the C "
-            "extension failed to build); unset AIOHTTP_NO_EXTENSIONS or reinstall aiohttp from a wheel")
+            "extension failed to build); unset AIOHTTP_NO_EXTENSIONS or reinstall aiohttp from a wheel"
+        )
 
 
 def _policy(name: str, max_bytes: int) -> EvictionPolicy:
@@ -94,18 +95,29 @@ class EdgeNode:
         check_parsers()
         cfg = self.config
         cache = cfg.cache
-        memory = MemoryStore(max_bytes=cache.memory_bytes, max_object_bytes=cache.memory_max_object_bytes,
-                             policy=_policy(cache.policy, cache.memory_bytes))
+        memory = MemoryStore(
+            max_bytes=cache.memory_bytes,
+            max_object_bytes=cache.memory_max_object_bytes,
+            policy=_policy(cache.policy, cache.memory_bytes),
+        )
         disk_dir = cfg.disk_dir
         disk = None
         spool_dir: Path | None = None
         if disk_dir is not None:
             started = time.monotonic()
-            disk = await DiskStore.open(disk_dir, max_bytes=cache.disk_bytes,
-                                        max_object_bytes=cache.disk_max_object_bytes,
-                                        policy=_policy(cache.policy, cache.disk_bytes))
-            log.info("disk tier %s: %d objects, %d bytes indexed in %.2fs", disk_dir, disk.stats.entries,
-                     disk.stats.bytes, time.monotonic() - started)
+            disk = await DiskStore.open(
+                disk_dir,
+                max_bytes=cache.disk_bytes,
+                max_object_bytes=cache.disk_max_object_bytes,
+                policy=_policy(cache.policy, cache.disk_bytes),
+            )
+            log.info(
+                "disk tier %s: %d objects, %d bytes indexed in %.2fs",
+                disk_dir,
+                disk.stats.entries,
+                disk.stats.bytes,
+                time.monotonic() - started,
+            )
             spool_dir = disk_dir / "spool"
             spool_dir.mkdir(parents=True, exist_ok=True)
         self.store = TieredStore(memory, disk)
@@ -116,30 +128,43 @@ class EdgeNode:
         upstreams: dict[str, Upstream] = dict(self._pools)
         routing = self._build_routing(memory.max_bytes)
         co = cfg.coalesce
-        self._coalescer = Coalescer(spool_dir=spool_dir, memory_spool_bytes=co.spool_memory_bytes,
-                                    head_timeout_s=co.head_timeout_s, idle_timeout_s=co.idle_timeout_s,
-                                    pass_memo_s=co.pass_memo_s)
+        self._coalescer = Coalescer(
+            spool_dir=spool_dir,
+            memory_spool_bytes=co.spool_memory_bytes,
+            head_timeout_s=co.head_timeout_s,
+            idle_timeout_s=co.idle_timeout_s,
+            pass_memo_s=co.pass_memo_s,
+        )
         largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
         invalidator, hub = await self._build_purging()
         handler = Handler(
-            store=self.store, coalescer=self._coalescer,
-            filler=Filler(cache=cache, max_object_bytes=largest, purges=invalidator), routing=routing,
-            policies=PolicySet(cfg.policies), purges=invalidator,
-            router=Router(cfg.routes), upstreams=upstreams,
+            store=self.store,
+            coalescer=self._coalescer,
+            filler=Filler(cache=cache, max_object_bytes=largest, purges=invalidator),
+            routing=routing,
+            policies=PolicySet(cfg.policies),
+            purges=invalidator,
+            router=Router(cfg.routes),
+            upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,
         )
         if cfg.cluster is not None and cfg.node.internal_host is not None:
             gate = PeerGate(handler, cfg.cluster.secret, purges=hub)
-            self._internal = await self._listen(gate, cfg.node.internal_host, cfg.node.internal_port,
-                                                f"nodes.{cfg.node.name}.internal")
+            self._internal = await self._listen(
+                gate, cfg.node.internal_host, cfg.node.internal_port, f"nodes.{cfg.node.name}.internal"
+            )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
         # catch up on purges missed while down before serving anything cached (bounded: each
         # peer gets one timeout; a node that reached none serves under the purge-lag rule)
         synced = await hub.sync_round()
         if hub.has_peers:
-            log.info("purge catch-up at start: %d of %d peers answered; generation %d", synced,
-                     len(cfg.peers) - 1, hub.log.generation)
+            log.info(
+                "purge catch-up at start: %d of %d peers answered; generation %d",
+                synced,
+                len(cfg.peers) - 1,
+                hub.log.generation,
+            )
         self._server = await self._listen(handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen")
         sockets = self._server.sockets
         if sockets:
@@ -151,9 +176,13 @@ class EdgeNode:
                 await self._admin.start(cfg.node.admin_host, cfg.node.admin_port)
             except OSError as exc:
                 await self._close_resources()
-                raise StartupError(f"cannot listen on {cfg.node.admin_host}:{cfg.node.admin_port}: {exc.strerror}; "
-                                   f"pick a free address in nodes.{cfg.node.name}.admin") from exc
-            log.info("node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, self._admin.port)
+                raise StartupError(
+                    f"cannot listen on {cfg.node.admin_host}:{cfg.node.admin_port}: {exc.strerror}; "
+                    f"pick a free address in nodes.{cfg.node.name}.admin"
+                ) from exc
+            log.info(
+                "node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, self._admin.port
+            )
         hub.start()
         if self._membership is not None:
             self._membership.start()
@@ -168,18 +197,32 @@ class EdgeNode:
         stores: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
         # a peer's copy may predate a purge that had not reached it yet: see edge.purge.invalidate
         window = sync.max_lag_s + sync.sync_interval_s + cfg.admin.purge_timeout_s
-        invalidator = Invalidator(stores, state_path=state / "swept" if state is not None else None,
-                                  peer_window_s=window, normalise_url=key_url_form(PolicySet(cfg.policies)))
+        invalidator = Invalidator(
+            stores,
+            state_path=state / "swept" if state is not None else None,
+            peer_window_s=window,
+            normalise_url=key_url_form(PolicySet(cfg.policies)),
+        )
         await invalidator.load(journal.generation)
         for gen, purge in journal.after(invalidator.swept_through):
             await invalidator.apply(purge, gen)
         invalidator.start()
         peers = cfg.peers if cfg.cluster is not None and cfg.node.internal_url is not None else ()
-        transport = HttpPurgeTransport(self._session, secret=cfg.cluster.secret if cfg.cluster else "",
-                                       self_name=cfg.node.name)
-        hub = PurgeHub(journal, invalidator, invalidator, self_name=cfg.node.name, peers=peers, transport=transport,
-                       sync_interval_s=sync.sync_interval_s, max_lag_s=sync.max_lag_s,
-                       sync_timeout_s=cfg.admin.purge_timeout_s, trusted_at_start=self.store.stats.entries == 0)
+        transport = HttpPurgeTransport(
+            self._session, secret=cfg.cluster.secret if cfg.cluster else "", self_name=cfg.node.name
+        )
+        hub = PurgeHub(
+            journal,
+            invalidator,
+            invalidator,
+            self_name=cfg.node.name,
+            peers=peers,
+            transport=transport,
+            sync_interval_s=sync.sync_interval_s,
+            max_lag_s=sync.max_lag_s,
+            sync_timeout_s=cfg.admin.purge_timeout_s,
+            trusted_at_start=self.store.stats.entries == 0,
+        )
         self.invalidator, self.purges = invalidator, hub
         return invalidator, hub
 
@@ -187,23 +230,39 @@ class EdgeNode:
         """What GET /status shows: this node, its purge state and its store."""
         assert self.purges is not None and self.invalidator is not None and self.store is not None
         stats = self.store.stats
-        return {"node": self.config.node.name, "region": self.config.node.region,
-                **self.purges.status(time.time()),
-                "pending_rules": self.invalidator.pending, "swept_through": self.invalidator.swept_through,
-                "invalidated": self.invalidator.removed,
-                "store": {"entries": stats.entries, "bytes": stats.bytes, "hits": stats.hits, "misses": stats.misses},
-                "peers": [dataclasses.asdict(p) for p in self._membership.status()] if self._membership else [],
-                "origins": [dataclasses.asdict(pool.status()) for pool in self._pools.values()]}
+        return {
+            "node": self.config.node.name,
+            "region": self.config.node.region,
+            **self.purges.status(time.time()),
+            "pending_rules": self.invalidator.pending,
+            "swept_through": self.invalidator.swept_through,
+            "invalidated": self.invalidator.removed,
+            "store": {
+                "entries": stats.entries,
+                "bytes": stats.bytes,
+                "hits": stats.hits,
+                "misses": stats.misses,
+            },
+            "peers": [dataclasses.asdict(p) for p in self._membership.status()] if self._membership else [],
+            "origins": [dataclasses.asdict(pool.status()) for pool in self._pools.values()],
+        }
 
     async def _listen(self, responder: Responder, host: str, port: int, where: str) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         limits = self.config.limits
         try:
-            return await loop.create_server(lambda: HttpProtocol(responder, limits, self._tasks), host, port,
-                                            reuse_address=True, backlog=2048)
+            return await loop.create_server(
+                lambda: HttpProtocol(responder, limits, self._tasks),
+                host,
+                port,
+                reuse_address=True,
+                backlog=2048,
+            )
         except OSError as exc:
             await self._close_resources()
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}") from exc
+            raise StartupError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}"
+            ) from exc
 
     def _build_routing(self, memory_bytes: int) -> PeerRouting | None:
         """The region's ring, peer clients, membership and hot-key store (None for a lone node)."""
@@ -214,19 +273,40 @@ class EdgeNode:
             return None
         assert self._session is not None
         peers: dict[str, Upstream] = {
-            p.name: PeerClient(p, self_name=cfg.node.name, secret=cluster.secret, session=self._session,
-                               timeouts=cluster.peer_timeouts)
-            for p in (*cfg.region_peers, *parents) if p.name != cfg.node.name}
+            p.name: PeerClient(
+                p,
+                self_name=cfg.node.name,
+                secret=cluster.secret,
+                session=self._session,
+                timeouts=cluster.peer_timeouts,
+            )
+            for p in (*cfg.region_peers, *parents)
+            if p.name != cfg.node.name
+        }
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
-        hot = MemoryStore(max_bytes=hot_bytes, max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
-                          policy=_policy(cfg.cache.policy, hot_bytes))
-        membership = Membership(cfg.node.name, cfg.peers, cluster, http_probe(self._session, cluster.secret),
-                                on_change=lambda ring: routing.set_ring(ring))
+        hot = MemoryStore(
+            max_bytes=hot_bytes,
+            max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+            policy=_policy(cfg.cache.policy, hot_bytes),
+        )
+        membership = Membership(
+            cfg.node.name,
+            cfg.peers,
+            cluster,
+            http_probe(self._session, cluster.secret),
+            on_change=lambda ring: routing.set_ring(ring),
+        )
         parent_ring = Ring({p.name: p.weight for p in parents}, vnodes=cluster.vnodes) if parents else None
-        routing = PeerRouting(self_name=cfg.node.name, ring=membership.ring, peers=peers, hot=hot,
-                              hot_counter=HotCounter(min_hits=cluster.hot_min_hits, window_s=cluster.hot_window_s),
-                              report_failure=membership.report_failure, parent_ring=parent_ring,
-                              is_healthy=membership.is_healthy)
+        routing = PeerRouting(
+            self_name=cfg.node.name,
+            ring=membership.ring,
+            peers=peers,
+            hot=hot,
+            hot_counter=HotCounter(min_hits=cluster.hot_min_hits, window_s=cluster.hot_window_s),
+            report_failure=membership.report_failure,
+            parent_ring=parent_ring,
+            is_healthy=membership.is_healthy,
+        )
         self._membership = membership
         self.routing = routing
         return routing

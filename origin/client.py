@@ -88,9 +88,7 @@ class OriginClient:
 
     __slots__ = ("_client_timeout", "_server", "_session", "_timeouts")
 
-    def __init__(
-        self, server: ServerConfig, timeouts: TimeoutConfig, session: aiohttp.ClientSession
-    ) -> None:
+    def __init__(self, server: ServerConfig, timeouts: TimeoutConfig, session: aiohttp.ClientSession) -> None:
         self._server = server
         self._timeouts = timeouts
         self._session = session
@@ -179,9 +177,7 @@ class _Body:
 
     __slots__ = ("_deadline", "_done", "_idle_s", "_resp", "_upstream")
 
-    def __init__(
-        self, resp: aiohttp.ClientResponse, upstream: str, idle_s: float, deadline: float
-    ) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, upstream: str, idle_s: float, deadline: float) -> None:
         self._resp = resp
         self._upstream = upstream
         self._idle_s = idle_s
@@ -202,16 +198,12 @@ class _Body:
         except TimeoutError as exc:
             self.close()
             what = "total timeout expired" if total_first else f"no body bytes for {self._idle_s}s"
-            raise BodyTimeout(
-                f"{self._upstream}: {what} mid-body", upstream=self._upstream
-            ) from exc
+            raise BodyTimeout(f"{self._upstream}: {what} mid-body", upstream=self._upstream) from exc
         except (aiohttp.ClientError, OSError) as exc:
             # aiohttp raises ClientPayloadError when the connection closes before Content-Length
             # bytes or the last chunk arrived: never let a truncated body end quietly.
             self.close()
-            raise BodyError(
-                f"{self._upstream}: body failed: {exc}", upstream=self._upstream
-            ) from exc
+            raise BodyError(f"{self._upstream}: body failed: {exc}", upstream=self._upstream) from exc
         if not chunk:
             self._done = True
             self._resp.release()

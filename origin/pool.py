@@ -136,7 +136,11 @@ class OriginPool:
         if client_factory is None:
             if session is None:
                 raise ValueError("an OriginPool needs a session or a client_factory")
-            client_factory = lambda server: OriginClient(server, config.timeouts, session)
+            shared = session
+
+            def client_factory(server: ServerConfig) -> OriginClient:
+                return OriginClient(server, config.timeouts, shared)
+
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)
         self._in_flight = [0] * len(config.servers)  # tries from head request to body end
@@ -148,7 +152,7 @@ class OriginPool:
         if config.health.enabled:
             targets = [
                 ProbeTarget(client, config.health.host or server.netloc)
-                for client, server in zip(self._clients, config.servers)
+                for client, server in zip(self._clients, config.servers, strict=False)
             ]
             self._checker = HealthChecker(config.health, targets, self._record_probe, clock=clock)
         self.requests = 0  # requests this pool's servers were asked to serve
@@ -194,7 +198,7 @@ class OriginPool:
                 down_until=h.down_until,
                 last_error=h.last_error,
             )
-            for server, h, n in zip(self._config.servers, self._health, self._in_flight)
+            for server, h, n in zip(self._config.servers, self._health, self._in_flight, strict=False)
         )
         return PoolStatus(
             name=self.name,
@@ -209,7 +213,7 @@ class OriginPool:
 
     def set_healthy(self, url: str, healthy: bool) -> None:
         """Takes a server out of (or back into) rotation by hand, as the probes would."""
-        for server, health in zip(self._config.servers, self._health):
+        for server, health in zip(self._config.servers, self._health, strict=False):
             if server.base == url.rstrip("/"):
                 health.healthy = healthy
                 return
@@ -236,9 +240,7 @@ class OriginPool:
         log.debug("pool %s: %s; asking backup pool %s", self.name, why, self._backup.name)
         return await self._backup.fetch(request)
 
-    async def _fetch_here(
-        self, request: UpstreamRequest, failures: list[UpstreamError]
-    ) -> UpstreamResponse:
+    async def _fetch_here(self, request: UpstreamRequest, failures: list[UpstreamError]) -> UpstreamResponse:
         """Tries this pool's servers; raises the last error (appended to `failures` too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.timeouts.total_s  # the whole request's limit
@@ -330,7 +332,7 @@ class OriginPool:
     def _pick(self, tried: list[bool]) -> int | None:
         """The server for the next try among available untried ones, or None."""
         now = self._clock()
-        eligible = [not t and h.available(now) for t, h in zip(tried, self._health)]
+        eligible = [not t and h.available(now) for t, h in zip(tried, self._health, strict=False)]
         return self._balancer.pick(eligible, self._in_flight)
 
     def _any_available(self) -> bool:

@@ -31,7 +31,16 @@ class UpstreamRequest:
 class UpstreamResponse:
     """A response head plus a body iterator that raises origin.errors.BodyError on failure."""
 
-    __slots__ = ("_body", "_close", "headers", "reason", "request_time", "response_time", "status", "upstream")
+    __slots__ = (
+        "_body",
+        "_close",
+        "headers",
+        "reason",
+        "request_time",
+        "response_time",
+        "status",
+        "upstream",
+    )
 
     def __init__(
         self,

@@ -1,4 +1,11 @@
-"""Imports run one way: edge → cluster → origin. origin imports nothing of ours; cluster only origin."""
+"""The import rules of the tree, checked by parsing every module (no import side effects).
+
+1. Layers run one way: edge → cluster → origin. origin imports nothing of ours; cluster only
+   origin. (origin/demo is part of origin and follows its rule.)
+2. No cycles between modules: module-level imports, those under `if TYPE_CHECKING:`
+   included (a cycle of types is still a cycle of knowledge), form a DAG, inside a package and
+   across packages. Imports inside functions do not count; keep them rare.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,22 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.timeout(30)
+
 ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {"origin": {"origin"}, "cluster": {"cluster", "origin"}, "edge": {"edge", "cluster", "origin"}}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {
+    _module_name(path): path for package in ALLOWED for path in sorted((ROOT / package).rglob("*.py"))
+}
 
 
 def _our_imports(path: Path) -> set[str]:
@@ -22,6 +43,68 @@ def _our_imports(path: Path) -> set[str]:
     return found & set(ALLOWED)
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules of ours this module imports at its top level (TYPE_CHECKING blocks included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    statements: list[ast.stmt] = []
+    pending = list(tree.body)
+    while pending:
+        stmt = pending.pop()
+        if isinstance(stmt, ast.If):
+            pending.extend(stmt.body + stmt.orelse)
+        elif isinstance(stmt, ast.Try):
+            pending.extend(stmt.body + stmt.orelse + stmt.finalbody)
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            statements.append(stmt)
+    found: set[str] = set()
+    for stmt in statements:
+        if isinstance(stmt, ast.Import):
+            found.update(alias.name for alias in stmt.names if alias.name in MODULES)
+        elif stmt.module and stmt.level == 0:
+            for alias in stmt.names:
+                sub = f"{stmt.module}.{alias.name}"
+                if sub in MODULES:
+                    found.add(sub)  # `from pkg import module`
+                elif stmt.module in MODULES:
+                    found.add(stmt.module)
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_only_lower_layers_when_parsed(package: str) -> None:
     offenders = {
@@ -30,3 +113,14 @@ def test_package_imports_only_lower_layers_when_parsed(package: str) -> None:
         if _our_imports(path) - ALLOWED[package]
     }
     assert offenders == {}, f"{package} imports a higher layer: {offenders}"
+
+
+def test_modules_import_each_other_without_cycles_when_parsed() -> None:
+    graph = {name: _top_level_imports(path) - {name} for name, path in MODULES.items()}
+    assert _cycles(graph) == []
+
+
+def test_cycle_finder_reports_a_two_module_cycle() -> None:
+    """The checker itself: a back-edge makes a cycle, a chain does not."""
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []

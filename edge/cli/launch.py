@@ -40,9 +40,15 @@ def _addr(value: str) -> tuple[str, int]:
 
 
 DEMO_HOST = "demo.local"  # the site name clients send: the cache key includes Host, so use one name
-DEMO_PATHS = ("/index.html", "/video/hls/master.m3u8", "/video/hls/720p/index.m3u8",
-              "/video/hls/720p/seg00000.ts", "/video/hls/720p/seg00001.ts", "/video/big.mp4",
-              "/obj/hello?size=1024&cc=max-age=60")
+DEMO_PATHS = (
+    "/index.html",
+    "/video/hls/master.m3u8",
+    "/video/hls/720p/index.m3u8",
+    "/video/hls/720p/seg00000.ts",
+    "/video/hls/720p/seg00001.ts",
+    "/video/big.mp4",
+    "/obj/hello?size=1024&cc=max-age=60",
+)
 
 
 def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) -> None:
@@ -56,7 +62,11 @@ def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) ->
     region = [n for n in nodes.values() if n.region == cfg.node.region]
     ring = Ring({n.name: n.weight for n in region}, vnodes=cfg.cluster.vnodes) if cfg.cluster else None
     parents = cfg.parent_peers
-    shield = Ring({p.name: p.weight for p in parents}, vnodes=cfg.cluster.vnodes) if cfg.cluster and parents else None
+    shield = (
+        Ring({p.name: p.weight for p in parents}, vnodes=cfg.cluster.vnodes)
+        if cfg.cluster and parents
+        else None
+    )
     print(f"\n==> ready. Every node serves every URL; send Host: {DEMO_HOST} so all nodes share one key.")
     print("    (the second request of each is a hit; Cache-Status says hit / fwd=miss / detail=peer-<owner>)")
     for path in DEMO_PATHS:
@@ -66,16 +76,22 @@ def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) ->
         if shield is not None:
             note += f", shield {shield.owner(key_id)}"
         print(f"    curl -si -H 'Host: {DEMO_HOST}' '{first}{path}' | head -20{note}")
-    print(f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4"
-          "   # seek in a 64 MiB MP4")
+    print(
+        f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4"
+        "   # seek in a 64 MiB MP4"
+    )
     admin = next((n for n in nodes.values() if n.admin_host), None)
     if admin is not None and cfg.admin.tokens:
-        print(f"    purge everywhere: .venv/bin/python -m edge purge --admin http://{admin.admin_host}:{admin.admin_port} "
-              f"--token {cfg.admin.tokens[0].token} --url http://{DEMO_HOST}/index.html")
+        print(
+            "    purge everywhere: .venv/bin/python -m edge purge "
+            f"--admin http://{admin.admin_host}:{admin.admin_port} "
+            f"--token {cfg.admin.tokens[0].token} --url http://{DEMO_HOST}/index.html"
+        )
     for name in dict.fromkeys(n.region for n in nodes.values()):
         members = [f"{n.name} http://{n.host}:{n.port}" for n in nodes.values() if n.region == name]
         parent = cfg.regions[name].parent if name in cfg.regions else None
-        print(f"    region {name}{f' (fills from {parent})' if parent else ' (talks to the origin)'}: {', '.join(members)}")
+        source = f" (fills from {parent})" if parent else " (talks to the origin)"
+        print(f"    region {name}{source}: {', '.join(members)}")
     print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")
 
 
@@ -97,9 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     py = sys.executable
     try:
-        print(f"==> starting the demo origin on http://{demo_host}:{demo_port} (sample site in {root})", flush=True)
-        origin = subprocess.Popen([py, "-m", "origin.demo", "--listen", f"{demo_host}:{demo_port}",
-                                   "--root", root, "--generate"])
+        print(
+            f"==> starting the demo origin on http://{demo_host}:{demo_port} (sample site in {root})",
+            flush=True,
+        )
+        origin = subprocess.Popen(
+            [py, "-m", "origin.demo", "--listen", f"{demo_host}:{demo_port}", "--root", root, "--generate"]
+        )
         procs.append(("demo origin", origin))
         _wait_port(demo_host, demo_port, origin, "the demo origin")
         nodes = data.get("nodes", {})

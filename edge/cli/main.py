@@ -28,20 +28,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge",
         description="edgecache: a caching CDN edge node (RFC 9111 shared cache) in front of origin servers.",
-        epilog="Either --config and --node, or --origin and --listen for a one-node quick start.")
+        epilog="Either --config and --node, or --origin and --listen for a one-node quick start.",
+    )
     g = p.add_argument_group("from a config file")
     g.add_argument("--config", metavar="PATH", help="the deployment's config.toml")
     g.add_argument("--node", metavar="NAME", help="which [nodes.NAME] of the config this process is")
     q = p.add_argument_group("quick start (no config file)")
-    q.add_argument("--origin", metavar="URL", help="origin base URL, e.g. http://127.0.0.1:8000; every path and method is forwarded")
-    q.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8080", help="address to serve on (default 127.0.0.1:8080)")
-    q.add_argument("--memory", metavar="SIZE", default="256MiB", help="memory tier budget, e.g. 256MiB (default 256MiB)")
+    q.add_argument(
+        "--origin",
+        metavar="URL",
+        help="origin base URL, e.g. http://127.0.0.1:8000; every path and method is forwarded",
+    )
+    q.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8080",
+        help="address to serve on (default 127.0.0.1:8080)",
+    )
+    q.add_argument(
+        "--memory", metavar="SIZE", default="256MiB", help="memory tier budget, e.g. 256MiB (default 256MiB)"
+    )
     q.add_argument("--disk-dir", metavar="DIR", help="directory of the disk tier (default: memory only)")
-    q.add_argument("--disk", metavar="SIZE", default="2GiB", help="disk tier budget, e.g. 2GiB (default 2GiB)")
+    q.add_argument(
+        "--disk", metavar="SIZE", default="2GiB", help="disk tier budget, e.g. 2GiB (default 2GiB)"
+    )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
-    o.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="level of the node's own log on stderr (default INFO)")
+    o.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of the node's own log on stderr (default INFO)",
+    )
     return p
 
 
@@ -54,19 +72,29 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         cfg = load(args.config, args.node)
         if args.no_access_log:
             from dataclasses import replace
+
             cfg = replace(cfg, access_log=False)
         return cfg
     if not args.origin:
         raise ConfigError("--origin: missing; pass --config config.toml --node NAME, or --origin URL")
-    return quickstart(origin=args.origin, listen=args.listen, memory_bytes=parse_size(args.memory, "--memory"),
-                      disk_dir=args.disk_dir, disk_bytes=parse_size(args.disk, "--disk"),
-                      access_log=not args.no_access_log)
+    return quickstart(
+        origin=args.origin,
+        listen=args.listen,
+        memory_bytes=parse_size(args.memory, "--memory"),
+        disk_dir=args.disk_dir,
+        disk_bytes=parse_size(args.disk, "--disk"),
+        access_log=not args.no_access_log,
+    )
 
 
 async def _serve(cfg: EdgeConfig) -> int:
     node = EdgeNode(cfg)
     await node.start()
-    print(f"edgecache node {cfg.node.name} serving on http://{cfg.node.host}:{node.port}", file=sys.stderr, flush=True)
+    print(
+        f"edgecache node {cfg.node.name} serving on http://{cfg.node.host}:{node.port}",
+        file=sys.stderr,
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return purge.main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         cfg = _config(args)
     except ConfigError as exc:
@@ -96,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         import uvloop
+
         return uvloop.run(_serve(cfg))
     except StartupError as exc:
         print(f"edgecache: cannot start: {exc}", file=sys.stderr)

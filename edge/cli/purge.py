@@ -25,20 +25,33 @@ EXIT_ACKED, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING = 0, 1, 2, 3
 
 def build_purge_parser() -> argparse.ArgumentParser:
     """The `purge` subcommand's parser."""
-    p = argparse.ArgumentParser(prog="python -m edge purge",
-                                description="Purge cached objects on every node of every region through one "
-                                            "node's admin API.")
-    p.add_argument("--admin", required=True, metavar="URL", help="the node's admin API, e.g. http://127.0.0.2:7080")
-    p.add_argument("--token", metavar="TOKEN", default=os.environ.get("EDGE_ADMIN_TOKEN"),
-                   help="bearer token from [[admin.tokens]] (default: $EDGE_ADMIN_TOKEN)")
+    p = argparse.ArgumentParser(
+        prog="python -m edge purge",
+        description="Purge cached objects on every node of every region through one node's admin API.",
+    )
+    p.add_argument(
+        "--admin", required=True, metavar="URL", help="the node's admin API, e.g. http://127.0.0.2:7080"
+    )
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=os.environ.get("EDGE_ADMIN_TOKEN"),
+        help="bearer token from [[admin.tokens]] (default: $EDGE_ADMIN_TOKEN)",
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--url", metavar="URL", help="one URL, every Vary variant of it")
     what.add_argument("--prefix", metavar="URL", help="every URL starting with this, e.g. http://site/img/")
-    what.add_argument("--tag", metavar="TAG", help="every object tagged so by Surrogate-Key / Cache-Tag (needs --host)")
+    what.add_argument(
+        "--tag", metavar="TAG", help="every object tagged so by Surrogate-Key / Cache-Tag (needs --host)"
+    )
     what.add_argument("--all", metavar="HOST", help="everything cached for this host")
     p.add_argument("--host", metavar="HOST", help="the host a --tag purge applies to")
-    p.add_argument("--soft", action="store_true", help="mark stale (revalidate on next use) instead of removing")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for the API (default 30)")
+    p.add_argument(
+        "--soft", action="store_true", help="mark stale (revalidate on next use) instead of removing"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for the API (default 30)"
+    )
     return p
 
 
@@ -67,9 +80,12 @@ def main(argv: list[str]) -> int:
         parser.error("--host goes with --tag only")
     if not args.token:
         parser.error("--token (or $EDGE_ADMIN_TOKEN) is required")
-    request = urllib.request.Request(args.admin.rstrip("/") + "/purge", data=json.dumps(_body(args)).encode(),
-                                     method="POST", headers={"Authorization": f"Bearer {args.token}",
-                                                             "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        args.admin.rstrip("/") + "/purge",
+        data=json.dumps(_body(args)).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:
             status, text = response.status, response.read().decode("utf-8", "replace")

@@ -18,14 +18,23 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-          "kib": KiB, "mib": MiB, "gib": GiB, "tib": 1024 * GiB}
+_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": KiB,
+    "mib": MiB,
+    "gib": GiB,
+    "tib": 1024 * GiB,
+}
 
 
 def parse_size(value: object, path: str) -> int:
     """Parses a byte size: an int or a string like "256MiB"."""
     if isinstance(value, bool):
-        raise ConfigError(f"{path}: expected a size such as 268435456 or \"256MiB\", got {value!r}")
+        raise ConfigError(f'{path}: expected a size such as 268435456 or "256MiB", got {value!r}')
     if isinstance(value, int):
         if value < 0:
             raise ConfigError(f"{path}: size must not be negative")
@@ -34,7 +43,7 @@ def parse_size(value: object, path: str) -> int:
         m = _SIZE.match(value)
         if m:
             return int(float(m.group(1)) * _UNITS[(m.group(2) or "B").lower()])
-    raise ConfigError(f"{path}: expected a size such as 268435456 or \"256MiB\", got {value!r}")
+    raise ConfigError(f'{path}: expected a size such as 268435456 or "256MiB", got {value!r}')
 
 
 def parse_addr(value: object, path: str) -> tuple[str, int]:
@@ -43,7 +52,7 @@ def parse_addr(value: object, path: str) -> tuple[str, int]:
         host, _, port = value.rpartition(":")
         if host and port.isdigit() and 0 < int(port) < 65536:
             return host.strip("[]"), int(port)
-    raise ConfigError(f"{path}: expected \"host:port\" such as \"127.0.0.1:8080\", got {value!r}")
+    raise ConfigError(f'{path}: expected "host:port" such as "127.0.0.1:8080", got {value!r}')
 
 
 def table(data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:

@@ -16,12 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cluster.config import ClusterConfig, PeerConfig
-from edge.config.purge import (
-    AdminConfig,
-    PurgeSyncConfig,
-    parse_admin,
-    parse_purge_sync,
-)
 from edge.config.checks import (
     GiB,
     MiB,
@@ -33,12 +27,18 @@ from edge.config.checks import (
     parse_size,
     table,
 )
+from edge.config.errors import ConfigError
+from edge.config.origins import parse_pools, parse_routes
+from edge.config.purge import (
+    AdminConfig,
+    PurgeSyncConfig,
+    parse_admin,
+    parse_purge_sync,
+)
+from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
 from edge.rules.site_policy import CachePolicy
 from edge.server.protocol import Limits
-from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
-from edge.config.errors import ConfigError
 from origin.config import OriginPoolConfig, RouteRule
-from edge.config.origins import parse_pools, parse_routes
 
 __all__ = [
     "CacheConfig",
@@ -53,7 +53,6 @@ __all__ = [
     "parse_size",
     "quickstart",
 ]
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,15 +142,17 @@ def _cache(t: Mapping[str, Any]) -> CacheConfig:
     check_keys(t, set(CacheConfig.__dataclass_fields__), "cache")
     policy = t.get("policy", d.policy)
     if policy not in ("s3fifo", "lru"):
-        raise ConfigError(f"cache.policy: expected \"s3fifo\" or \"lru\", got {policy!r}")
+        raise ConfigError(f'cache.policy: expected "s3fifo" or "lru", got {policy!r}')
     return CacheConfig(
         memory_bytes=parse_size(t.get("memory_bytes", d.memory_bytes), "cache.memory_bytes"),
-        memory_max_object_bytes=parse_size(t.get("memory_max_object_bytes", d.memory_max_object_bytes),
-                                           "cache.memory_max_object_bytes"),
+        memory_max_object_bytes=parse_size(
+            t.get("memory_max_object_bytes", d.memory_max_object_bytes), "cache.memory_max_object_bytes"
+        ),
         disk_dir=opt_str(t, "disk_dir", "cache"),
         disk_bytes=parse_size(t.get("disk_bytes", d.disk_bytes), "cache.disk_bytes"),
-        disk_max_object_bytes=parse_size(t.get("disk_max_object_bytes", d.disk_max_object_bytes),
-                                         "cache.disk_max_object_bytes"),
+        disk_max_object_bytes=parse_size(
+            t.get("disk_max_object_bytes", d.disk_max_object_bytes), "cache.disk_max_object_bytes"
+        ),
         policy=policy,
         heuristic_fraction=number(t, "heuristic_fraction", d.heuristic_fraction, "cache"),
         heuristic_max_s=number(t, "heuristic_max_s", d.heuristic_max_s, "cache"),
@@ -166,15 +167,18 @@ def _coalesce(t: Mapping[str, Any]) -> CoalesceConfig:
         head_timeout_s=number(t, "head_timeout_s", d.head_timeout_s, "coalesce"),
         idle_timeout_s=number(t, "idle_timeout_s", d.idle_timeout_s, "coalesce"),
         pass_memo_s=number(t, "pass_memo_s", d.pass_memo_s, "coalesce"),
-        spool_memory_bytes=parse_size(t.get("spool_memory_bytes", d.spool_memory_bytes),
-                                      "coalesce.spool_memory_bytes"),
+        spool_memory_bytes=parse_size(
+            t.get("spool_memory_bytes", d.spool_memory_bytes), "coalesce.spool_memory_bytes"
+        ),
     )
 
 
 def _limits(t: Mapping[str, Any]) -> Limits:
     d = Limits()
     check_keys(t, set(Limits.__dataclass_fields__), "limits")
-    return Limits(**{k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}") for k in Limits.__dataclass_fields__})
+    return Limits(
+        **{k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}") for k in Limits.__dataclass_fields__}
+    )
 
 
 def _demo(t: Mapping[str, Any]) -> DemoConfig:
@@ -184,11 +188,31 @@ def _demo(t: Mapping[str, Any]) -> DemoConfig:
     return DemoConfig(host=host, port=port, root=root)
 
 
-_TOP = {"cache", "coalesce", "limits", "nodes", "origins", "routes", "demo", "access_log", "cluster", "admin",
-        "policies", "regions"}
+_TOP = {
+    "cache",
+    "coalesce",
+    "limits",
+    "nodes",
+    "origins",
+    "routes",
+    "demo",
+    "access_log",
+    "cluster",
+    "admin",
+    "policies",
+    "regions",
+}
 
-_POLICY_KEYS = {"host", "path_prefix", "default_ttl_s", "negative_ttl_s", "grace_s", "ttl_by_extension", "query",
-                "drop_params"}
+_POLICY_KEYS = {
+    "host",
+    "path_prefix",
+    "default_ttl_s",
+    "negative_ttl_s",
+    "grace_s",
+    "ttl_by_extension",
+    "query",
+    "drop_params",
+}
 
 
 def _policies(raw: object) -> tuple[CachePolicy, ...]:
@@ -203,21 +227,33 @@ def _policies(raw: object) -> tuple[CachePolicy, ...]:
         host = t.get("host", "*")
         prefix = t.get("path_prefix", "/")
         if not isinstance(host, str) or not host or not isinstance(prefix, str) or not prefix.startswith("/"):
-            raise ConfigError(f"{path}: host must be a name or \"*\" and path_prefix must start with \"/\"")
+            raise ConfigError(f'{path}: host must be a name or "*" and path_prefix must start with "/"')
         query = t.get("query", "keep")
         if query not in ("keep", "sort", "drop"):
-            raise ConfigError(f"{path}.query: expected \"keep\", \"sort\" or \"drop\", got {query!r}")
+            raise ConfigError(f'{path}.query: expected "keep", "sort" or "drop", got {query!r}')
         drop = t.get("drop_params", [])
         if not isinstance(drop, list) or not all(isinstance(d, str) and d for d in drop):
-            raise ConfigError(f"{path}.drop_params: expected a list of parameter names or patterns like \"utm_*\"")
+            raise ConfigError(
+                f'{path}.drop_params: expected a list of parameter names or patterns like "utm_*"'
+            )
         ext_raw = t.get("ttl_by_extension", {})
         if not isinstance(ext_raw, Mapping):
             raise ConfigError(f"{path}.ttl_by_extension: expected a table such as {{ m3u8 = 2, ts = 86400 }}")
-        exts = {str(k).lower().lstrip("."): number(ext_raw, k, 0.0, f"{path}.ttl_by_extension") for k in ext_raw}
-        rules.append(CachePolicy(
-            host=host.lower(), path_prefix=prefix, default_ttl_s=number(t, "default_ttl_s", 0.0, path),
-            negative_ttl_s=number(t, "negative_ttl_s", 0.0, path), grace_s=number(t, "grace_s", 0.0, path),
-            ttl_by_extension=exts, query=query, drop_params=tuple(drop)))
+        exts = {
+            str(k).lower().lstrip("."): number(ext_raw, k, 0.0, f"{path}.ttl_by_extension") for k in ext_raw
+        }
+        rules.append(
+            CachePolicy(
+                host=host.lower(),
+                path_prefix=prefix,
+                default_ttl_s=number(t, "default_ttl_s", 0.0, path),
+                negative_ttl_s=number(t, "negative_ttl_s", 0.0, path),
+                grace_s=number(t, "grace_s", 0.0, path),
+                ttl_by_extension=exts,
+                query=query,
+                drop_params=tuple(drop),
+            )
+        )
     return tuple(rules)
 
 
@@ -227,24 +263,34 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
     nodes = parse_nodes(table(data, "nodes", "nodes"))
     if node not in nodes:
         known = ", ".join(sorted(nodes)) or "none"
-        raise ConfigError(f"nodes.{node}: no such node in the config (known nodes: {known}); pass --node NAME")
+        raise ConfigError(
+            f"nodes.{node}: no such node in the config (known nodes: {known}); pass --node NAME"
+        )
     pools = parse_pools(table(data, "origins", "origins"), "origins")
     routes_raw = data.get("routes", [])
     if not isinstance(routes_raw, list):
         raise ConfigError("routes: expected an array of tables ([[routes]])")
     routes = parse_routes(routes_raw, "routes", pools)
     if not routes:
-        raise ConfigError("routes: no route configured; add a [[routes]] table mapping a host to an origin pool")
+        raise ConfigError(
+            "routes: no route configured; add a [[routes]] table mapping a host to an origin pool"
+        )
     regions = parse_regions(table(data, "regions", "regions"), nodes)
-    cluster, peers = parse_cluster(table(data, "cluster", "cluster"), nodes,
-                              any(r.parent for r in regions.values()))
+    cluster, peers = parse_cluster(
+        table(data, "cluster", "cluster"), nodes, any(r.parent for r in regions.values())
+    )
     return EdgeConfig(
-        node=nodes[node], nodes=nodes, cluster=cluster, peers=peers, regions=regions,
+        node=nodes[node],
+        nodes=nodes,
+        cluster=cluster,
+        peers=peers,
+        regions=regions,
         policies=_policies(data.get("policies", [])),
         cache=_cache(table(data, "cache", "cache")),
         coalesce=_coalesce(table(data, "coalesce", "coalesce")),
         limits=_limits(table(data, "limits", "limits")),
-        pools=pools, routes=routes,
+        pools=pools,
+        routes=routes,
         access_log=boolean(data, "access_log", True, "config"),
         demo=_demo(table(data, "demo", "demo")) if "demo" in data else None,
         admin=parse_admin(table(data, "admin", "admin")),
@@ -264,16 +310,24 @@ def load(path: Path | str, node: str) -> EdgeConfig:
     return parse(data, node)
 
 
-def quickstart(*, origin: str, listen: str, memory_bytes: int = 256 * MiB, disk_dir: str | None = None,
-               disk_bytes: int = 2 * GiB, access_log: bool = True) -> EdgeConfig:
+def quickstart(
+    *,
+    origin: str,
+    listen: str,
+    memory_bytes: int = 256 * MiB,
+    disk_dir: str | None = None,
+    disk_bytes: int = 2 * GiB,
+    access_log: bool = True,
+) -> EdgeConfig:
     """One node in front of one origin, forwarding every path and method."""
     host, port = parse_addr(listen, "--listen")
     node = NodeConfig(name="edge", host=host, port=port)
     pool = parse_pools({"default": {"servers": [origin]}}, "--origin")
     return EdgeConfig(
-        node=node, nodes={"edge": node},
+        node=node,
+        nodes={"edge": node},
         cache=CacheConfig(memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes),
-        pools=pool, routes=(RouteRule(host="*", path_prefix="/", pool="default"),),
+        pools=pool,
+        routes=(RouteRule(host="*", path_prefix="/", pool="default"),),
         access_log=access_log,
     )
-

@@ -62,14 +62,10 @@ def _table(value: object, path: str) -> Mapping[str, Any]:
     return value
 
 
-def _number(
-    table: Mapping[str, Any], key: str, path: str, default: float, *, positive: bool
-) -> float:
+def _number(table: Mapping[str, Any], key: str, path: str, default: float, *, positive: bool) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(
-            f"{path}.{key}: expected a number of seconds, got {value!r}; write e.g. {default}"
-        )
+        raise ConfigError(f"{path}.{key}: expected a number of seconds, got {value!r}; write e.g. {default}")
     if value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"
         raise ConfigError(f"{path}.{key}: {value!r} is out of range; it must be {bound}")
@@ -110,9 +106,7 @@ def _string_list(value: object, path: str) -> list[str]:
 
 def _parse_servers(table: Mapping[str, Any], path: str) -> tuple[ServerConfig, ...]:
     if "servers" not in table:
-        raise ConfigError(
-            f'{path}.servers: missing; list the origin URLs, e.g. ["http://127.0.0.1:8000"]'
-        )
+        raise ConfigError(f'{path}.servers: missing; list the origin URLs, e.g. ["http://127.0.0.1:8000"]')
     urls = _string_list(table["servers"], f"{path}.servers")
     if not urls:
         raise ConfigError(f"{path}.servers: empty; list at least one origin URL")
@@ -133,9 +127,7 @@ def _parse_forward_headers(table: Mapping[str, Any], path: str) -> tuple[str, ..
     names = _string_list(table["forward_headers"], f"{path}.forward_headers")
     for i, name in enumerate(names):
         if not _TOKEN_RE.fullmatch(name):
-            raise ConfigError(
-                f"{path}.forward_headers[{i}]: {name!r} is not a header name; fix the spelling"
-            )
+            raise ConfigError(f"{path}.forward_headers[{i}]: {name!r} is not a header name; fix the spelling")
     return tuple(dict.fromkeys(name.lower() for name in names))
 
 
@@ -198,12 +190,8 @@ def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
     retry_defaults = RetryConfig()
     retry = RetryConfig(
         attempts=1 + _integer(table, "retries", path, retry_defaults.attempts - 1, minimum=0),
-        budget_ratio=_number(
-            table, "retry_budget_ratio", path, retry_defaults.budget_ratio, positive=False
-        ),
-        budget_burst=_number(
-            table, "retry_budget_burst", path, retry_defaults.budget_burst, positive=False
-        ),
+        budget_ratio=_number(table, "retry_budget_ratio", path, retry_defaults.budget_ratio, positive=False),
+        budget_burst=_number(table, "retry_budget_burst", path, retry_defaults.budget_burst, positive=False),
     )
     return OriginPoolConfig(
         name=name,
@@ -225,9 +213,7 @@ def _check_backups(pools: Mapping[str, OriginPoolConfig], path: str) -> None:
             continue
         if pool.backup not in pools:
             known = ", ".join(sorted(n for n in pools if n != name)) or "none defined"
-            raise ConfigError(
-                f"{path}.{name}.backup: unknown pool {pool.backup!r}; use one of: {known}"
-            )
+            raise ConfigError(f"{path}.{name}.backup: unknown pool {pool.backup!r}; use one of: {known}")
         chain = [name]
         current: str | None = pool.backup
         while current is not None:
@@ -246,9 +232,7 @@ def parse_pools(data: Mapping[str, Any], path: str) -> dict[str, OriginPoolConfi
     pools: dict[str, OriginPoolConfig] = {}
     for name, value in _table(data, path).items():
         if not _NAME_RE.fullmatch(name):
-            raise ConfigError(
-                f"{path}.{name}: bad pool name; use letters, digits, '-' and '_' only"
-            )
+            raise ConfigError(f"{path}.{name}: bad pool name; use letters, digits, '-' and '_' only")
         pools[name] = _parse_pool(name, value, f"{path}.{name}")
     _check_backups(pools, path)
     return pools
@@ -260,8 +244,7 @@ def _parse_host(value: object, path: str) -> str:
     host = value.lower().rstrip(".") if value != "*" else value
     if not _HOST_RE.fullmatch(host):
         raise ConfigError(
-            f"{path}: {value!r} is not a host pattern; "
-            'use "*", "*.example.com" or an exact host without port'
+            f'{path}: {value!r} is not a host pattern; use "*", "*.example.com" or an exact host without port'
         )
     return host
 
@@ -271,20 +254,15 @@ def _parse_prefix(value: object, path: str) -> str:
         raise ConfigError(f'{path}: expected a string, got {value!r}; write e.g. "/api/"')
     if not value.startswith("/") or any(c in value for c in "?# \t\r\n"):
         raise ConfigError(
-            f"{path}: {value!r} is not a path prefix; "
-            'start it with "/" and leave out ?, # and spaces'
+            f'{path}: {value!r} is not a path prefix; start it with "/" and leave out ?, # and spaces'
         )
     return value
 
 
-def parse_routes(
-    data: object, path: str, pools: Mapping[str, OriginPoolConfig]
-) -> tuple[RouteRule, ...]:
+def parse_routes(data: object, path: str, pools: Mapping[str, OriginPoolConfig]) -> tuple[RouteRule, ...]:
     """Validates the decoded `[[routes]]` array found at `path` against the known pools."""
     if not isinstance(data, list):
-        raise ConfigError(
-            f"{path}: expected an array of tables, got {type(data).__name__}; write [[{path}]]"
-        )
+        raise ConfigError(f"{path}: expected an array of tables, got {type(data).__name__}; write [[{path}]]")
     rules = []
     for i, value in enumerate(data):
         item_path = f"{path}[{i}]"
@@ -299,9 +277,7 @@ def parse_routes(
         rules.append(
             RouteRule(
                 host=_parse_host(table.get("host", "*"), f"{item_path}.host"),
-                path_prefix=_parse_prefix(
-                    table.get("path_prefix", "/"), f"{item_path}.path_prefix"
-                ),
+                path_prefix=_parse_prefix(table.get("path_prefix", "/"), f"{item_path}.path_prefix"),
                 pool=pool,
             )
         )

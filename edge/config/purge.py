@@ -13,7 +13,14 @@ from typing import Any
 
 from edge.config.errors import ConfigError
 
-__all__ = ["PURGE_SYNC_KEYS", "AdminConfig", "AdminToken", "PurgeSyncConfig", "parse_admin", "parse_purge_sync"]
+__all__ = [
+    "PURGE_SYNC_KEYS",
+    "AdminConfig",
+    "AdminToken",
+    "PurgeSyncConfig",
+    "parse_admin",
+    "parse_purge_sync",
+]
 
 PURGE_SYNC_KEYS = frozenset({"purge_sync_interval_s", "max_purge_lag_s"})  # the [cluster] keys read here
 
@@ -41,7 +48,9 @@ class AdminConfig:
 class PurgeSyncConfig:
     """Catch-up and the purge-lag watchdog (`[cluster]` keys)."""
 
-    sync_interval_s: float = 1.0  # `purge_sync_interval_s`: how often each node asks its peers for missed purges
+    sync_interval_s: float = (
+        1.0  # `purge_sync_interval_s`: how often each node asks its peers for missed purges
+    )
     max_lag_s: float = 10.0  # `max_purge_lag_s`: without a sync for this long, every hit is revalidated
 
 
@@ -65,7 +74,7 @@ def _token(raw: object, index: int) -> AdminToken:
     if not isinstance(token, str) or len(token) < 16:
         raise ConfigError(f"{path}.token: expected a secret string of at least 16 characters")
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
-        raise ConfigError(f"{path}.hosts: expected a non-empty list of host names, or [\"*\"] for every host")
+        raise ConfigError(f'{path}.hosts: expected a non-empty list of host names, or ["*"] for every host')
     return AdminToken(name=name, token=token, hosts=tuple(h.lower() for h in hosts))
 
 
@@ -88,8 +97,12 @@ def parse_admin(table: Mapping[str, Any]) -> AdminConfig:
         raise ConfigError("admin.tokens: two tokens share a name; give each its own")
     if len({t.token for t in tokens}) != len(tokens):
         raise ConfigError("admin.tokens: two tokens share a secret; give each its own")
-    return AdminConfig(purge_timeout_s=_positive(table, "purge_timeout_s", d.purge_timeout_s, "admin"),
-                       rate_per_s=_positive(table, "rate_per_s", d.rate_per_s, "admin"), burst=burst, tokens=tokens)
+    return AdminConfig(
+        purge_timeout_s=_positive(table, "purge_timeout_s", d.purge_timeout_s, "admin"),
+        rate_per_s=_positive(table, "rate_per_s", d.rate_per_s, "admin"),
+        burst=burst,
+        tokens=tokens,
+    )
 
 
 def parse_purge_sync(cluster: Mapping[str, Any]) -> PurgeSyncConfig:
@@ -98,6 +111,8 @@ def parse_purge_sync(cluster: Mapping[str, Any]) -> PurgeSyncConfig:
     interval = _positive(cluster, "purge_sync_interval_s", d.sync_interval_s, "cluster")
     lag = _positive(cluster, "max_purge_lag_s", d.max_lag_s, "cluster")
     if lag <= interval:
-        raise ConfigError(f"cluster.max_purge_lag_s: must be longer than purge_sync_interval_s ({interval:g}), "
-                          f"or every node distrusts its cache between two syncs")
+        raise ConfigError(
+            f"cluster.max_purge_lag_s: must be longer than purge_sync_interval_s ({interval:g}), "
+            f"or every node distrusts its cache between two syncs"
+        )
     return PurgeSyncConfig(sync_interval_s=interval, max_lag_s=lag)

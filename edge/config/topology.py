@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.config import ClusterConfig, PeerConfig
-from edge.config.purge import PURGE_SYNC_KEYS
 from edge.config.checks import check_keys, number, opt_str, parse_addr
 from edge.config.errors import ConfigError
+from edge.config.purge import PURGE_SYNC_KEYS
 
 __all__ = ["NodeConfig", "RegionConfig", "parse_cluster", "parse_nodes", "parse_regions"]
 
@@ -54,10 +54,10 @@ def parse_nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
     for name, body in t.items():
         path = f"nodes.{name}"
         if not isinstance(body, Mapping):
-            raise ConfigError(f"{path}: expected a table with listen = \"host:port\"")
+            raise ConfigError(f'{path}: expected a table with listen = "host:port"')
         check_keys(body, {"listen", "disk_dir", "region", "internal", "weight", "admin", "state_dir"}, path)
         if "listen" not in body:
-            raise ConfigError(f"{path}.listen: missing; give the node's \"host:port\"")
+            raise ConfigError(f'{path}.listen: missing; give the node\'s "host:port"')
         host, port = parse_addr(body["listen"], f"{path}.listen")
         internal_host, internal_port = None, 0
         if "internal" in body:
@@ -69,22 +69,43 @@ def parse_nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
         admin_host, admin_port = None, 0
         if "admin" in body:
             admin_host, admin_port = parse_addr(body["admin"], f"{path}.admin")
-        nodes[name] = NodeConfig(name=name, host=host, port=port, disk_dir=opt_str(body, "disk_dir", path),
-                                 region=region, internal_host=internal_host, internal_port=internal_port,
-                                 weight=weight, admin_host=admin_host, admin_port=admin_port,
-                                 state_dir=opt_str(body, "state_dir", path))
+        nodes[name] = NodeConfig(
+            name=name,
+            host=host,
+            port=port,
+            disk_dir=opt_str(body, "disk_dir", path),
+            region=region,
+            internal_host=internal_host,
+            internal_port=internal_port,
+            weight=weight,
+            admin_host=admin_host,
+            admin_port=admin_port,
+            state_dir=opt_str(body, "state_dir", path),
+        )
     return nodes
 
 
-_CLUSTER_NUMBERS = ("probe_interval_s", "probe_timeout_s", "peer_connect_timeout_s", "peer_first_byte_timeout_s",
-                    "peer_idle_timeout_s", "peer_total_timeout_s", "hot_share", "hot_window_s")
+_CLUSTER_NUMBERS = (
+    "probe_interval_s",
+    "probe_timeout_s",
+    "peer_connect_timeout_s",
+    "peer_first_byte_timeout_s",
+    "peer_idle_timeout_s",
+    "peer_total_timeout_s",
+    "hot_share",
+    "hot_window_s",
+)
 _CLUSTER_INTS = ("vnodes", "fail_after", "recover_after", "hot_min_hits")
 
 
-def parse_cluster(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig],
-             shielded: bool) -> tuple[ClusterConfig | None, tuple[PeerConfig, ...]]:
-    peers = tuple(PeerConfig(name=n.name, region=n.region, internal_url=n.internal_url, weight=n.weight)
-                  for n in nodes.values() if n.internal_url)
+def parse_cluster(
+    t: Mapping[str, Any], nodes: Mapping[str, NodeConfig], shielded: bool
+) -> tuple[ClusterConfig | None, tuple[PeerConfig, ...]]:
+    peers = tuple(
+        PeerConfig(name=n.name, region=n.region, internal_url=n.internal_url, weight=n.weight)
+        for n in nodes.values()
+        if n.internal_url
+    )
     regions: dict[str, int] = {}
     for n in nodes.values():
         regions[n.region] = regions.get(n.region, 0) + 1
@@ -92,14 +113,18 @@ def parse_cluster(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig],
     if clustered:
         missing = [n.name for n in nodes.values() if not n.internal_url]
         if missing:
-            raise ConfigError(f"nodes.{missing[0]}.internal: missing; every node of a multi-node region needs an "
-                              "internal \"host:port\" for peer traffic (multi-node and shielded deployments)")
+            raise ConfigError(
+                f"nodes.{missing[0]}.internal: missing; every node of a multi-node region needs an "
+                'internal "host:port" for peer traffic (multi-node and shielded deployments)'
+            )
     if not t and not clustered:
         return None, peers
     check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS, *PURGE_SYNC_KEYS}, "cluster")
     secret = t.get("secret")
     if not isinstance(secret, str) or not secret:
-        raise ConfigError("cluster.secret: missing; set a shared secret string that every node of the deployment uses")
+        raise ConfigError(
+            "cluster.secret: missing; set a shared secret string that every node of the deployment uses"
+        )
     values: dict[str, Any] = {"secret": secret}
     for key in _CLUSTER_NUMBERS:
         if key in t:
@@ -122,7 +147,7 @@ def parse_regions(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> dict
     for name, body in t.items():
         path = f"regions.{name}"
         if not isinstance(body, Mapping):
-            raise ConfigError(f"{path}: expected a table such as {{ parent = \"shield\" }}")
+            raise ConfigError(f'{path}: expected a table such as {{ parent = "shield" }}')
         check_keys(body, {"parent"}, path)
         parent = opt_str(body, "parent", path)
         if parent is not None and parent not in names:
@@ -136,8 +161,10 @@ def parse_regions(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> dict
         seen, current = set(), regions[name]
         while current.parent is not None:
             if current.name in seen:
-                raise ConfigError(f"regions.{name}.parent: the parent chain loops; shields must end at a region "
-                                  "without a parent")
+                raise ConfigError(
+                    f"regions.{name}.parent: the parent chain loops; shields must end at a region "
+                    "without a parent"
+                )
             seen.add(current.name)
             current = regions[current.parent]
     return regions

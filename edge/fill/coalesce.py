@@ -131,9 +131,7 @@ class Coalescer:
         )
         self._fills[key] = fill
         # The task is named for the key so logs, debuggers and tests can find it.
-        task = asyncio.get_running_loop().create_task(
-            self._drive(producer, fill), name=f"fill-{key.hex()}"
-        )
+        task = asyncio.get_running_loop().create_task(self._drive(producer, fill), name=f"fill-{key.hex()}")
         self._tasks[task] = fill
         task.add_done_callback(partial(self._task_done, fill))
         return JoinResult(fill, leader=True, passed=False)
@@ -165,9 +163,7 @@ class Coalescer:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._close_timeout_s)
             if pending:
-                log.warning(
-                    "coalescer closed with %d producers ignoring cancellation", len(pending)
-                )
+                log.warning("coalescer closed with %d producers ignoring cancellation", len(pending))
         self._fills.clear()
 
     def _is_passed(self, key: bytes) -> bool:
@@ -201,9 +197,7 @@ class Coalescer:
             if fill.outcome is None:
                 fill.fail(exc)
             elif not isinstance(exc, FillFailed):  # FillFailed: told to stop, e.g. by close()
-                log.warning(
-                    "producer for %s raised after its fill ended", fill.key.hex(), exc_info=exc
-                )
+                log.warning("producer for %s raised after its fill ended", fill.key.hex(), exc_info=exc)
         else:
             if fill.outcome is None:
                 # "Dropped = failed": returning without finish() must not look like a whole body.

@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from origin.errors import BodyError, UpstreamError
 from edge.fill.spool import READ_CHUNK_BYTES, Spool
+from origin.errors import BodyError, UpstreamError
 
 __all__ = ["Fill", "FillFailed", "FillHead", "FillOutcome"]
 

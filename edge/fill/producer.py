@@ -17,19 +17,27 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge.config.deployment import CacheConfig
-from edge.store.entry import EntryMeta
+from edge.fill.coalesce import Fill, FillHead
 from edge.request.key import CacheKey
-from edge.rules.outcome import NoStoreReason
-from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
 from edge.rules.cache_control import Directives, response_directives
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
+from edge.rules.outcome import NoStoreReason
+from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
 from edge.rules.storable import HEURISTIC_STATUSES, no_store_reason
 from edge.store.base import Store
-from edge.fill.coalesce import Fill, FillHead
+from edge.store.entry import EntryMeta
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["VARY_MARKER_STATUS", "FillGuard", "FillInfo", "FillPlan", "Filler", "replay_headers", "vary_names"]
+__all__ = [
+    "VARY_MARKER_STATUS",
+    "FillGuard",
+    "FillInfo",
+    "FillPlan",
+    "Filler",
+    "replay_headers",
+    "vary_names",
+]
 
 log = logging.getLogger("edge.fill.producer")
 
@@ -39,15 +47,29 @@ VARY_MARKER_STATUS = 0
 
 # Fields never replayed from a stored response: framing and per-hop (we set them), and Age
 # (recomputed on every response, RFC 9111 §4.2.3).
-_NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "age", "cache-status",
-                           "proxy-connection", "trailer", "upgrade", "te", "accept-ranges"})
+_NOT_REPLAYED = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "age",
+        "cache-status",
+        "proxy-connection",
+        "trailer",
+        "upgrade",
+        "te",
+        "accept-ranges",
+    }
+)
 
 # Reasons a response is not stored but may still be given to the requests that waited on it:
 # they are public answers (errors, too-large or unvalidatable bodies). Everything else
 # (private, no-store, credentials, cookies) goes to the leader only. A client's own no-store
 # only stops storing: the answer itself is public.
-_SHAREABLE_REASONS = frozenset({NoStoreReason.STATUS, NoStoreReason.TOO_LARGE, NoStoreReason.PARTIAL,
-                                NoStoreReason.REQUEST_NO_STORE})
+_SHAREABLE_REASONS = frozenset(
+    {NoStoreReason.STATUS, NoStoreReason.TOO_LARGE, NoStoreReason.PARTIAL, NoStoreReason.REQUEST_NO_STORE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +139,10 @@ class FillPlan:
 
 
 class FillGuard(Protocol):
-    """Fill versus purge (edge.purge.invalidate.Invalidator): a fill older than a matching purge is not stored."""
+    """Fill versus purge (edge.purge.invalidate.Invalidator).
+
+    A fill older than a matching purge is not stored.
+    """
 
     def begin_fill(self, *, from_peer: bool) -> int: ...
 
@@ -167,8 +192,13 @@ class Filler:
                 extra.append(("If-None-Match", stale.etag))
             if stale.last_modified:
                 extra.append(("If-Modified-Since", stale.last_modified))
-            request = UpstreamRequest(method=request.method, host=request.host, target=request.target,
-                                      headers=request.headers + tuple(extra), body=None)
+            request = UpstreamRequest(
+                method=request.method,
+                host=request.host,
+                target=request.target,
+                headers=request.headers + tuple(extra),
+                body=None,
+            )
         try:
             response = await plan.upstream.fetch(request)
         except UpstreamError as exc:
@@ -188,28 +218,51 @@ class Filler:
         finally:
             response.close()
 
-    async def _refresh(self, fill: Fill, response: UpstreamResponse, stale: EntryMeta, store: Store | None,
-                       plan: FillPlan) -> None:
+    async def _refresh(
+        self, fill: Fill, response: UpstreamResponse, stale: EntryMeta, store: Store | None, plan: FillPlan
+    ) -> None:
         """RFC 9111 §4.3.4: a 304 freshens the stored headers; the body stays."""
         headers = replay_headers(updated_headers_from_304(stale.headers, response.headers))
-        meta = stale.replace(headers=headers, request_time=response.request_time,
-                             response_time=response.response_time, invalidated=False, purge_gen=plan.purge_gen,
-                             **self._freshness(stale.status, headers, response, plan).meta_fields)
+        meta = stale.replace(
+            headers=headers,
+            request_time=response.request_time,
+            response_time=response.response_time,
+            invalidated=False,
+            purge_gen=plan.purge_gen,
+            **self._freshness(stale.status, headers, response, plan).meta_fields,
+        )
         # a purge that arrived during the revalidation wins over its 304
         updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
-        fill.set_head(FillHead(status=304, reason="Not Modified", headers=headers, shareable=True,
-                               length=0, extra=FillInfo(meta=meta if updated else None, reason=None,
-                                                        refreshed=updated, stored=updated)))
+        fill.set_head(
+            FillHead(
+                status=304,
+                reason="Not Modified",
+                headers=headers,
+                shareable=True,
+                length=0,
+                extra=FillInfo(
+                    meta=meta if updated else None, reason=None, refreshed=updated, stored=updated
+                ),
+            )
+        )
         fill.finish()
 
-    async def _store_response(self, fill: Fill, response: UpstreamResponse, plan: FillPlan, store: Store | None,
-                              source: str | None) -> None:
+    async def _store_response(
+        self, fill: Fill, response: UpstreamResponse, plan: FillPlan, store: Store | None, source: str | None
+    ) -> None:
         key, client_headers, authorization = plan.key, plan.client_headers, plan.authorization
         headers = response.headers
         fresh = self._freshness(response.status, headers, response, plan)
-        reason = no_store_reason(method="GET", status=response.status, request_headers=client_headers,
-                                 response_headers=headers, directives=fresh.directives, authorization=authorization,
-                                 allow_set_cookie=self._cache.allow_set_cookie, used_cdn_cc=fresh.used_cdn)
+        reason = no_store_reason(
+            method="GET",
+            status=response.status,
+            request_headers=client_headers,
+            response_headers=headers,
+            directives=fresh.directives,
+            authorization=authorization,
+            allow_set_cookie=self._cache.allow_set_cookie,
+            used_cdn_cc=fresh.used_cdn,
+        )
         if fresh.from_policy and reason is NoStoreReason.NO_FRESHNESS:
             reason = None  # the policy gives it the freshness the origin did not
         if response.status >= 500 and reason is None:
@@ -224,18 +277,40 @@ class Filler:
         meta: EntryMeta | None = None
         if reason is None:
             meta = EntryMeta(
-                key=store_key.id, url=key.url, status=response.status, headers=replay,
-                request_time=response.request_time, response_time=response.response_time,
-                vary=vary, tags=_tags(headers), purge_gen=plan.purge_gen, **fresh.meta_fields,
+                key=store_key.id,
+                url=key.url,
+                status=response.status,
+                headers=replay,
+                request_time=response.request_time,
+                response_time=response.response_time,
+                vary=vary,
+                tags=_tags(headers),
+                purge_gen=plan.purge_gen,
+                **fresh.meta_fields,
             )
         shareable = reason is None or reason in _SHAREABLE_REASONS
         stored = meta is not None and store is not None  # store None: the owner keeps it, we pass it on
-        info = FillInfo(meta=meta, reason=reason, variant_id=store_key.id if vary else None, vary=vary,
-                        initial_age_s=fresh.meta_fields["initial_age_s"], stored=stored, source=source)
+        info = FillInfo(
+            meta=meta,
+            reason=reason,
+            variant_id=store_key.id if vary else None,
+            vary=vary,
+            initial_age_s=fresh.meta_fields["initial_age_s"],
+            stored=stored,
+            source=source,
+        )
         if meta is not None and store is not None and vary:
             await self._write_vary_marker(key, meta, store)
-        fill.set_head(FillHead(status=response.status, reason=response.reason, headers=replay,
-                               shareable=shareable, length=length, extra=info))
+        fill.set_head(
+            FillHead(
+                status=response.status,
+                reason=response.reason,
+                headers=replay,
+                shareable=shareable,
+                length=length,
+                extra=info,
+            )
+        )
         if meta is None or store is None:
             log.debug("not storing %s: %s", key.url, reason.name if reason else "?")
             async for chunk in response.body:
@@ -253,28 +328,51 @@ class Filler:
             elif not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
 
-    def _freshness(self, status: int, headers: tuple[tuple[str, str], ...], response: UpstreamResponse,
-                   plan: FillPlan) -> _Fresh:
+    def _freshness(
+        self, status: int, headers: tuple[tuple[str, str], ...], response: UpstreamResponse, plan: FillPlan
+    ) -> _Fresh:
         """A response's freshness (RFC 9111 §4.2, then the policy where the origin is silent)."""
         directives, used_cdn = response_directives(headers)
-        f = compute_freshness(status=status, response_headers=headers, directives=directives,
-                              used_cdn_cc=used_cdn, request_time=response.request_time,
-                              response_time=response.response_time,
-                              heuristic_fraction=self._cache.heuristic_fraction,
-                              heuristic_max_s=self._cache.heuristic_max_s)
-        explicit = directives.s_maxage is not None or directives.max_age is not None or (
-            not used_cdn and _header(headers, "expires") is not None)
+        f = compute_freshness(
+            status=status,
+            response_headers=headers,
+            directives=directives,
+            used_cdn_cc=used_cdn,
+            request_time=response.request_time,
+            response_time=response.response_time,
+            heuristic_fraction=self._cache.heuristic_fraction,
+            heuristic_max_s=self._cache.heuristic_max_s,
+        )
+        explicit = (
+            directives.s_maxage is not None
+            or directives.max_age is not None
+            or (not used_cdn and _header(headers, "expires") is not None)
+        )
         silent = not (explicit or directives.no_cache or directives.no_store) and status in HEURISTIC_STATUSES
         policy_ttl = plan.policy.silent_ttl(status, plan.key.target) if silent else None
-        fields = {"initial_age_s": f.initial_age_s, "lifetime_s": f.lifetime_s if policy_ttl is None else policy_ttl,
-                  "swr_s": f.swr_s, "sie_s": f.sie_s, "must_revalidate": f.must_revalidate, "no_cache": f.no_cache,
-                  "etag": _header(headers, "etag"), "last_modified": _header(headers, "last-modified")}
+        fields = {
+            "initial_age_s": f.initial_age_s,
+            "lifetime_s": f.lifetime_s if policy_ttl is None else policy_ttl,
+            "swr_s": f.swr_s,
+            "sie_s": f.sie_s,
+            "must_revalidate": f.must_revalidate,
+            "no_cache": f.no_cache,
+            "etag": _header(headers, "etag"),
+            "last_modified": _header(headers, "last-modified"),
+        }
         return _Fresh(fields, directives, used_cdn, policy_ttl is not None)
 
     async def _write_vary_marker(self, key: CacheKey, variant: EntryMeta, store: Store) -> None:
         """Stores the primary key's Vary marker (no body) naming the selecting fields."""
-        marker = variant.replace(key=key.id, status=VARY_MARKER_STATUS, headers=(), etag=None,
-                                 last_modified=None, lifetime_s=10 * 365 * 86400.0, no_cache=False,
-                                 must_revalidate=False)
+        marker = variant.replace(
+            key=key.id,
+            status=VARY_MARKER_STATUS,
+            headers=(),
+            etag=None,
+            last_modified=None,
+            lifetime_s=10 * 365 * 86400.0,
+            no_cache=False,
+            must_revalidate=False,
+        )
         async with await store.open_writer(marker) as writer:
             await writer.commit()

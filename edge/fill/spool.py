@@ -81,9 +81,7 @@ class Spool:
         self._memory_size = 0
         self._size = 0  # bytes readable: memory prefix + file bytes whose pwrite completed
         self._fd: int | None = None
-        self._closer: weakref.finalize[[int], Spool] | None = (
-            None  # closes _fd once, even if never released
-        )
+        self._closer: weakref.finalize[[int], Spool] | None = None  # closes _fd once, even if never released
         self._io_in_flight = 0  # executor calls using _fd; the fd closes only when this is 0
         self._released = False
         self._writing = False

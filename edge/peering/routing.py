@@ -40,7 +40,9 @@ _MAX_TRACKED = 100_000  # keys whose request counts are kept at once; more reset
 class HotCounter:
     """Counts requests per key in fixed windows; a key is hot at `min_hits` within a window."""
 
-    def __init__(self, *, min_hits: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, min_hits: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._min_hits = min_hits
         self._window_s = window_s
         self._clock = clock
@@ -61,9 +63,18 @@ class HotCounter:
 class PeerRouting:
     """This node's view of its region: the ring, the peers, and the hot-key store."""
 
-    def __init__(self, *, self_name: str, ring: Ring, peers: Mapping[str, Upstream], hot: MemoryStore,
-                 hot_counter: HotCounter, report_failure: Callable[[str], None],
-                 parent_ring: Ring | None = None, is_healthy: Callable[[str], bool] = lambda name: True) -> None:
+    def __init__(
+        self,
+        *,
+        self_name: str,
+        ring: Ring,
+        peers: Mapping[str, Upstream],
+        hot: MemoryStore,
+        hot_counter: HotCounter,
+        report_failure: Callable[[str], None],
+        parent_ring: Ring | None = None,
+        is_healthy: Callable[[str], bool] = lambda name: True,
+    ) -> None:
         self.self_name = self_name
         self.ring = ring  # replaced whole by set_ring; never mutated
         self._peers = peers  # this region's other nodes and the parent region's nodes
@@ -113,8 +124,9 @@ class _PeerHandler(Protocol):
 
     async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None: ...
 
-    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
-                 peer: str) -> bytes | tuple[bytes, bytes] | None: ...
+    def try_fast(
+        self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
+    ) -> bytes | tuple[bytes, bytes] | None: ...
 
 
 class _PurgeEndpoint(Protocol):
@@ -139,8 +151,9 @@ class PeerGate:
         self._secret = secret
         self._purges = purges  # None: this node takes no purges from peers
 
-    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
-                 peer: str) -> bytes | tuple[bytes, bytes] | None:
+    def try_fast(
+        self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
+    ) -> bytes | tuple[bytes, bytes] | None:
         """A peer's plain GET of a fresh memory hit, answered on the fast path once its secret checks.
 
         Internal endpoints (/_edge/...) and anything without the right secret take the checked
@@ -158,7 +171,9 @@ class PeerGate:
     async def handle(self, request: Request, writer: Writer) -> None:
         """Refuses requests without the secret; answers health; serves the rest as peer requests."""
         if not check_secret(request.headers.get(SECRET_HEADER), self._secret):
-            await writer.send_simple(403, "cluster secret missing or wrong; internal endpoints are for peers only")
+            await writer.send_simple(
+                403, "cluster secret missing or wrong; internal endpoints are for peers only"
+            )
             return
         if request.target == HEALTH_PATH:
             await writer.send_simple(200, "ok")

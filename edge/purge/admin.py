@@ -75,10 +75,12 @@ class PurgeRequest:
 def _normalise_url(raw: object, field: str) -> tuple[str, str]:
     """("http://host/target", host) as cache keys spell them; raises BadPurge."""
     if not isinstance(raw, str) or not raw:
-        raise BadPurge(f"{field}: expected an absolute URL such as \"http://example.com/path\"")
+        raise BadPurge(f'{field}: expected an absolute URL such as "http://example.com/path"')
     parts = urllib.parse.urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
-        raise BadPurge(f"{field}: expected an absolute http(s) URL such as \"http://example.com/path\", got {raw!r}")
+        raise BadPurge(
+            f'{field}: expected an absolute http(s) URL such as "http://example.com/path", got {raw!r}'
+        )
     if parts.fragment or "#" in raw:
         raise BadPurge(f"{field}: a URL with a #fragment never names a cached object")
     if any(c.isspace() for c in raw):
@@ -90,7 +92,7 @@ def _normalise_url(raw: object, field: str) -> tuple[str, str]:
 
 def _host(raw: object, field: str) -> str:
     if not isinstance(raw, str) or not raw or any(c.isspace() or c in "/*?#@" for c in raw):
-        raise BadPurge(f"{field}: expected a host name such as \"example.com\"")
+        raise BadPurge(f'{field}: expected a host name such as "example.com"')
     return raw.lower()
 
 
@@ -101,7 +103,7 @@ def parse_purge(body: bytes) -> PurgeRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadPurge(f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise BadPurge("body must be a JSON object such as {\"url\": \"http://example.com/path\"}")
+        raise BadPurge('body must be a JSON object such as {"url": "http://example.com/path"}')
     kinds = [k for k in ("url", "prefix", "tag", "all") if k in data]
     unknown = sorted(set(data) - {"url", "prefix", "tag", "all", "host", "soft"})
     if unknown:
@@ -134,20 +136,28 @@ class PurgeService(Protocol):
     @property
     def accepting(self) -> bool: ...
 
-    async def submit(self, kind: PurgeKind, value: str, host: str, soft: bool, *,
-                     timeout_s: float) -> PurgeResult: ...
+    async def submit(
+        self, kind: PurgeKind, value: str, host: str, soft: bool, *, timeout_s: float
+    ) -> PurgeResult: ...
 
 
 def _reply(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body) + "\n", content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        status=status, text=json.dumps(body) + "\n", content_type="application/json", headers=headers
+    )
 
 
 class Admin:
     """The admin listener: purge and status, behind bearer tokens and per-token rate limits."""
 
-    def __init__(self, config: AdminConfig, purges: PurgeService, status: Callable[[], Mapping[str, Any]], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: AdminConfig,
+        purges: PurgeService,
+        status: Callable[[], Mapping[str, Any]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
         self._purges = purges
         self._status = status
@@ -194,14 +204,22 @@ class Admin:
         token = self._authenticate(request)
         if token is None:
             log.warning("purge refused (401): missing or unknown token from %s", request.remote)
-            return _reply(401, {"error": "missing or unknown bearer token; send Authorization: Bearer <token>"},
-                          {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'})
+            return _reply(
+                401,
+                {"error": "missing or unknown bearer token; send Authorization: Bearer <token>"},
+                {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'},
+            )
         wait = self._buckets[token.name].take(self._clock())
         if wait > 0:
             log.warning("purge refused (429): token %s over its rate limit", token.name)
-            return _reply(429, {"error": f"rate limit of {self._config.rate_per_s:g}/s (burst "
-                                         f"{self._config.burst}) exceeded for token {token.name}"},
-                          {"Retry-After": str(max(1, math.ceil(wait)))})
+            return _reply(
+                429,
+                {
+                    "error": f"rate limit of {self._config.rate_per_s:g}/s (burst "
+                    f"{self._config.burst}) exceeded for token {token.name}"
+                },
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         try:
             wanted = parse_purge(await request.read())
         except BadPurge as exc:
@@ -210,25 +228,42 @@ class Admin:
         what = f"{wanted.kind.value} {wanted.value}{' soft' if wanted.soft else ''}"
         bare = wanted.host.rpartition(":")[0] if wanted.host.rpartition(":")[2].isdigit() else wanted.host
         if "*" not in token.hosts and bare not in token.hosts:
-            log.warning("purge refused (403): token %s may not purge host %s (%s)", token.name, wanted.host, what)
+            log.warning(
+                "purge refused (403): token %s may not purge host %s (%s)", token.name, wanted.host, what
+            )
             return _reply(403, {"error": f"token {token.name} may not purge host {wanted.host}"})
         if not self._purges.accepting:
             log.warning("purge refused (503): still catching up with peers (%s by %s)", what, token.name)
-            return _reply(503, {"error": "node is still catching up with its peers; retry in a second"},
-                          {"Retry-After": "1"})
+            return _reply(
+                503,
+                {"error": "node is still catching up with its peers; retry in a second"},
+                {"Retry-After": "1"},
+            )
         try:
-            result = await self._purges.submit(wanted.kind, wanted.value, wanted.host, wanted.soft,
-                                               timeout_s=self._config.purge_timeout_s)
+            result = await self._purges.submit(
+                wanted.kind, wanted.value, wanted.host, wanted.soft, timeout_s=self._config.purge_timeout_s
+            )
         except JournalError as exc:
             log.error("purge failed (503): %s by %s: %s", what, token.name, exc)
             return _reply(503, {"error": f"cannot journal the purge: {exc}"})
         status = 200 if not result.pending else 202
-        log.info("purge %s by %s: %s; acked by %s%s", result.purge.id, token.name, what, ",".join(result.acked),
-                 f"; pending {','.join(result.pending)}" if result.pending else "")
-        return _reply(status, {"id": result.purge.id, "acked": list(result.acked), "pending": list(result.pending)})
+        log.info(
+            "purge %s by %s: %s; acked by %s%s",
+            result.purge.id,
+            token.name,
+            what,
+            ",".join(result.acked),
+            f"; pending {','.join(result.pending)}" if result.pending else "",
+        )
+        return _reply(
+            status, {"id": result.purge.id, "acked": list(result.acked), "pending": list(result.pending)}
+        )
 
     async def _get_status(self, request: web.Request) -> web.Response:
         if self._authenticate(request) is None:
-            return _reply(401, {"error": "missing or unknown bearer token; send Authorization: Bearer <token>"},
-                          {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'})
+            return _reply(
+                401,
+                {"error": "missing or unknown bearer token; send Authorization: Bearer <token>"},
+                {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'},
+            )
         return _reply(200, self._status())

@@ -37,9 +37,9 @@ from enum import Enum
 from pathlib import Path
 
 from cluster.purge import Purge, PurgeKind
-from edge.store.entry import EntryMeta
 from edge.request.key import make_key
 from edge.store.base import RemoveReason, Store
+from edge.store.entry import EntryMeta
 
 __all__ = ["Invalidator", "Rule", "Verdict", "url_host"]
 
@@ -94,9 +94,16 @@ class Rule:
 class Invalidator:
     """This node's purge state; implements cluster.purge.PurgeTarget."""
 
-    def __init__(self, stores: Sequence[Store], *, state_path: Path | None = None, peer_window_s: float = 0.0,
-                 clock: Callable[[], float] = time.time, executor: Executor | None = None,
-                 normalise_url: Callable[[str], str] = lambda url: url) -> None:
+    def __init__(
+        self,
+        stores: Sequence[Store],
+        *,
+        state_path: Path | None = None,
+        peer_window_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
+        normalise_url: Callable[[str], str] = lambda url: url,
+    ) -> None:
         # a purged URL is put in the form keys use (lower-case host, the policy's query handling)
         self._normalise_url = normalise_url
         self._stores = tuple(stores)  # the main TieredStore, and the hot-copy store if any
@@ -124,11 +131,16 @@ class Invalidator:
         if self._state_path is not None:
             path = self._state_path
             text = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: path.read_text() if path.exists() else "0")
+                self._executor, lambda: path.read_text() if path.exists() else "0"
+            )
             self.swept_through = int(text.strip() or "0")
         if self.swept_through > journal_generation:
-            log.error("purge journal has %d purges but the cache was swept through %d: the journal was lost; "
-                      "dropping every cached object", journal_generation, self.swept_through)
+            log.error(
+                "purge journal has %d purges but the cache was swept through %d: the journal was lost; "
+                "dropping every cached object",
+                journal_generation,
+                self.swept_through,
+            )
             for store in self._stores:
                 for meta in store.entries():
                     await store.remove(meta.key, RemoveReason.PURGE)
@@ -179,8 +191,14 @@ class Invalidator:
                 removed += await self._invalidate(store, key, rule.soft, None)
         self._idle.clear()
         self._wake.set()
-        log.info("purge %s (%s %s%s) applied as generation %d", purge.id, rule.kind.value, rule.value,
-                 " soft" if rule.soft else "", gen)
+        log.info(
+            "purge %s (%s %s%s) applied as generation %d",
+            purge.id,
+            rule.kind.value,
+            rule.value,
+            " soft" if rule.soft else "",
+            gen,
+        )
         return removed
 
     # -- request path ---------------------------------------------------------------------
@@ -246,8 +264,12 @@ class Invalidator:
             await self._save()
             if not self._unswept:
                 self._idle.set()
-            log.info("swept %d purge rules: %d entries invalidated in %.3fs", len(batch), count,
-                     time.monotonic() - started)
+            log.info(
+                "swept %d purge rules: %d entries invalidated in %.3fs",
+                len(batch),
+                count,
+                time.monotonic() - started,
+            )
 
     async def sweep(self, rules: Sequence[Rule]) -> int:
         """Walks every store once and applies the rules to each entry they cover."""
@@ -302,8 +324,9 @@ class Invalidator:
             return
         self.swept_through = through
         if self._state_path is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, _write_atomic, self._state_path,
-                                                             str(through))
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, _write_atomic, self._state_path, str(through)
+            )
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.store.entry import EntryMeta
+from edge.fill.coalesce import Fill
 from edge.rules.conditional import evaluate_preconditions
 from edge.rules.ranges import RangeKind, content_range, if_range_allows, parse_range
 from edge.server.request import Request
 from edge.server.writer import Writer, build_head
 from edge.store.base import Hit
-from edge.fill.coalesce import Fill
+from edge.store.entry import EntryMeta
 
 __all__ = ["FastHeads", "Plan", "deliver_fill", "deliver_hit", "not_modified_headers", "plan_response"]
 
 # RFC 9110 §15.4.5: the fields a 304 carries.
-_304_FIELDS = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary",
-                         "last-modified"})
+_304_FIELDS = frozenset(
+    {"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"}
+)
 
 INLINE_BODY_MAX = 64 * 1024  # fast hits up to this size go out as one prebuilt byte string
 
@@ -38,11 +39,13 @@ class Plan:
     extra: tuple[tuple[str, str], ...] = ()
 
 
-def plan_response(request: Request, *, status: int, length: int | None, etag: str | None,
-                  last_modified: str | None) -> Plan:
+def plan_response(
+    request: Request, *, status: int, length: int | None, etag: str | None, last_modified: str | None
+) -> Plan:
     """Applies preconditions and Range to a full response of `length` bytes."""
-    pre = evaluate_preconditions(method=request.method, request_headers=request.headers, etag=etag,
-                                 last_modified=last_modified)
+    pre = evaluate_preconditions(
+        method=request.method, request_headers=request.headers, etag=etag, last_modified=last_modified
+    )
     if pre is not None:
         return Plan(pre, 0, 0)
     full_end = length if length is not None else -1
@@ -55,8 +58,9 @@ def plan_response(request: Request, *, status: int, length: int | None, etag: st
     if kind is RangeKind.UNSATISFIABLE:
         return Plan(416, 0, 0, (("Content-Range", f"bytes */{length}"),))
     if kind is RangeKind.SINGLE and byte_range is not None:
-        return Plan(206, byte_range.start, byte_range.end + 1,
-                    (("Content-Range", content_range(byte_range, length)),))
+        return Plan(
+            206, byte_range.start, byte_range.end + 1, (("Content-Range", content_range(byte_range, length)),)
+        )
     return Plan(status, 0, full_end)
 
 
@@ -65,7 +69,9 @@ def not_modified_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, 
     return [(n, v) for n, v in headers if n.lower() in _304_FIELDS]
 
 
-def _head_fields(plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _head_fields(
+    plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
     if plan.status == 304:
         fields = not_modified_headers(headers)
     elif plan.status == 416:
@@ -79,8 +85,13 @@ def _head_fields(plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[t
     return fields
 
 
-def _start(writer: Writer, plan: Plan, headers: Iterable[tuple[str, str]], trailer: list[tuple[str, str]],
-           length: int | None) -> bool:
+def _start(
+    writer: Writer,
+    plan: Plan,
+    headers: Iterable[tuple[str, str]],
+    trailer: list[tuple[str, str]],
+    length: int | None,
+) -> bool:
     """Sends the head; True when a body follows, False when the response is already complete."""
     fields = _head_fields(plan, headers, trailer)
     if plan.status in (304, 412, 416):
@@ -94,8 +105,9 @@ def _start(writer: Writer, plan: Plan, headers: Iterable[tuple[str, str]], trail
 async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[tuple[str, str]]) -> int:
     """Sends a stored entry (with Range/conditionals applied); returns the status sent."""
     meta = hit.meta
-    plan = plan_response(request, status=meta.status, length=meta.body_length, etag=meta.etag,
-                         last_modified=meta.last_modified)
+    plan = plan_response(
+        request, status=meta.status, length=meta.body_length, etag=meta.etag, last_modified=meta.last_modified
+    )
     count = plan.end - plan.start
     if not _start(writer, plan, meta.headers, trailer, count):
         return plan.status
@@ -103,7 +115,7 @@ async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[
         body = hit.body_bytes()
         span = hit.file_span() if body is None else None
         if body is not None:
-            await writer.write(body if count == len(body) else body[plan.start:plan.end])
+            await writer.write(body if count == len(body) else body[plan.start : plan.end])
         elif span is not None:
             fd, offset, _ = span
             await writer.sendfile(fd, offset + plan.start, count)
@@ -114,9 +126,17 @@ async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[
     return plan.status
 
 
-async def deliver_fill(request: Request, writer: Writer, fill: Fill, *, status: int,
-                       headers: Iterable[tuple[str, str]], length: int | None, meta: EntryMeta | None,
-                       trailer: list[tuple[str, str]]) -> int:
+async def deliver_fill(
+    request: Request,
+    writer: Writer,
+    fill: Fill,
+    *,
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    length: int | None,
+    meta: EntryMeta | None,
+    trailer: list[tuple[str, str]],
+) -> int:
     """Streams a fill's body to the client as it arrives; returns the status sent."""
     etag = meta.etag if meta else None
     last_modified = meta.last_modified if meta else None
@@ -141,7 +161,9 @@ class FastHeads:
         self._cache: dict[bytes, tuple[EntryMeta, int, float, bytes, bytes | None]] = {}
         self._limit = limit
 
-    def get(self, meta: EntryMeta, body: bytes, now: float, head_only: bool) -> bytes | tuple[bytes, bytes] | None:
+    def get(
+        self, meta: EntryMeta, body: bytes, now: float, head_only: bool
+    ) -> bytes | tuple[bytes, bytes] | None:
         """The full response (small bodies) or (head, body) of a fresh entry at `now`; None if not fresh."""
         second = int(now)
         cached = self._cache.get(meta.key)
@@ -169,5 +191,3 @@ class FastHeads:
     def drop(self, key: bytes) -> None:
         """Forgets a prebuilt response (its entry was replaced or removed)."""
         self._cache.pop(key, None)
-
-

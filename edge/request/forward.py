@@ -20,18 +20,45 @@ from origin.upstream import UpstreamRequest
 __all__ = ["EDGE_OWNED", "FILL_STRIPPED", "upstream_request"]
 
 # Headers a client must not be able to set on the origin request (routing and identity).
-EDGE_OWNED = frozenset({
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
-    "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-scheme", "x-forwarded-ssl",
-    "forwarded", "x-original-url", "x-rewrite-url", "x-original-host", "x-http-method-override",
-    "x-http-method", "x-method-override", "x-real-ip", "x-host", "via", "host",
-    "content-length", "expect", "x-edge-hop", "x-edge-secret",
-})
+EDGE_OWNED = frozenset(
+    {
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-scheme",
+        "x-forwarded-ssl",
+        "forwarded",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-host",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-real-ip",
+        "x-host",
+        "via",
+        "host",
+        "content-length",
+        "expect",
+        "x-edge-hop",
+        "x-edge-secret",
+    }
+)
 
 # A fill fetches the whole object unconditionally (the edge answers these itself).
-FILL_STRIPPED = frozenset({
-    "range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
-})
+FILL_STRIPPED = frozenset(
+    {
+        "range",
+        "if-range",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+    }
+)
 
 VIA = "1.1 edgecache"
 
@@ -43,10 +70,16 @@ def _connection_named(request: Request) -> set[str]:
     return named
 
 
-def upstream_request(request: Request, *, method: str | None = None, fill: bool,
-                     allowlist: Iterable[str] | None = None,
-                     extra: Iterable[tuple[str, str]] = (), client_ip: str | None = None,
-                     target: str | None = None) -> UpstreamRequest:
+def upstream_request(
+    request: Request,
+    *,
+    method: str | None = None,
+    fill: bool,
+    allowlist: Iterable[str] | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+    client_ip: str | None = None,
+    target: str | None = None,
+) -> UpstreamRequest:
     """The origin request for `request`; `fill` marks a cache fill (whole object, GET).
 
     `target` replaces the client's target when a cache policy normalised the query string:
@@ -72,5 +105,10 @@ def upstream_request(request: Request, *, method: str | None = None, fill: bool,
     client_via = request.headers.get("via")
     headers.append(("Via", f"{client_via}, {VIA}" if client_via else VIA))
     body = request.body if method not in ("GET", "HEAD") else None
-    return UpstreamRequest(method=method, host=request.headers.get("host", ""), target=target or request.target,
-                           headers=tuple(headers), body=body)
+    return UpstreamRequest(
+        method=method,
+        host=request.headers.get("host", ""),
+        target=target or request.target,
+        headers=tuple(headers),
+        body=body,
+    )

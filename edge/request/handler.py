@@ -16,22 +16,22 @@ from collections.abc import Callable, Iterator, Mapping
 
 from xxhash import xxh3_128_digest
 
-from edge.server.accesslog import AccessLog
-from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
-from edge.store.entry import EntryMeta
+from edge.fill.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
 from edge.fill.producer import VARY_MARKER_STATUS, Filler, FillInfo, FillPlan, replay_headers
-from edge.request.forward import upstream_request
-from edge.purge.invalidate import Invalidator, Verdict
-from edge.request.key import CacheKey, make_key
-from edge.rules.outcome import CacheOutcome, cache_status, reason_detail
 from edge.peering.routing import PeerRouting
-from edge.rules.site_policy import CachePolicy, PolicySet, normalise_target
+from edge.purge.invalidate import Invalidator, Verdict
+from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
+from edge.request.forward import upstream_request
+from edge.request.key import CacheKey, make_key
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
+from edge.rules.outcome import CacheOutcome, cache_status, reason_detail
+from edge.rules.site_policy import CachePolicy, PolicySet, normalise_target
+from edge.server.accesslog import AccessLog
 from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
 from edge.store.base import Hit, RemoveReason, Store
+from edge.store.entry import EntryMeta
 from edge.store.tiered import TieredStore
-from edge.fill.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
 from origin.errors import ConnectError, UpstreamError, UpstreamTimeout
 from origin.routes import Router
 from origin.upstream import Upstream
@@ -59,11 +59,21 @@ def error_status(exc: BaseException) -> tuple[int, str]:
 class Handler:
     """Answers client requests from the store, a fill, or upstream."""
 
-    def __init__(self, *, store: TieredStore, coalescer: Coalescer, filler: Filler, router: Router,
-                 upstreams: Mapping[str, Upstream], allowlists: Mapping[str, tuple[str, ...] | None],
-                 access_log: AccessLog | None, routing: PeerRouting | None = None,
-                 policies: PolicySet | None = None, purges: Invalidator | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        store: TieredStore,
+        coalescer: Coalescer,
+        filler: Filler,
+        router: Router,
+        upstreams: Mapping[str, Upstream],
+        allowlists: Mapping[str, tuple[str, ...] | None],
+        access_log: AccessLog | None,
+        routing: PeerRouting | None = None,
+        policies: PolicySet | None = None,
+        purges: Invalidator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._memory = store.memory
         self._memory_peek = store.memory.peek
@@ -80,8 +90,9 @@ class Handler:
         self._purges = purges if purges is not None else Invalidator(())  # pending purge rules, trust
 
     # -- hot path ---------------------------------------------------------------------------
-    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
-                 peer: str) -> bytes | tuple[bytes, bytes] | None:
+    def try_fast(
+        self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
+    ) -> bytes | tuple[bytes, bytes] | None:
         """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
         if self._policies.rewrites and b"?" in target:
             return None  # the key uses a normalised target: let the slow path compute it
@@ -97,7 +108,9 @@ class Handler:
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
             # select the variant from the raw fields, as CacheKey.variant does on the slow path
-            store_id = CacheKey(store_id, "", "", "").variant(meta.vary, _FirstFields(raw_headers, meta.vary)).id
+            store_id = (
+                CacheKey(store_id, "", "", "").variant(meta.vary, _FirstFields(raw_headers, meta.vary)).id
+            )
             hit = self._memory_peek(store_id)
             if hit is None:
                 return None
@@ -107,7 +120,9 @@ class Handler:
             return None
         self._memory.record_hit(store_id)
         if self._log is not None:
-            self._log.write_fast(peer, "HEAD" if head_only else "GET", host, target, meta.status, len(hit.body))
+            self._log.write_fast(
+                peer, "HEAD" if head_only else "GET", host, target, meta.status, len(hit.body)
+            )
         return response
 
     # -- slow path ----------------------------------------------------------------------------
@@ -126,21 +141,40 @@ class Handler:
             if writer.started:
                 writer.abort()  # the body broke midway: truncate visibly
             else:
-                await writer.send_simple(status, reason, headers=[
-                    ("Cache-Status", cache_status(CacheOutcome.ERROR, ttl=None, stored=False, fwd_status=None,
-                                                  collapsed=False, detail=type(exc).__name__))])
+                await writer.send_simple(
+                    status,
+                    reason,
+                    headers=[
+                        (
+                            "Cache-Status",
+                            cache_status(
+                                CacheOutcome.ERROR,
+                                ttl=None,
+                                stored=False,
+                                fwd_status=None,
+                                collapsed=False,
+                                detail=type(exc).__name__,
+                            ),
+                        )
+                    ],
+                )
         finally:
             if self._log is not None:
-                self._log.write(request, writer.status, outcome, writer.bytes_sent, time.monotonic() - started)
+                self._log.write(
+                    request, writer.status, outcome, writer.bytes_sent, time.monotonic() - started
+                )
 
     async def _recv(self, request: Request, writer: Writer, from_peer: bool) -> str:
         host = request.host
         if not host or len(request.headers.getall("host", ())) != 1:
-            await writer.send_simple(400, "exactly one Host header is required; send the site's host name",
-                                     close=True)
+            await writer.send_simple(
+                400, "exactly one Host header is required; send the site's host name", close=True
+            )
             return "bad-request"
         if not request.target.startswith("/"):
-            await writer.send_simple(400, "request target must be an absolute path such as /index.html", close=True)
+            await writer.send_simple(
+                400, "request target must be an absolute path such as /index.html", close=True
+            )
             return "bad-request"
         route = self._router.match(host, request.target)
         if route is None:
@@ -148,8 +182,15 @@ class Handler:
             return "no-route"
         policy = self._policies.match(host, request.target)
         target = normalise_target(request.target, policy)
-        ctx = _Ctx(request, writer, self._upstreams[route.pool], self._allowlists.get(route.pool),
-                   make_key("http", host, target), from_peer, policy)
+        ctx = _Ctx(
+            request,
+            writer,
+            self._upstreams[route.pool],
+            self._allowlists.get(route.pool),
+            make_key("http", host, target),
+            from_peer,
+            policy,
+        )
         if request.method not in ("GET", "HEAD"):
             return await self._pass(ctx, fwd="method", invalidate=True)
         return await self._lookup(ctx, attempt=0)
@@ -157,7 +198,9 @@ class Handler:
     async def _find(self, ctx: _Ctx) -> tuple[Hit | None, bytes, Store]:
         """Looks the key up (main store, then hot copies), following a Vary marker."""
         key = ctx.key
-        stores: tuple[Store, ...] = (self._store,) if self._routing is None else (self._store, self._routing.hot)
+        stores: tuple[Store, ...] = (
+            (self._store,) if self._routing is None else (self._store, self._routing.hot)
+        )
         for store in stores:
             hit = await store.lookup(key.id)
             if hit is None:
@@ -190,7 +233,9 @@ class Handler:
             if verdict is Verdict.UNTRUSTED:
                 use = Usability.MUST_VALIDATE  # purges may have been missed: ask upstream first
             else:  # a soft purge makes it stale; stale-while-revalidate still applies
-                use = usability(hit.meta.replace(invalidated=True) if verdict is Verdict.SOFT else hit.meta, now)
+                use = usability(
+                    hit.meta.replace(invalidated=True) if verdict is Verdict.SOFT else hit.meta, now
+                )
             if use is Usability.FRESH:
                 await self._send_hit(ctx, hit, CacheOutcome.HIT, now)
                 return "hit"
@@ -202,27 +247,61 @@ class Handler:
         finally:
             await hit.close()
 
-    async def _send_hit(self, ctx: _Ctx, hit: Hit, outcome: CacheOutcome, now: float, *,
-                        detail: str | None = None, fwd_status: int | None = None) -> None:
+    async def _send_hit(
+        self,
+        ctx: _Ctx,
+        hit: Hit,
+        outcome: CacheOutcome,
+        now: float,
+        *,
+        detail: str | None = None,
+        fwd_status: int | None = None,
+    ) -> None:
         meta = hit.meta
-        trailer = [("Age", str(int(meta.age(now)))),
-                   ("Cache-Status", cache_status(outcome, ttl=meta.ttl(now), stored=None, fwd_status=fwd_status,
-                                                 collapsed=False, detail=detail))]
+        trailer = [
+            ("Age", str(int(meta.age(now)))),
+            (
+                "Cache-Status",
+                cache_status(
+                    outcome,
+                    ttl=meta.ttl(now),
+                    stored=None,
+                    fwd_status=fwd_status,
+                    collapsed=False,
+                    detail=detail,
+                ),
+            ),
+        ]
         await deliver_hit(ctx.request, ctx.writer, hit, trailer)
 
-    def _start_fill(self, ctx: _Ctx, store_id: bytes, stale: EntryMeta | None, stale_store: Store | None) -> JoinResult:
+    def _start_fill(
+        self, ctx: _Ctx, store_id: bytes, stale: EntryMeta | None, stale_store: Store | None
+    ) -> JoinResult:
         """Joins (or starts) the fill for this key; the caller releases the result."""
         request = ctx.request
         authorization = "authorization" in request.headers
         fill_id = store_id + (b"|auth" if authorization else b"")
-        upstream_req = upstream_request(request, method="GET", fill=True, allowlist=ctx.allowlist, client_ip=ctx.client_ip,
-                                        target=ctx.key.target)
+        upstream_req = upstream_request(
+            request,
+            method="GET",
+            fill=True,
+            allowlist=ctx.allowlist,
+            client_ip=ctx.client_ip,
+            target=ctx.key.target,
+        )
         routing = self._routing
         owner = None if ctx.from_peer or routing is None else routing.owner(ctx.key.id)
         parent = routing.parent_owner(ctx.key.id) if owner is None and routing is not None else None
-        plan = FillPlan(upstream=ctx.upstream, request=upstream_req, key=ctx.key,
-                        client_headers=request.headers.copy(), authorization=authorization, stale=stale,
-                        store=stale_store or self._store, policy=ctx.policy)
+        plan = FillPlan(
+            upstream=ctx.upstream,
+            request=upstream_req,
+            key=ctx.key,
+            client_headers=request.headers.copy(),
+            authorization=authorization,
+            stale=stale,
+            store=stale_store or self._store,
+            policy=ctx.policy,
+        )
         peer = owner or parent
         if routing is not None and peer is not None:
             # a peer fills: the region's owner (which coalesces for the region) or, when we own
@@ -230,10 +309,14 @@ class Handler:
             if owner is not None and stale_store is None:
                 # the owner keeps the key; we keep a copy only of keys requested often here
                 plan = dataclasses.replace(plan, store=routing.hot if routing.is_hot(ctx.key.id) else None)
-            plan = dataclasses.replace(plan, upstream=routing.peer(peer), fallback=ctx.upstream,
-                                       fallback_store=self._store,
-                                       on_fallback=functools.partial(self._peer_failed, peer),
-                                       source=f"peer-{peer}" if owner is not None else f"shield-{peer}")
+            plan = dataclasses.replace(
+                plan,
+                upstream=routing.peer(peer),
+                fallback=ctx.upstream,
+                fallback_store=self._store,
+                on_fallback=functools.partial(self._peer_failed, peer),
+                source=f"peer-{peer}" if owner is not None else f"shield-{peer}",
+            )
 
         async def producer(fill: Fill) -> None:
             await self._filler.run(fill, plan)
@@ -251,9 +334,12 @@ class Handler:
         if self._routing is not None and isinstance(exc, ConnectError):
             self._routing.peer_failed(name)
 
-    async def _miss(self, ctx: _Ctx, store_id: bytes, stale: Hit | None, stale_store: Store | None,
-                    attempt: int) -> str:
-        with self._start_fill(ctx, store_id, stale.meta if stale is not None else None, stale_store) as joined:
+    async def _miss(
+        self, ctx: _Ctx, store_id: bytes, stale: Hit | None, stale_store: Store | None, attempt: int
+    ) -> str:
+        with self._start_fill(
+            ctx, store_id, stale.meta if stale is not None else None, stale_store
+        ) as joined:
             return await self._read_fill(ctx, stale, attempt, joined)
 
     async def _read_fill(self, ctx: _Ctx, stale: Hit | None, attempt: int, joined: JoinResult) -> str:
@@ -288,11 +374,30 @@ class Handler:
         outcome = CacheOutcome.MISS if stale is None else CacheOutcome.EXPIRED
         detail = reason_detail(info.reason) if info.reason is not None else info.source
         ttl = info.meta.ttl(now) if info.meta is not None else None
-        trailer = [("Age", str(int(age))),
-                   ("Cache-Status", cache_status(outcome, ttl=ttl, stored=info.stored,
-                                                 fwd_status=head.status, collapsed=not leader, detail=detail))]
-        await deliver_fill(ctx.request, ctx.writer, fill, status=head.status, headers=head.headers,
-                           length=head.length, meta=info.meta, trailer=trailer)
+        trailer = [
+            ("Age", str(int(age))),
+            (
+                "Cache-Status",
+                cache_status(
+                    outcome,
+                    ttl=ttl,
+                    stored=info.stored,
+                    fwd_status=head.status,
+                    collapsed=not leader,
+                    detail=detail,
+                ),
+            ),
+        ]
+        await deliver_fill(
+            ctx.request,
+            ctx.writer,
+            fill,
+            status=head.status,
+            headers=head.headers,
+            length=head.length,
+            meta=info.meta,
+            trailer=trailer,
+        )
         return "miss" if leader else "collapsed"
 
     def _stale_ok(self, ctx: _Ctx, meta: EntryMeta, now: float) -> bool:
@@ -321,8 +426,11 @@ class Handler:
     async def _pass(self, ctx: _Ctx, *, fwd: str, invalidate: bool, detail: str | None = None) -> str:
         """Forwards the request as is and streams the answer back; nothing is stored."""
         request, writer = ctx.request, ctx.writer
-        response = await ctx.upstream.fetch(upstream_request(request, fill=False, allowlist=ctx.allowlist,
-                                                             client_ip=ctx.client_ip, target=ctx.key.target))
+        response = await ctx.upstream.fetch(
+            upstream_request(
+                request, fill=False, allowlist=ctx.allowlist, client_ip=ctx.client_ip, target=ctx.key.target
+            )
+        )
         try:
             fields = list(replay_headers(response.headers))
             age = response.header("age")
@@ -351,7 +459,9 @@ class Handler:
         for target in related:
             if target and target.startswith("/"):
                 ids.append(make_key("http", key.host, target).id)
-        stores: tuple[Store, ...] = (self._store,) if self._routing is None else (self._store, self._routing.hot)
+        stores: tuple[Store, ...] = (
+            (self._store,) if self._routing is None else (self._store, self._routing.hot)
+        )
         for store_id in ids:
             self._fast.drop(store_id)
             for store in stores:
@@ -385,8 +495,16 @@ class _Ctx:
 
     __slots__ = ("allowlist", "from_peer", "key", "policy", "request", "upstream", "writer")
 
-    def __init__(self, request: Request, writer: Writer, upstream: Upstream, allowlist: tuple[str, ...] | None,
-                 key: CacheKey, from_peer: bool, policy: CachePolicy) -> None:
+    def __init__(
+        self,
+        request: Request,
+        writer: Writer,
+        upstream: Upstream,
+        allowlist: tuple[str, ...] | None,
+        key: CacheKey,
+        from_peer: bool,
+        policy: CachePolicy,
+    ) -> None:
         self.request = request
         self.writer = writer
         self.upstream = upstream  # the route's origin pool

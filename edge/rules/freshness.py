@@ -19,10 +19,10 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.store.entry import EntryMeta
 from edge.rules.cache_control import Directives
 from edge.rules.httpdate import parse_delta_seconds, parse_http_date
 from edge.rules.storable import HEURISTIC_STATUSES
+from edge.store.entry import EntryMeta
 
 __all__ = [
     "Freshness",

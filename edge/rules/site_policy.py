@@ -17,7 +17,14 @@ from typing import Literal
 
 from edge.request.key import lower_host
 
-__all__ = ["DEFAULT_POLICY", "NEGATIVE_STATUSES", "CachePolicy", "PolicySet", "key_url_form", "normalise_target"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "NEGATIVE_STATUSES",
+    "CachePolicy",
+    "PolicySet",
+    "key_url_form",
+    "normalise_target",
+]
 
 NEGATIVE_STATUSES = frozenset({404, 410})
 
@@ -45,7 +52,7 @@ class CachePolicy:
         path = target.split("?", 1)[0]
         dot = path.rfind(".")
         if dot > path.rfind("/") and self.ttl_by_extension:
-            ttl = self.ttl_by_extension.get(path[dot + 1:].lower())
+            ttl = self.ttl_by_extension.get(path[dot + 1 :].lower())
             if ttl is not None:
                 return ttl
         if status in NEGATIVE_STATUSES:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from edge.rules.outcome import NoStoreReason
 from edge.rules.cache_control import Directives, request_directives
+from edge.rules.outcome import NoStoreReason
 
 __all__ = ["HEURISTIC_STATUSES", "UNDERSTOOD_STATUSES", "no_store_reason"]
 

@@ -21,20 +21,40 @@ class AccessLog:
 
     def write(self, request: Request, status: int, cache: str, size: int, seconds: float) -> None:
         """Logs one finished request."""
-        line = json.dumps({
-            "t": round(time.time(), 3), "node": self._node, "peer": request.peer, "method": request.method,
-            "host": request.host, "target": request.target, "status": status, "cache": cache,
-            "bytes": size, "ms": round(seconds * 1000, 2),
-        }, separators=(",", ":"))
+        line = json.dumps(
+            {
+                "t": round(time.time(), 3),
+                "node": self._node,
+                "peer": request.peer,
+                "method": request.method,
+                "host": request.host,
+                "target": request.target,
+                "status": status,
+                "cache": cache,
+                "bytes": size,
+                "ms": round(seconds * 1000, 2),
+            },
+            separators=(",", ":"),
+        )
         self._stream.write(line + "\n")
         self._stream.flush()
 
     def write_fast(self, peer: str, method: str, host: bytes, target: bytes, status: int, size: int) -> None:
         """Logs a hit answered on the fast path (no Request object exists for it)."""
-        line = json.dumps({
-            "t": round(time.time(), 3), "node": self._node, "peer": peer, "method": method,
-            "host": host.decode("latin-1").lower(), "target": target.decode("latin-1"), "status": status,
-            "cache": "hit", "bytes": size, "ms": 0.0,
-        }, separators=(",", ":"))
+        line = json.dumps(
+            {
+                "t": round(time.time(), 3),
+                "node": self._node,
+                "peer": peer,
+                "method": method,
+                "host": host.decode("latin-1").lower(),
+                "target": target.decode("latin-1"),
+                "status": status,
+                "cache": "hit",
+                "bytes": size,
+                "ms": 0.0,
+            },
+            separators=(",", ":"),
+        )
         self._stream.write(line + "\n")
         self._stream.flush()

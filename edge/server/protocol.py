@@ -33,9 +33,25 @@ log = logging.getLogger("edge.server")
 
 # Request fields the listener looks at while parsing: Host (1), and the fields that take a
 # request off the fast path to the full handler (2).
-_SPECIAL = {b"host": 1, **dict.fromkeys((
-    b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since",
-    b"authorization", b"expect", b"transfer-encoding", b"content-length", b"upgrade"), 2)}
+_SPECIAL = {
+    b"host": 1,
+    **dict.fromkeys(
+        (
+            b"range",
+            b"if-range",
+            b"if-none-match",
+            b"if-modified-since",
+            b"if-match",
+            b"if-unmodified-since",
+            b"authorization",
+            b"expect",
+            b"transfer-encoding",
+            b"content-length",
+            b"upgrade",
+        ),
+        2,
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,8 +67,9 @@ class Limits:
 class Responder(Protocol):
     """What the listener calls for each request (implemented by edge.request.handler)."""
 
-    def try_fast(self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]],
-                 peer: str) -> bytes | tuple[bytes, bytes] | None:
+    def try_fast(
+        self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
+    ) -> bytes | tuple[bytes, bytes] | None:
         """A fresh memory hit's response (whole, or head and body) for a plain GET/HEAD, or None.
 
         Called from the parser callback for keep-alive HTTP/1.1 GET and HEAD requests with one
@@ -201,10 +218,19 @@ class HttpProtocol(asyncio.Protocol):
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()
         host = self._host
-        if (self._plain and host is not None and keep_alive and not self._busy and not self._pending
-                and (method == b"GET" or method == b"HEAD") and self._body is None
-                and parser.get_http_version() == "1.1"):
-            fast = self._responder.try_fast(method == b"HEAD", host, bytes(self._url), self._headers, self._peer)
+        if (
+            self._plain
+            and host is not None
+            and keep_alive
+            and not self._busy
+            and not self._pending
+            and (method == b"GET" or method == b"HEAD")
+            and self._body is None
+            and parser.get_http_version() == "1.1"
+        ):
+            fast = self._responder.try_fast(
+                method == b"HEAD", host, bytes(self._url), self._headers, self._peer
+            )
             if fast is not None:
                 self._reset()
                 transport = self._transport

@@ -28,9 +28,20 @@ class Request:
         "version",
     )
 
-    def __init__(self, *, method: str, target: str, version: str, headers: CIMultiDict[str] | None = None,
-                 raw_headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None, keep_alive: bool,
-                 peer: str, raw_host: str | None = None, plain: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        method: str,
+        target: str,
+        version: str,
+        headers: CIMultiDict[str] | None = None,
+        raw_headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes | None,
+        keep_alive: bool,
+        peer: str,
+        raw_host: str | None = None,
+        plain: bool = False,
+    ) -> None:
         self.method = method
         self.target = target  # raw request target: never decoded, never normalised
         self.version = version  # "1.1" or "1.0"
@@ -50,7 +61,8 @@ class Request:
         headers = self._headers
         if headers is None:
             headers = self._headers = CIMultiDict(
-                [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers])
+                [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers]
+            )
         return headers
 
     @property

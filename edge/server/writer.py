@@ -24,13 +24,33 @@ __all__ = ["REASONS", "ClientGone", "Writer", "build_head", "simple_response"]
 WRITE_STALL_TIMEOUT_S = 60.0  # a client that reads nothing for this long is dropped
 
 REASONS: dict[int, str] = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Found", 304: "Not Modified", 307: "Temporary Redirect",
-    308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 410: "Gone", 412: "Precondition Failed",
-    413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
-    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    410: "Gone",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -52,12 +72,17 @@ def build_head(status: int, headers: Iterable[tuple[str, str]], extra: bytes = b
     return "".join(lines).encode("latin-1", "replace") + extra + b"\r\n"
 
 
-def simple_response(status: int, reason: str, *, close: bool = False, head_only: bool = False,
-                    headers: Iterable[tuple[str, str]] = ()) -> bytes:
+def simple_response(
+    status: int,
+    reason: str,
+    *,
+    close: bool = False,
+    head_only: bool = False,
+    headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
     """A complete short text response: the status and a one-line reason."""
     body = f"{status} {REASONS.get(status, 'Error')}: {reason}\n".encode("utf-8", "replace")
-    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-              *headers]
+    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers]
     if close:
         fields.append(("Connection", "close"))
     head = build_head(status, fields)
@@ -81,8 +106,9 @@ class Writer:
         "status",
     )
 
-    def __init__(self, transport: asyncio.Transport, writable: asyncio.Event, request: Request,
-                 conn: _ConnState) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, writable: asyncio.Event, request: Request, conn: _ConnState
+    ) -> None:
         self._transport = transport
         self._writable = writable  # cleared while the transport's buffer is over its high-water mark
         self._request = request
@@ -191,8 +217,9 @@ class Writer:
         self.finished = True
         self._transport.abort()
 
-    async def send_simple(self, status: int, reason: str, *, close: bool = False,
-                          headers: Iterable[tuple[str, str]] = ()) -> None:
+    async def send_simple(
+        self, status: int, reason: str, *, close: bool = False, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         """Answers with a short text body and a one-line reason."""
         if self._transport.is_closing():
             raise ClientGone("client closed the connection")
@@ -200,8 +227,9 @@ class Writer:
         self.status = status
         close = close or self._close
         self._close = close
-        self._transport.write(simple_response(status, reason, close=close, head_only=self._head_only,
-                                              headers=headers))
+        self._transport.write(
+            simple_response(status, reason, close=close, head_only=self._head_only, headers=headers)
+        )
         self.finished = True
         if close:
             self._transport.close()
@@ -226,4 +254,3 @@ def _sendfile_blocking(sock_fd: int, fd: int, offset: int, count: int) -> int:
             return sent
         sent += n
     return sent
-

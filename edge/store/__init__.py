@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from edge.store.base import CHUNK_BYTES, Hit, RefuseReason, RemoveReason, Store, StoreStats, Writer
 from edge.store.disk import DiskHit, DiskStore, DiskWriter
-from edge.store.memory import MemoryHit, MemoryStore, MemoryWriter
 from edge.store.eviction import EvictionPolicy, LRUPolicy
+from edge.store.memory import MemoryHit, MemoryStore, MemoryWriter
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore, TieredWriter
 

@@ -61,9 +61,7 @@ class StoreStats:
     misses: int  # lookups that returned None
     evictions: int  # objects removed to make room
     inserts: int  # successful commits
-    rejected: (
-        int  # commits refused by the store (too large, over budget, I/O error); aborts not counted
-    )
+    rejected: int  # commits refused by the store (too large, over budget, I/O error); aborts not counted
 
 
 @dataclass(slots=True)

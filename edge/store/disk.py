@@ -26,13 +26,13 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TypeVar
 
-from edge.store.entry import EntryMeta
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreCounters, StoreStats
 from edge.store.diskfile import ObjectInfo, OpenStatus
 from edge.store.diskwriter import DiskWriter
-from edge.store.keylock import KeyLocks
+from edge.store.entry import EntryMeta
 from edge.store.eviction import EvictionPolicy
+from edge.store.keylock import KeyLocks
 from edge.store.s3fifo import S3FIFOPolicy
 
 __all__ = ["DiskHit", "DiskStore", "DiskWriter"]  # DiskWriter lives in diskwriter.py
@@ -190,9 +190,7 @@ class DiskStore:
             old = self._index.get(key)
             if old is None:
                 return False
-            kept = meta.replace(
-                key=key, body_length=old.meta.body_length, checksum=old.meta.checksum
-            )
+            kept = meta.replace(key=key, body_length=old.meta.body_length, checksum=old.meta.checksum)
             try:
                 info = await self._run(diskfile.rewrite_meta, self.root, old, kept)
             except (OSError, diskfile.CorruptObject):
@@ -227,9 +225,7 @@ class DiskStore:
     @property
     def stats(self) -> StoreStats:
         """The current counters; bytes are whole files (header + meta + body)."""
-        return self._counts.snapshot(
-            entries=len(self._index), bytes=self._bytes, max_bytes=self.max_bytes
-        )
+        return self._counts.snapshot(entries=len(self._index), bytes=self._bytes, max_bytes=self.max_bytes)
 
     @property
     def verification_pending(self) -> int:
@@ -248,11 +244,17 @@ class DiskStore:
             await asyncio.wait([self._verifier])
             self._verifier = None
 
-    def _count_refusal(self) -> None:
+    # -- WriterHost (edge.store.diskwriter): what a DiskWriter may ask of its store -----------
+    async def run_file_op(self, fn: Callable[..., T], *args: object) -> T:
+        """Runs one blocking file operation on the store's executor."""
+        return await self._run(fn, *args)
+
+    def note_refusal(self) -> None:
+        """Counts a body the store refused (too large, I/O error, aborted)."""
         self._counts.rejected += 1
 
-    async def _publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None:
-        # Called by DiskWriter.commit with the final meta; takes over the writer's tmp file.
+    async def publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None:
+        """Takes over the writer's tmp file: writes the final meta, renames it into place."""
         key = meta.key
         if writer.reserved + meta.body_length > self.max_bytes:
             self._counts.rejected += 1

@@ -139,9 +139,7 @@ def _copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: in
     if hasattr(os, "copy_file_range"):
         try:
             while done < length:
-                n = os.copy_file_range(
-                    src, dst, length - done, src_offset + done, dst_offset + done
-                )
+                n = os.copy_file_range(src, dst, length - done, src_offset + done, dst_offset + done)
                 if n == 0:
                     raise CorruptObject("source ended early")
                 done += n

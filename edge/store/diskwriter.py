@@ -2,27 +2,47 @@
 
 Chunks are gathered into batches of about CHUNK_BYTES and each batch is written with one
 executor call, so the writer never holds more than one batch of the body. commit() hands
-the tmp file to DiskStore._publish, which writes the final meta and renames it into place.
+the tmp file to its WriterHost's `publish`, which writes the final meta and renames it into
+place. The host (edge.store.disk.DiskStore) is reached only through that narrow Protocol, so
+the writer knows nothing of the store's index or locks.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import xxhash
 
-from edge.store.entry import EntryMeta
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, AbortOnExit, RefuseReason
+from edge.store.entry import EntryMeta
 
-if TYPE_CHECKING:
-    from edge.store.disk import DiskStore
-
-__all__ = ["DiskWriter"]
+__all__ = ["DiskWriter", "WriterHost"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WriterHost(Protocol):
+    """What a DiskWriter needs from its store; DiskStore implements it.
+
+    Called by the writer only: `run_file_op` for every blocking file call (one executor hop),
+    `note_refusal` once per refused body, and `publish` once, from commit(), handing over the
+    tmp file (the host then owns it: it renames it into place or deletes it).
+    """
+
+    @property
+    def max_object_bytes(self) -> int: ...
+
+    async def run_file_op(self, fn: Callable[..., T], *args: object) -> T: ...
+
+    def note_refusal(self) -> None: ...
+
+    async def publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None: ...
 
 
 class DiskWriter(AbortOnExit):
@@ -32,9 +52,7 @@ class DiskWriter(AbortOnExit):
     and tmp file until the store is reopened, which empties tmp/.
     """
 
-    def __init__(
-        self, store: DiskStore, meta: EntryMeta, fd: int, path: Path, reserved: int
-    ) -> None:
+    def __init__(self, store: WriterHost, meta: EntryMeta, fd: int, path: Path, reserved: int) -> None:
         self.fd = fd
         self.path = path
         self.reserved = reserved  # the body starts here in the tmp file
@@ -84,7 +102,7 @@ class DiskWriter(AbortOnExit):
             return False
         self._done = True
         final = final.replace(body_length=self._size, checksum=self._hasher.intdigest())
-        self._refusal = await self._store._publish(self, final)
+        self._refusal = await self._store.publish(self, final)
         return self._refusal is None
 
     async def abort(self) -> None:
@@ -94,7 +112,7 @@ class DiskWriter(AbortOnExit):
         self._refusal = self._refusal or RefuseReason.ABORTED
         self._done = True
         self._batch = []
-        await self._store._run(diskfile.discard_tmp, self.fd, self.path)
+        await self._store.run_file_op(diskfile.discard_tmp, self.fd, self.path)
 
     async def _flush(self) -> None:
         if not self._batch:
@@ -103,13 +121,13 @@ class DiskWriter(AbortOnExit):
         self._batch, self._batch_bytes = [], 0
         offset = self.reserved + self._size - len(data)
         try:
-            await self._store._run(diskfile.pwrite_all, self.fd, data, offset)
+            await self._store.run_file_op(diskfile.pwrite_all, self.fd, data, offset)
         except OSError:
             log.exception("writing a disk object failed")
             await self._refuse(RefuseReason.IO_ERROR)
 
     async def _refuse(self, reason: RefuseReason) -> None:
-        self._store._count_refusal()
+        self._store.note_refusal()
         await self.abort()
         self._refusal = reason
 

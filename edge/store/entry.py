@@ -83,7 +83,7 @@ def unpack_meta(data: bytes) -> EntryMeta:
         raise MetaFormatError(f"undecodable metadata: {exc}") from exc
     if version != META_VERSION or not isinstance(values, list) or len(values) != len(_FIELDS):
         raise MetaFormatError(f"metadata version {version!r} is not {META_VERSION}")
-    fields = dict(zip(_FIELDS, values))
+    fields = dict(zip(_FIELDS, values, strict=False))
     try:
         fields["headers"] = tuple((str(n), str(v)) for n, v in fields["headers"])
         fields["vary"] = tuple(fields["vary"])

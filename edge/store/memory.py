@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import xxhash
 
-from edge.store.entry import EntryMeta
 from edge.store.base import (
     CHUNK_BYTES,
     AbortOnExit,
@@ -23,6 +22,7 @@ from edge.store.base import (
     StoreCounters,
     StoreStats,
 )
+from edge.store.entry import EntryMeta
 from edge.store.eviction import EvictionPolicy
 from edge.store.s3fifo import S3FIFOPolicy
 
@@ -150,9 +150,7 @@ class MemoryStore:
     @property
     def stats(self) -> StoreStats:
         """The current counters."""
-        return self._counts.snapshot(
-            entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes
-        )
+        return self._counts.snapshot(entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes)
 
     async def close(self) -> None:
         """Drops every entry."""

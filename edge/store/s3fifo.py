@@ -34,9 +34,7 @@ class S3FIFOPolicy:
         "_small_max",
     )
 
-    def __init__(
-        self, max_bytes: int, *, small_ratio: float = 0.1, move_to_main_threshold: int = 1
-    ) -> None:
+    def __init__(self, max_bytes: int, *, small_ratio: float = 0.1, move_to_main_threshold: int = 1) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         if not 0.0 < small_ratio < 1.0:

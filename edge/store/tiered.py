@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from edge.store.entry import EntryMeta
 from edge.store.base import AbortOnExit, Hit, RefuseReason, RemoveReason, StoreStats
 from edge.store.disk import DiskHit, DiskStore, DiskWriter
 from edge.store.diskfile import CorruptObject
+from edge.store.entry import EntryMeta
 from edge.store.keylock import KeyLocks
 from edge.store.memory import MemoryHit, MemoryStore, MemoryWriter
 

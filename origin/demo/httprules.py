@@ -130,9 +130,7 @@ def _any_match(header: str, etag: str | None, *, strong: bool) -> bool:
 
 
 # RFC 9110 §13.2.2: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since, in order.
-def evaluate_preconditions(
-    method: str, headers: Mapping[str, str], validators: Validators
-) -> Precondition:
+def evaluate_preconditions(method: str, headers: Mapping[str, str], validators: Validators) -> Precondition:
     """Evaluates the request's preconditions against the current representation."""
     safe = method in ("GET", "HEAD")
     if_match = headers.get("If-Match")
@@ -196,9 +194,7 @@ def _parse_single_range(value: str, size: int) -> RangeDecision | None:
 
 
 # RFC 9110 §14.2: Range applies to GET only; a server may ignore what it does not support.
-def select_range(
-    method: str, headers: Mapping[str, str], validators: Validators, size: int
-) -> RangeDecision:
+def select_range(method: str, headers: Mapping[str, str], validators: Validators, size: int) -> RangeDecision:
     """Decides between the full representation, one range (206) and 416."""
     full = RangeDecision(RangeKind.FULL, 0, size, size)
     value = headers.get("Range")

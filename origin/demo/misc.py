@@ -36,9 +36,7 @@ async def echo_response(request: web.Request, cache_control: str | None) -> web.
         "body_length": len(body),
     }
     headers = {"Cache-Control": cache_control} if cache_control else {}
-    return web.Response(
-        body=json.dumps(payload).encode(), headers=headers, content_type="application/json"
-    )
+    return web.Response(body=json.dumps(payload).encode(), headers=headers, content_type="application/json")
 
 
 class MiscHandlers:

@@ -231,9 +231,9 @@ class SyntheticObjects:
                 return _drop(request, resp)
             await resp.write(piece)
             sent += len(piece)
-            if p.rate_bytes_per_s is not None and sent < end - start:
-                if not await self._pause(len(piece) / p.rate_bytes_per_s):
-                    return _drop(request, resp)
+            rate = p.rate_bytes_per_s
+            if rate is not None and sent < end - start and not await self._pause(len(piece) / rate):
+                return _drop(request, resp)
         if p.fail_at is not None:  # at or past the end: no end of message (chunked: no last-chunk)
             return _drop(request, resp)
         await resp.write_eof()

@@ -169,9 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the sample site (HTML, CSS, JS, PNG, HLS, DASH, a 64 MiB MP4) into --root "
         "first; files already there with the right size are kept",
     )
-    parser.add_argument(
-        "--verbose", action="store_true", help="print one line per request to stdout"
-    )
+    parser.add_argument("--verbose", action="store_true", help="print one line per request to stdout")
     return parser
 
 

@@ -40,9 +40,7 @@ _CACHE_RULES: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({".m3u8", ".mpd"}), "max-age=2"),
     (frozenset({".ts", ".m4s", ".mp4"}), "max-age=86400"),
     (
-        frozenset(
-            {".css", ".js", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".avif"}
-        ),
+        frozenset({".css", ".js", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".avif"}),
         "max-age=3600",
     ),
     (frozenset({".html", ".htm"}), "max-age=60"),
