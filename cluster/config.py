@@ -1,7 +1,7 @@
 """Cluster configuration values: the nodes of the deployment and how a region shares its cache.
 
 Frozen, slotted, keyword-only dataclasses; each default is documented beside its field and
-checked in `__post_init__` (ValueError names the field). edge/config/deployment.py parses the TOML
+checked in `__post_init__` (ValueError names the field). edge/config/topology.py parses the TOML
 `[cluster]` and `[nodes.*]` tables into these and reports errors with the dotted path.
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import assert_never
 
 from origin.config import Balance
 from origin.errors import BodyTimeout
@@ -29,7 +30,7 @@ class Balancer:
     __slots__ = ("_cursor", "_policy")
 
     def __init__(self, policy: Balance) -> None:
-        self._policy = policy
+        self._policy = Balance(policy)  # ValueError on a name that is no Balance, here, not at a pick
         self._cursor = 0  # where the round-robin scan starts: one past the last pick
 
     @property
@@ -45,12 +46,16 @@ class Balancer:
             i = (self._cursor + step) % n
             if not eligible[i]:
                 continue
-            if self._policy == "round_robin":
-                best = i
-                break
-            # Strictly fewer: among equals the first in round-robin order wins.
-            if best is None or outstanding[i] < outstanding[best]:
-                best = i
+            match self._policy:
+                case Balance.ROUND_ROBIN:
+                    best = i
+                    break
+                case Balance.LEAST_OUTSTANDING:
+                    # Strictly fewer: among equals the first in round-robin order wins.
+                    if best is None or outstanding[i] < outstanding[best]:
+                        best = i
+                case _:
+                    assert_never(self._policy)
         if best is not None:
             self._cursor = (best + 1) % n
         return best

@@ -9,7 +9,7 @@ the edge's job: edge/config/origins.py builds them and never lets a bad table th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -99,8 +99,12 @@ class RetryConfig:
             raise ValueError("budget_ratio and budget_burst must be >= 0")
 
 
-# How a pool spreads requests over its available servers (origin/balance.py).
-Balance = Literal["round_robin", "least_outstanding"]
+class Balance(StrEnum):
+    """How a pool spreads requests over its available servers (origin/balance.py); the value is
+    the name config.toml uses."""
+
+    ROUND_ROBIN = "round_robin"  # the next eligible server after the last one picked
+    LEAST_OUTSTANDING = "least_outstanding"  # the eligible server with the fewest requests in flight
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +155,7 @@ class OriginPoolConfig:
 
     name: str
     servers: tuple[ServerConfig, ...]  # at least one
-    balance: Balance = "round_robin"
+    balance: Balance = Balance.ROUND_ROBIN
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)  # per fetch from one server
     retry: RetryConfig = field(default_factory=RetryConfig)
     forward_headers: tuple[str, ...] | None = None  # lower-case allowlist; None = transparent
@@ -163,8 +167,8 @@ class OriginPoolConfig:
     def __post_init__(self) -> None:
         if not self.servers:
             raise ValueError("a pool needs at least one server")
-        if self.balance not in get_args(Balance):
-            raise ValueError(f"balance must be one of {get_args(Balance)}")
+        if not isinstance(self.balance, Balance):
+            raise ValueError(f"balance must be a Balance ({', '.join(Balance)}), got {self.balance!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +179,3 @@ class RouteRule:
     host: str = "*"
     path_prefix: str = "/"  # plain string prefix of the raw path; "/" matches every request
     pool: str  # name of an [origins.<name>] pool
-
-
-# --- parsing the TOML shape ----------------------------------------------------------------

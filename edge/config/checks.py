@@ -7,11 +7,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from edge.config.errors import ConfigError
 
-__all__ = ["boolean", "check_keys", "number", "opt_str", "parse_addr", "parse_size", "table"]
+__all__ = [
+    "boolean",
+    "check_keys",
+    "choice",
+    "choices_text",
+    "number",
+    "opt_str",
+    "parse_addr",
+    "parse_size",
+    "table",
+]
+
+Choice = TypeVar("Choice", bound=StrEnum)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -87,3 +100,19 @@ def opt_str(table: Mapping[str, Any], key: str, path: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{path}.{key}: expected a string, got {value!r}")
     return value
+
+
+def choices_text(kind: type[StrEnum]) -> str:
+    """The valid names of a choice, quoted as config.toml writes them: '"a", "b"'."""
+    return ", ".join(f'"{member.value}"' for member in kind)
+
+
+def choice(table: Mapping[str, Any], key: str, default: Choice, path: str, what: str = "value") -> Choice:
+    """Reads `key` as one of the names of `default`'s enum; an unknown name lists the valid ones."""
+    kind = type(default)
+    value = table.get(key, default.value)
+    if isinstance(value, str):
+        for member in kind:
+            if member.value == value:
+                return member
+    raise ConfigError(f"{path}.{key}: unknown {what} {value!r}; use one of {choices_text(kind)}")

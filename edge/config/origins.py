@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any
 
+from edge.config.checks import choice
 from edge.config.errors import ConfigError
 from origin.config import (
     Balance,
@@ -131,15 +132,6 @@ def _parse_forward_headers(table: Mapping[str, Any], path: str) -> tuple[str, ..
     return tuple(dict.fromkeys(name.lower() for name in names))
 
 
-def _parse_balance(table: Mapping[str, Any], path: str) -> Balance:
-    value = table.get("balance", "round_robin")
-    for choice in get_args(Balance):
-        if value == choice:
-            return choice  # type: ignore[no-any-return]
-    choices = " or ".join(f'"{c}"' for c in get_args(Balance))
-    raise ConfigError(f"{path}.balance: unknown balancing {value!r}; use {choices}")
-
-
 def _parse_health(table: Mapping[str, Any], path: str) -> HealthCheckConfig:
     d = HealthCheckConfig()
     health_path = _optional_string(table, "health_path", path, "/healthz")
@@ -196,7 +188,7 @@ def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
     return OriginPoolConfig(
         name=name,
         servers=servers,
-        balance=_parse_balance(table, path),
+        balance=choice(table, "balance", Balance.ROUND_ROBIN, path, "balancing"),
         timeouts=timeouts,
         retry=retry,
         forward_headers=_parse_forward_headers(table, path),

@@ -137,8 +137,10 @@ def parse_cluster(
             values[key] = value
     try:
         return ClusterConfig(**values), peers
-    except ValueError as exc:
-        raise ConfigError(f"cluster: {exc}") from exc
+    except ValueError as exc:  # ClusterConfig's range checks start with the field they name
+        field = str(exc).partition(" ")[0].rstrip(",")
+        path = f"cluster.{field}" if field in values else "cluster"
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def parse_regions(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> dict[str, RegionConfig]:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from origin.config import (
+    Balance,
     HealthCheckConfig,
     OriginPoolConfig,
     PassiveHealthConfig,
@@ -262,7 +263,7 @@ async def take(pool: OriginPool) -> UpstreamResponse:
 class TestBalancing:
     async def test_least_outstanding_picks_idle_server_when_other_is_busy(self) -> None:
         a, b = FakeUpstream(b"a", name="a"), FakeUpstream(b"b", name="b")
-        pool = fake_pool([a, b], balance="least_outstanding")
+        pool = fake_pool([a, b], balance=Balance.LEAST_OUTSTANDING)
         first, second = await take(pool), await take(pool)
         second.close()  # b is idle again, a still streams
         picks = [(await take(pool)).upstream for _ in range(2)]
@@ -271,7 +272,7 @@ class TestBalancing:
 
     async def test_round_robin_ignores_busy_server_when_balance_is_round_robin(self) -> None:
         a, b = FakeUpstream(b"a", name="a"), FakeUpstream(b"b", name="b")
-        pool = fake_pool([a, b], balance="round_robin")
+        pool = fake_pool([a, b], balance=Balance.ROUND_ROBIN)
         await take(pool)
         (await take(pool)).close()
         assert (await take(pool)).upstream == "a"

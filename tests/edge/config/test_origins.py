@@ -10,6 +10,7 @@ import pytest
 
 from edge.config.errors import ConfigError
 from origin.config import (
+    Balance,
     HealthCheckConfig,
     OriginPoolConfig,
     PassiveHealthConfig,
@@ -76,7 +77,7 @@ class TestParseValid:
             forward_headers=("accept", "accept-encoding", "x-app"),
         )
         assert pools["api"].forward_headers is None and pools["api"].retry.attempts == 1
-        assert pools["api"].balance == "least_outstanding" and pools["api"].backup == "web"
+        assert pools["api"].balance is Balance.LEAST_OUTSTANDING and pools["api"].backup == "web"
         assert pools["api"].health == HealthCheckConfig(
             path="/healthz",
             host="api.example.com",
@@ -111,7 +112,8 @@ class TestParseErrors:
             ({**OK_POOL, "retries": -1}, "origins.web.retries:"),
             ({**OK_POOL, "forward_headers": "accept"}, "origins.web.forward_headers:"),
             ({**OK_POOL, "forward_headers": ["ok", "bad name"]}, "origins.web.forward_headers[1]:"),
-            ({**OK_POOL, "balance": "random"}, "origins.web.balance: unknown balancing"),
+            ({**OK_POOL, "balance": "random"}, "origins.web.balance: unknown balancing 'random'"),
+            ({**OK_POOL, "balance": 1}, "origins.web.balance: unknown balancing 1"),
             ({**OK_POOL, "health_path": "healthz"}, "origins.web.health_path:"),
             ({**OK_POOL, "health_path": "/a b"}, "origins.web.health_path:"),
             ({**OK_POOL, "health_path": 1}, "origins.web.health_path:"),
@@ -205,12 +207,26 @@ class TestParseErrors:
             ServerConfig(url="gopher://127.0.0.1:70")
 
 
+class TestBalanceNames:
+    def test_unknown_balancing_fails_listing_every_valid_name_when_misspelt(self) -> None:
+        with pytest.raises(ConfigError) as err:
+            parse_pool({**OK_POOL, "balance": "least-outstanding"})
+        assert str(err.value) == (
+            "origins.web.balance: unknown balancing 'least-outstanding'; "
+            'use one of "round_robin", "least_outstanding"'
+        )
+
+    @pytest.mark.parametrize("member", list(Balance))
+    def test_every_balance_reads_back_as_its_member_when_named(self, member: Balance) -> None:
+        assert parse_pool({**OK_POOL, "balance": member.value})["web"].balance is member
+
+
 class TestValues:
     def test_pool_config_defaults_to_round_robin_without_checks_when_keys_are_absent(
         self,
     ) -> None:
         pool = parse_pool(OK_POOL)["web"]
-        assert (pool.balance, pool.backup, pool.health.enabled) == ("round_robin", None, False)
+        assert (pool.balance, pool.backup, pool.health.enabled) == (Balance.ROUND_ROBIN, None, False)
         assert pool.passive == PassiveHealthConfig(failures=3, cooldown_s=10.0, on_5xx=False)
 
     def test_health_config_raises_value_error_when_timeout_exceeds_interval(self) -> None:
