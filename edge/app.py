@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import assert_never
 
 import aiohttp
 
@@ -22,6 +23,7 @@ from cluster.propagate import PurgeHub
 from cluster.purge import PurgeLog
 from cluster.purge_wire import HttpPurgeTransport
 from cluster.ring import Ring
+from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
@@ -33,7 +35,7 @@ from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
-from edge.store.disk import DiskStore
+from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
 from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
@@ -67,8 +69,13 @@ def check_parsers() -> None:
         )
 
 
-def _policy(name: str, max_bytes: int) -> EvictionPolicy:
-    return S3FIFOPolicy(max_bytes) if name == "s3fifo" else LRUPolicy(max_bytes)
+def _policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
+    match kind:
+        case Eviction.S3FIFO:
+            return S3FIFOPolicy(max_bytes)
+        case Eviction.LRU:
+            return LRUPolicy(max_bytes)
+    assert_never(kind)  # mypy fails here when a new Eviction has no policy above
 
 
 class EdgeNode:
@@ -104,22 +111,8 @@ class EdgeNode:
         disk = None
         spool_dir: Path | None = None
         if disk_dir is not None:
-            started = time.monotonic()
-            disk = await DiskStore.open(
-                disk_dir,
-                max_bytes=cache.disk_bytes,
-                max_object_bytes=cache.disk_max_object_bytes,
-                policy=_policy(cache.policy, cache.disk_bytes),
-            )
-            log.info(
-                "disk tier %s: %d objects, %d bytes indexed in %.2fs",
-                disk_dir,
-                disk.stats.entries,
-                disk.stats.bytes,
-                time.monotonic() - started,
-            )
+            disk = await self._open_disk(disk_dir)
             spool_dir = disk_dir / "spool"
-            spool_dir.mkdir(parents=True, exist_ok=True)
         self.store = TieredStore(memory, disk)
         self._session = make_session()
         self._pools = build_pools(cfg.pools, self._session)
@@ -187,12 +180,46 @@ class EdgeNode:
         if self._membership is not None:
             self._membership.start()
 
+    async def _open_disk(self, disk_dir: Path) -> DiskStore:
+        """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
+        cache = self.config.cache
+        started = time.monotonic()
+        where = "disk tier"
+        try:
+            disk = await DiskStore.open(
+                disk_dir,
+                max_bytes=cache.disk_bytes,
+                max_object_bytes=cache.disk_max_object_bytes,
+                policy=_policy(cache.policy, cache.disk_bytes),
+            )
+        except DiskUnusable as exc:
+            raise StartupError(f"{where}: {exc}") from exc
+        except OSError as exc:  # reading what is already there (permissions inside the tree)
+            raise StartupError(
+                f"{where}: {exc.strerror or exc} on {exc.filename or disk_dir}; fix its permissions "
+                "or pick another directory"
+            ) from exc
+        log.info(
+            "disk tier %s: %d objects, %d bytes indexed in %.2fs",
+            disk_dir,
+            disk.stats.entries,
+            disk.stats.bytes,
+            time.monotonic() - started,
+        )
+        try:
+            await asyncio.to_thread((disk_dir / "spool").mkdir, exist_ok=True)
+        except OSError as exc:
+            await disk.close()
+            raise StartupError(
+                f"{where}: cannot create {disk_dir / 'spool'} ({exc.strerror}); remove what is in its way"
+            ) from exc
+        return disk
+
     async def _build_purging(self) -> tuple[Invalidator, PurgeHub]:
         """Opens the purge journal, re-applies purges not yet swept, and builds the hub."""
         cfg = self.config
         assert self.store is not None and self._session is not None
         state = cfg.state_dir
-        journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
         sync = cfg.purge_sync
         stores: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
         # a peer's copy may predate a purge that had not reached it yet: see edge.purge.invalidate
@@ -203,7 +230,15 @@ class EdgeNode:
             peer_window_s=window,
             normalise_url=key_url_form(PolicySet(cfg.policies)),
         )
-        await invalidator.load(journal.generation)
+        try:
+            journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
+            await invalidator.load(journal.generation)
+        except OSError as exc:
+            await self._close_resources()
+            raise StartupError(
+                f"purge state in {state}: {exc.strerror or exc} on {exc.filename or state}; make "
+                f"nodes.{cfg.node.name}.state_dir (default <disk_dir>/purge) a writable directory"
+            ) from exc
         for gen, purge in journal.after(invalidator.swept_through):
             await invalidator.apply(purge, gen)
         invalidator.start()

@@ -1,10 +1,16 @@
 """Loads config.toml into frozen dataclasses for one node, validating every key once.
 
-`load(path, node)` reads the deployment and picks the named node's part; `quickstart(...)`
-builds the same structure from command-line flags (one node in front of one origin, as
-`varnishd -b` does). Unknown keys, wrong types and bad values raise ConfigError naming
-the dotted key and saying what to do. Sizes accept integers (bytes) or strings such as
-"256MiB", "2GiB", "64KiB".
+`load(path, node)` reads the deployment and picks the named node's part (`load_all(path)`:
+every node's part, for check-config and `make run`); `quickstart(...)` builds the same
+structure from command-line flags (one node in front of one origin, as `varnishd -b` does).
+Unknown keys, wrong types and bad values raise ConfigError naming the dotted key and saying
+what to do. Sizes accept integers (bytes) or strings such as "256MiB", "2GiB", "64KiB".
+
+Each section is validated next to the dataclass it builds: `[cache]`/`[coalesce]` in
+cache.py, `[nodes]`/`[regions]`/`[cluster]` in topology.py, `[admin]` and the purge keys in
+purge.py, `[origins]`/`[[routes]]` in origins.py; here the top level, `[demo]`, `[limits]`
+and `[[policies]]`. Types owned by other packages (origin/config.py, cluster/config.py,
+edge.server's Limits, edge.rules' CachePolicy) are built here but never import this reader.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cluster.config import ClusterConfig, PeerConfig
+from edge.config.cache import CacheConfig, CoalesceConfig, Eviction, parse_cache, parse_coalesce
 from edge.config.checks import (
     GiB,
     MiB,
@@ -46,38 +53,16 @@ __all__ = [
     "ConfigError",
     "DemoConfig",
     "EdgeConfig",
+    "Eviction",
     "NodeConfig",
     "RegionConfig",
     "load",
+    "load_all",
     "parse_addr",
     "parse_size",
     "quickstart",
+    "read",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CacheConfig:
-    """Stores and HTTP caching knobs (`[cache]`)."""
-
-    memory_bytes: int = 256 * MiB  # memory tier budget
-    memory_max_object_bytes: int = 8 * MiB  # larger bodies live on disk only
-    disk_dir: str | None = None  # disk tier directory ("{node}" is replaced); None = memory only
-    disk_bytes: int = 2 * GiB  # disk tier budget
-    disk_max_object_bytes: int = 1 * GiB  # larger bodies are served but not stored
-    policy: Literal["s3fifo", "lru"] = "s3fifo"  # eviction policy of both tiers
-    heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2: share of (Date - Last-Modified)
-    heuristic_max_s: float = 86400.0  # upper bound of a heuristic lifetime
-    allow_set_cookie: bool = False  # store responses carrying Set-Cookie (never by default)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CoalesceConfig:
-    """Request coalescing (`[coalesce]`)."""
-
-    head_timeout_s: float = 30.0  # how long a request waits for a fill's response head (then 504)
-    idle_timeout_s: float = 30.0  # longest gap between body chunks a reader waits (then abort)
-    pass_memo_s: float = 10.0  # how long an unshareable response stops coalescing for its key
-    spool_memory_bytes: int = 8 * MiB  # fill bytes kept in memory before spilling to a file
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,42 +120,6 @@ class EdgeConfig:
             return Path(self.node.state_dir.replace("{node}", self.node.name))
         disk = self.disk_dir
         return disk / "purge" if disk is not None else None
-
-
-def _cache(t: Mapping[str, Any]) -> CacheConfig:
-    d = CacheConfig()
-    check_keys(t, set(CacheConfig.__dataclass_fields__), "cache")
-    policy = t.get("policy", d.policy)
-    if policy not in ("s3fifo", "lru"):
-        raise ConfigError(f'cache.policy: expected "s3fifo" or "lru", got {policy!r}')
-    return CacheConfig(
-        memory_bytes=parse_size(t.get("memory_bytes", d.memory_bytes), "cache.memory_bytes"),
-        memory_max_object_bytes=parse_size(
-            t.get("memory_max_object_bytes", d.memory_max_object_bytes), "cache.memory_max_object_bytes"
-        ),
-        disk_dir=opt_str(t, "disk_dir", "cache"),
-        disk_bytes=parse_size(t.get("disk_bytes", d.disk_bytes), "cache.disk_bytes"),
-        disk_max_object_bytes=parse_size(
-            t.get("disk_max_object_bytes", d.disk_max_object_bytes), "cache.disk_max_object_bytes"
-        ),
-        policy=policy,
-        heuristic_fraction=number(t, "heuristic_fraction", d.heuristic_fraction, "cache"),
-        heuristic_max_s=number(t, "heuristic_max_s", d.heuristic_max_s, "cache"),
-        allow_set_cookie=boolean(t, "allow_set_cookie", d.allow_set_cookie, "cache"),
-    )
-
-
-def _coalesce(t: Mapping[str, Any]) -> CoalesceConfig:
-    d = CoalesceConfig()
-    check_keys(t, set(CoalesceConfig.__dataclass_fields__), "coalesce")
-    return CoalesceConfig(
-        head_timeout_s=number(t, "head_timeout_s", d.head_timeout_s, "coalesce"),
-        idle_timeout_s=number(t, "idle_timeout_s", d.idle_timeout_s, "coalesce"),
-        pass_memo_s=number(t, "pass_memo_s", d.pass_memo_s, "coalesce"),
-        spool_memory_bytes=parse_size(
-            t.get("spool_memory_bytes", d.spool_memory_bytes), "coalesce.spool_memory_bytes"
-        ),
-    )
 
 
 def _limits(t: Mapping[str, Any]) -> Limits:
@@ -286,8 +235,8 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
         peers=peers,
         regions=regions,
         policies=_policies(data.get("policies", [])),
-        cache=_cache(table(data, "cache", "cache")),
-        coalesce=_coalesce(table(data, "coalesce", "coalesce")),
+        cache=parse_cache(table(data, "cache", "cache")),
+        coalesce=parse_coalesce(table(data, "coalesce", "coalesce")),
         limits=_limits(table(data, "limits", "limits")),
         pools=pools,
         routes=routes,
@@ -298,16 +247,40 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
     )
 
 
-def load(path: Path | str, node: str) -> EdgeConfig:
-    """Reads and validates the config file for one node."""
+def read(path: Path | str) -> Mapping[str, Any]:
+    """Reads and decodes the config file; every way it can fail is a ConfigError saying what to do."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found; pass --config with the path of config.toml") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            f"{path}: is a directory; pass --config with the path of the file itself, such as "
+            f"{Path(path) / 'config.toml'}"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read it ({exc.strerror or exc}); make it readable by this user"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text; pass --config with the path of config.toml") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from exc
-    return parse(data, node)
+
+
+def load(path: Path | str, node: str) -> EdgeConfig:
+    """Reads and validates the config file for one node."""
+    return parse(read(path), node)
+
+
+def load_all(path: Path | str) -> dict[str, EdgeConfig]:
+    """Reads and validates the config file for every node, in file order (check-config, make run)."""
+    data = read(path)
+    names = list(table(data, "nodes", "nodes"))
+    if not names:
+        raise ConfigError('nodes: no node configured; add a [nodes.NAME] table with listen = "host:port"')
+    return {name: parse(data, name) for name in names}
 
 
 def quickstart(

@@ -28,14 +28,15 @@ from typing import TypeVar
 
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RefuseReason, RemoveReason, StoreCounters, StoreStats
-from edge.store.diskfile import ObjectInfo, OpenStatus
+from edge.store.diskfile import DiskUnusable, ObjectInfo, OpenStatus
 from edge.store.diskwriter import DiskWriter
 from edge.store.entry import EntryMeta
 from edge.store.eviction import EvictionPolicy
 from edge.store.keylock import KeyLocks
 from edge.store.s3fifo import S3FIFOPolicy
 
-__all__ = ["DiskHit", "DiskStore", "DiskWriter"]  # DiskWriter lives in diskwriter.py
+# DiskWriter lives in diskwriter.py, DiskUnusable (open's "cannot use this directory") in diskfile.py
+__all__ = ["DiskHit", "DiskStore", "DiskUnusable", "DiskWriter"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,7 +124,11 @@ class DiskStore:
         verify_in_background: bool = True,
         executor: Executor | None = None,
     ) -> DiskStore:
-        """Cleans tmp/, rebuilds the index from the object files and starts verification."""
+        """Cleans tmp/, rebuilds the index from the object files and starts verification.
+
+        Raises DiskUnusable when `root` cannot hold the cache (not a directory, not writable,
+        no fsync); the message says what to do.
+        """
         store = cls(
             Path(root),
             max_bytes=max_bytes,
@@ -132,7 +137,19 @@ class DiskStore:
             executor=executor,
         )
         victims: list[bytes] = []
-        for info in await store._run(diskfile.scan, store.root):
+        scanned = await store._run(diskfile.scan, store.root)  # DiskUnusable: cannot hold the cache
+        if scanned.foreign:
+            shown = ", ".join(str(p) for p in scanned.foreign[:3])
+            more = f" and {len(scanned.foreign) - 3} more" if len(scanned.foreign) > 3 else ""
+            log.warning(
+                "disk tier %s: left %d entries the node did not write in place (%s%s); "
+                "move them out of the cache directory",
+                store.root,
+                len(scanned.foreign),
+                shown,
+                more,
+            )
+        for info in scanned.objects:
             key = info.meta.key
             store._index[key] = info
             store._bytes += info.file_bytes

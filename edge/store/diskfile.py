@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -30,13 +32,16 @@ __all__ = [
     "FILE_VERSION",
     "MAGIC",
     "CorruptObject",
+    "DiskUnusable",
     "ObjectInfo",
     "OpenStatus",
     "Opened",
+    "Scan",
     "create_tmp",
     "discard_tmp",
     "object_path",
     "open_for_read",
+    "prepare",
     "publish",
     "pwrite_all",
     "reserve_bytes",
@@ -52,10 +57,26 @@ HEADER = struct.Struct(">4sIII")  # magic, version, meta_length, body_offset
 META_SLACK_BYTES = 512  # room for commit(meta) to grow the meta without copying the body
 _IO_CHUNK = 1024 * 1024  # read size when hashing or copying in user space
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# The names the node writes, and so the only ones it deletes: tmp files (create_tmp) and
+# object files are 32 hex digits; fan-out directories under objects/ are 2.
+_OWN_NAME = re.compile(r"[0-9a-f]{32}")
+_FANOUT_NAME = re.compile(r"[0-9a-f]{2}")
 
 
 class CorruptObject(Exception):
     """An object file fails its header, size or checksum check."""
+
+
+class DiskUnusable(Exception):
+    """The cache directory cannot hold the disk tier; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What `scan` found under the cache directory."""
+
+    objects: list[ObjectInfo]  # valid objects, oldest first
+    foreign: list[Path]  # entries the node did not write: left in place, reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +124,7 @@ def _encode_head(packed: bytes, body_offset: int) -> bytes:
 
 def create_tmp(root: Path) -> tuple[int, Path]:
     """Creates a fresh file under tmp/ and returns its descriptor and path."""
-    path = root / "tmp" / secrets.token_hex(16)
+    path = root / "tmp" / secrets.token_hex(16)  # the form _OWN_NAME matches
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644)
     return fd, path
 
@@ -280,33 +301,87 @@ def verify_file(root: Path, key: bytes) -> OpenStatus:
     return opened.status
 
 
-def scan(root: Path) -> list[ObjectInfo]:
-    """Empties tmp/ and returns every valid object, oldest first; deletes the invalid ones."""
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    for prefix in range(256):
-        # Every fan-out directory exists before the first rename, so no entry needs a fsync
-        # of objects/ itself later.
-        (root / "objects" / f"{prefix:02x}").mkdir(parents=True, exist_ok=True)
-    _fsync_dir(root / "objects")
-    _fsync_dir(root)
-    unlink_quietly(list((root / "tmp").iterdir()))
+@contextlib.contextmanager
+def _step(what: str, advice: str) -> Iterator[None]:
+    # One start-up step on the cache directory: an OSError becomes DiskUnusable saying what to do.
+    try:
+        yield
+    except OSError as exc:
+        raise DiskUnusable(f"{what} failed ({exc.strerror or exc}); {advice}") from exc
+
+
+def prepare(root: Path) -> None:
+    """Makes `root` ready for the cache, or raises DiskUnusable saying what is wrong and what to do.
+
+    Creates the directory and its tmp/ and objects/ fan-out, checks that the filesystem can
+    fsync a directory, and writes, fsyncs and deletes one probe file under tmp/: a directory
+    that cannot take writes fails here at start, not on the first fill.
+    """
+    if root.exists() and not root.is_dir():
+        raise DiskUnusable(f"{root} is not a directory; point disk_dir (or --disk-dir) at a directory")
+    with _step(f"creating {root}", "every parent of disk_dir must be a directory this user can write in"):
+        root.mkdir(parents=True, exist_ok=True)
+    with _step(
+        f"fsync of the directory {root}",
+        "the filesystem cannot make renames durable; put disk_dir on a local filesystem (ext4, xfs)",
+    ):
+        _fsync_dir(root)
+    writable = (
+        f"make {root} writable by the user running the node (uid {os.getuid()}) or pick another disk_dir"
+    )
+    with _step(f"writing in {root}", writable):
+        (root / "tmp").mkdir(exist_ok=True)
+        for prefix in range(256):
+            # Every fan-out directory exists before the first rename, so no entry needs a
+            # fsync of objects/ itself later.
+            (root / "objects" / f"{prefix:02x}").mkdir(parents=True, exist_ok=True)
+        fd, probe = create_tmp(root)
+        try:
+            pwrite_all(fd, MAGIC, 0)
+        except BaseException:
+            discard_tmp(fd, probe)
+            raise
+    with _step(
+        f"fsync of a file in {root}", "put disk_dir on a local filesystem that supports fsync (ext4, xfs)"
+    ):
+        try:
+            os.fsync(fd)
+        finally:
+            discard_tmp(fd, probe)
+        _fsync_dir(root / "objects")
+        _fsync_dir(root)
+
+
+def scan(root: Path) -> Scan:
+    """Empties tmp/ of the node's own files and returns every valid object, oldest first.
+
+    Deletes only what the node names: tmp files of create_tmp's form, and object files at their
+    key's path that fail their checks. Anything else is left in place and reported as foreign.
+    """
+    prepare(root)
+    foreign: list[Path] = []
+    mine: list[Path] = []
+    for path in sorted((root / "tmp").iterdir()):
+        (mine if _OWN_NAME.fullmatch(path.name) and not path.is_dir() else foreign).append(path)
+    unlink_quietly(mine)
     found: list[tuple[float, ObjectInfo]] = []
     for subdir in sorted((root / "objects").iterdir()):
-        for path in sorted(subdir.iterdir()) if subdir.is_dir() else [subdir]:
-            try:
-                key = bytes.fromhex(path.name)
-            except ValueError:
-                key = b""
-            opened = Opened(OpenStatus.CORRUPT)
-            if len(key) == 16 and path == object_path(root, key):
-                opened = open_for_read(root, key, verify=False)
+        if not (_FANOUT_NAME.fullmatch(subdir.name) and subdir.is_dir()):
+            foreign.append(subdir)
+            continue
+        for path in sorted(subdir.iterdir()):
+            key = bytes.fromhex(path.name) if _OWN_NAME.fullmatch(path.name) else b""
+            if not key or path != object_path(root, key) or path.is_dir():
+                foreign.append(path)
+                continue
+            opened = open_for_read(root, key, verify=False)
             if opened.status is OpenStatus.OK and opened.info is not None:
                 found.append((os.fstat(opened.fd).st_mtime, opened.info))
                 os.close(opened.fd)
             else:
                 unlink_quietly([path])
     found.sort(key=lambda item: item[0])
-    return [info for _, info in found]
+    return Scan(objects=[info for _, info in found], foreign=foreign)
 
 
 def unlink_quietly(paths: list[Path]) -> None:

@@ -158,17 +158,21 @@ class TestRestart:
             status, cache_status, body, _ = await get(edge, target(name, size))
             assert status == 200 and is_hit(cache_status) and body == synthetic.body(name, size)
 
-    async def test_disk_tier_removes_tmp_leftovers_when_node_starts(
+    async def test_disk_tier_removes_own_tmp_leftovers_and_keeps_foreign_files_when_node_starts(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
+        # issue 10: the node deletes only files it names itself (32 hex digits under tmp/)
         edge = edge_factory(disk=True, cache=SMALL_MEMORY)
         await fill(edge, [("disk-tmp", 200 * KiB)])
         edge.stop()
         tmp = disk_dir(edge) / "tmp"
-        leftovers = [tmp / "0123456789abcdef0123456789abcdef", tmp / "half-written"]
-        for path in leftovers:
+        leftover = tmp / "0123456789abcdef0123456789abcdef"
+        foreign = [tmp / "half-written", disk_dir(edge) / "objects" / "notes.txt"]
+        for path in [leftover, *foreign]:
             path.write_bytes(b"EDGC" + os.urandom(5000))
         edge = edge_factory(config=edge.extra["config"])
-        assert not any(path.exists() for path in leftovers)
+        assert not leftover.exists()
+        assert all(path.exists() for path in foreign)
+        assert "left 2 entries the node did not write in place" in edge.log(), edge.log()
         status, cache_status, body, _ = await get(edge, target("disk-tmp", 200 * KiB))
         assert status == 200 and is_hit(cache_status) and body == synthetic.body("disk-tmp", 200 * KiB)
 

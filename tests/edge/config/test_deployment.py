@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config.deployment import ConfigError, load, parse, parse_size, quickstart
+from edge.config.deployment import ConfigError, Eviction, load, load_all, parse, parse_size, quickstart
 
 BASE = {
     "nodes": {"edge1": {"listen": "127.0.0.2:8080"}},
@@ -64,6 +64,19 @@ class TestParse:
         with pytest.raises(ConfigError, match=r"origins\.web\.servers\[0\]"):
             parse(_with(origins={"web": {"servers": ["ftp://x"]}}), "edge1")
 
+    def test_parse_fails_listing_policies_when_eviction_policy_unknown(self) -> None:
+        with pytest.raises(ConfigError) as err:
+            parse(_with(cache={"policy": "lfu"}), "edge1")
+        assert str(err.value) == "cache.policy: unknown eviction policy 'lfu'; use one of \"s3fifo\", \"lru\""
+
+    @pytest.mark.parametrize("member", list(Eviction))
+    def test_parse_reads_eviction_policy_as_member_when_named(self, member: Eviction) -> None:
+        assert parse(_with(cache={"policy": member.value}), "edge1").cache.policy is member
+
+    def test_parse_names_cluster_key_when_cluster_value_out_of_range(self) -> None:
+        with pytest.raises(ConfigError, match=r"^cluster\.vnodes: vnodes must be >= 1$"):
+            parse(_with(cluster={"secret": "s", "vnodes": 0}), "edge1")
+
     def test_disk_dir_substitutes_node_name_when_template_given(self) -> None:
         cfg = parse(_with(cache={"disk_dir": "/var/cache/{node}"}), "edge1")
         assert cfg.disk_dir == Path("/var/cache/edge1")
@@ -97,6 +110,28 @@ class TestLoad:
     def test_load_says_what_to_do_when_file_missing(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="pass --config"):
             load(tmp_path / "missing.toml", "edge1")
+
+    def test_load_says_what_to_do_when_path_is_a_directory(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"is a directory; pass --config with the path of the file itself"):
+            load(tmp_path, "edge1")
+
+    def test_load_says_what_to_do_when_file_is_not_text(self, tmp_path: Path) -> None:
+        binary = tmp_path / "c.toml"
+        binary.write_bytes(b"\xff\xfe\x00binary")
+        with pytest.raises(ConfigError, match="not UTF-8 text"):
+            load(binary, "edge1")
+
+    def test_load_all_validates_every_node_when_file_has_several(self) -> None:
+        path = Path(__file__).resolve().parents[3] / "config.toml"
+        cfgs = load_all(path)
+        assert list(cfgs) == list(cfgs["edge1"].nodes) and len(cfgs) > 1
+        assert all(cfg.node.name == name for name, cfg in cfgs.items())
+
+    def test_load_all_fails_naming_nodes_when_none_configured(self, tmp_path: Path) -> None:
+        empty = tmp_path / "c.toml"
+        empty.write_text('[[routes]]\norigin = "web"\n')
+        with pytest.raises(ConfigError, match=r"^nodes: no node configured"):
+            load_all(empty)
 
 
 def test_quickstart_forwards_every_path_when_built_from_flags() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -14,7 +15,7 @@ import xxhash
 
 from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RemoveReason, Store
-from edge.store.disk import DiskHit, DiskStore
+from edge.store.disk import DiskHit, DiskStore, DiskUnusable
 from edge.store.diskfile import HEADER, object_path
 from edge.store.keylock import KeyLocks
 from tests.edge.store.store_contract import (
@@ -94,6 +95,22 @@ class TestDiskStoreLayout:
         await store.close()
 
 
+class TestUnusableDirectory:
+    async def test_open_fails_saying_what_to_do_when_root_is_a_file(self, tmp_path: Path) -> None:
+        (tmp_path / "file").write_bytes(b"x")
+        with pytest.raises(DiskUnusable, match="is not a directory; point disk_dir"):
+            await _open(tmp_path / "file")
+
+    async def test_open_fails_saying_what_to_do_when_a_parent_is_a_file(self, tmp_path: Path) -> None:
+        (tmp_path / "file").write_bytes(b"x")
+        with pytest.raises(DiskUnusable, match=r"creating .*/file/cache failed \(Not a directory\)"):
+            await _open(tmp_path / "file" / "cache")
+
+    async def test_open_leaves_no_probe_file_when_directory_is_usable(self, tmp_path: Path) -> None:
+        await (await _open(tmp_path)).close()
+        assert _files(tmp_path / "tmp") == []
+
+
 class TestDiskStoreRestart:
     async def test_store_keeps_objects_when_reopened(self, tmp_path: Path) -> None:
         store = await _open(tmp_path)
@@ -114,10 +131,36 @@ class TestDiskStoreRestart:
 
     async def test_store_deletes_tmp_leftovers_when_opened(self, tmp_path: Path) -> None:
         await (await _open(tmp_path)).close()
-        leftover = tmp_path / "tmp" / "deadbeef"
+        leftover = tmp_path / "tmp" / ("deadbeef" * 4)  # the form of the node's own tmp files
         leftover.write_bytes(b"EDGC half written")
         store = await _open(tmp_path)
         assert not leftover.exists() and store.stats.entries == 0
+        await store.close()
+
+    async def test_store_keeps_and_reports_files_it_did_not_write_when_opened(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # issue 10: a --disk-dir that holds someone else's files loses none of them
+        meta = make_meta("mine")
+        store = await _open(tmp_path)
+        await put(store, meta, body_of(10 * KiB))
+        await store.close()
+        foreign = [
+            tmp_path / "tmp" / "deadbeef",
+            tmp_path / "tmp" / "notes",
+            tmp_path / "objects" / "readme.txt",
+            tmp_path / "objects" / "00" / "not-a-key",
+            tmp_path / "objects" / "00" / ("ff" * 16),  # a key's name, in the wrong fan-out directory
+        ]
+        (tmp_path / "tmp" / "dir").mkdir()
+        for path in foreign:
+            path.write_bytes(b"someone else's")
+        with caplog.at_level(logging.WARNING, logger="edge.store.disk"):
+            store = await _open(tmp_path)
+        assert all(path.read_bytes() == b"someone else's" for path in foreign)
+        assert (tmp_path / "tmp" / "dir").is_dir()
+        assert store.stats.entries == 1 and await fetch(store, meta.key) is not None
+        assert "left 6 entries the node did not write in place" in caplog.text
         await store.close()
 
     async def test_store_drops_object_when_file_truncated(self, tmp_path: Path) -> None:
@@ -178,7 +221,9 @@ class TestDiskStoreRestart:
         (tmp_path / "objects" / "zz").mkdir()
         (tmp_path / "objects" / "zz" / "not-hex").write_bytes(b"x")
         store = await _open(tmp_path)
-        assert store.stats.entries == 0 and _files(tmp_path) == []
+        # the file named as the node names objects is dropped; a name the node never writes
+        # is not its file and stays (issue 10)
+        assert store.stats.entries == 0 and _files(tmp_path) == [tmp_path / "objects" / "zz" / "not-hex"]
         await store.close()
 
     async def test_store_evicts_when_reopened_with_smaller_budget(self, tmp_path: Path) -> None:
