@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
+
+from edge.config.deployment import ConfigError, DemoConfig, EdgeConfig, load_all
 
 __all__ = ["main"]
 
@@ -34,11 +35,6 @@ def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str) -
     raise SystemExit(f"{what} did not listen on {host}:{port} within {READY_TIMEOUT_S:.0f}s")
 
 
-def _addr(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host, int(port)
-
-
 DEMO_HOST = "demo.local"  # the site name clients send: the cache key includes Host, so use one name
 DEMO_PATHS = (
     "/index.html",
@@ -51,13 +47,11 @@ DEMO_PATHS = (
 )
 
 
-def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) -> None:
+def _print_urls(cfg: EdgeConfig, first: str, demo_host: str, demo_port: int) -> None:
     """Prints curl commands to try and which node owns each demo URL."""
     from cluster.ring import Ring
-    from edge.config.deployment import load
     from edge.request.key import make_key
 
-    cfg = load(config_path, _node_names(config_path)[0])
     nodes = cfg.nodes
     region = [n for n in nodes.values() if n.region == cfg.node.region]
     ring = Ring({n.name: n.weight for n in region}, vnodes=cfg.cluster.vnodes) if cfg.cluster else None
@@ -95,21 +89,18 @@ def _print_urls(config_path: str, first: str, demo_host: str, demo_port: int) ->
     print(f"    origin request counts: curl -s http://{demo_host}:{demo_port}/__stats")
 
 
-def _node_names(config_path: str) -> list[str]:
-    with open(config_path, "rb") as f:
-        return list(tomllib.load(f).get("nodes", {}))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the demo deployment until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m edge.cli.launch", description=__doc__)
     parser.add_argument("--config", default="config.toml", help="deployment file (default config.toml)")
     args = parser.parse_args(argv)
-    with open(args.config, "rb") as f:
-        data = tomllib.load(f)
-    demo = data.get("demo", {})
-    demo_host, demo_port = _addr(demo.get("listen", "127.0.0.1:8000"))
-    root = demo.get("root", ".cache-demo/site")
+    try:
+        cfg = next(iter(load_all(args.config).values()))  # every node's part validated before any starts
+    except ConfigError as exc:
+        print(f"edgecache: config error: {exc}", file=sys.stderr)
+        return 2
+    demo = cfg.demo or DemoConfig()
+    demo_host, demo_port, root = demo.host, demo.port, demo.root
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     py = sys.executable
     try:
@@ -122,16 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         procs.append(("demo origin", origin))
         _wait_port(demo_host, demo_port, origin, "the demo origin")
-        nodes = data.get("nodes", {})
         first = None
-        for name, node in nodes.items():
-            host, port = _addr(node["listen"])
+        for name, node in cfg.nodes.items():
+            host, port = node.host, node.port
             print(f"==> starting edge node {name} on http://{host}:{port}", flush=True)
             proc = subprocess.Popen([py, "-m", "edge", "--config", args.config, "--node", name])
             procs.append((f"node {name}", proc))
             _wait_port(host, port, proc, f"edge node {name}")
             first = first or f"http://{host}:{port}"
-        _print_urls(args.config, first or "", demo_host, demo_port)
+        _print_urls(cfg, first or "", demo_host, demo_port)
         print("==> Ctrl-C stops everything.\n", flush=True)
         while True:
             for what, proc in procs:

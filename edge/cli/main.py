@@ -1,12 +1,15 @@
 """Command line: start one node from config.toml, or a quick-start node in front of one origin.
 
     python -m edge --config config.toml --node edge1
+    python -m edge --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080 [--memory 256MiB]
+                   [--disk-dir DIR [--disk 2GiB]]
+    python -m edge check-config --config config.toml [--node NAME]   (see edge/cli/check.py)
     python -m edge purge --admin http://127.0.0.2:7080 --token T (--url U | --prefix P | --tag T --host H
                    | --all HOST) [--soft]        (see edge/cli/purge.py; exit 0 acked, 3 pending)
-    python -m edge --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080 [--memory 256MiB]
-                   [--disk-dir DIR --disk 2GiB]
+    python -m edge --version
 
-Exit codes: 0 after a clean stop, 2 for a bad command line or config, 1 when the node fails.
+Exit codes: 0 after a clean stop, 2 for a bad command line or config, 1 when the node fails
+(cannot start included: one line saying why and what to do, never a traceback).
 """
 
 from __future__ import annotations
@@ -16,11 +19,37 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
+from importlib import metadata
 
 from edge.app import EdgeNode, StartupError
 from edge.config.deployment import ConfigError, EdgeConfig, load, parse_size, quickstart
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "version"]
+
+# Quick-start flags and their defaults (None in argparse, so a flag given with --config shows).
+DEFAULT_LISTEN, DEFAULT_MEMORY, DEFAULT_DISK = "127.0.0.1:8080", "256MiB", "2GiB"
+_QUICK_FLAGS = {"origin": "--origin", "listen": "--listen", "memory": "--memory", "disk_dir": "--disk-dir"}
+
+EPILOG = """Either --config and --node, or --origin (and --listen) for a one-node quick start.
+
+other commands:
+  python -m edge check-config --config FILE [--node NAME]
+        validate a deployment file (every node's part without --node) and print one line
+        per node; exit 2 naming the bad key
+  python -m edge purge --admin URL --token T (--url U | --prefix P | --tag T --host H | --all HOST)
+        purge through a node's admin API (python -m edge purge --help)
+
+exit codes: 0 clean stop, 1 the node failed or cannot start, 2 bad command line or config
+"""
+
+
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return metadata.version("edgecache")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed; run make setup)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge",
         description="edgecache: a caching CDN edge node (RFC 9111 shared cache) in front of origin servers.",
-        epilog="Either --config and --node, or --origin and --listen for a one-node quick start.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"edgecache {version()}")
     g = p.add_argument_group("from a config file")
     g.add_argument("--config", metavar="PATH", help="the deployment's config.toml")
     g.add_argument("--node", metavar="NAME", help="which [nodes.NAME] of the config this process is")
@@ -39,18 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="origin base URL, e.g. http://127.0.0.1:8000; every path and method is forwarded",
     )
+    q.add_argument("--listen", metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN})")
     q.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        default="127.0.0.1:8080",
-        help="address to serve on (default 127.0.0.1:8080)",
-    )
-    q.add_argument(
-        "--memory", metavar="SIZE", default="256MiB", help="memory tier budget, e.g. 256MiB (default 256MiB)"
+        "--memory", metavar="SIZE", help=f"memory tier budget, e.g. 256MiB (default {DEFAULT_MEMORY})"
     )
     q.add_argument("--disk-dir", metavar="DIR", help="directory of the disk tier (default: memory only)")
     q.add_argument(
-        "--disk", metavar="SIZE", default="2GiB", help="disk tier budget, e.g. 2GiB (default 2GiB)"
+        "--disk",
+        metavar="SIZE",
+        help=f"disk tier budget, e.g. 2GiB (default {DEFAULT_DISK}); needs --disk-dir",
     )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
@@ -63,26 +91,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _flag_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of flags, or None (the values are checked later)."""
+    if args.config:
+        given = [flag for attr, flag in _QUICK_FLAGS.items() if getattr(args, attr) is not None]
+        if args.disk is not None:
+            given.append("--disk")
+        if given:
+            return (
+                f"{', '.join(given)}: quick-start flags do not go with --config; set them in the config file"
+            )
+        if not args.node:
+            return "--node: missing; say which [nodes.NAME] of the config this process is"
+        return None
+    if args.node:
+        return "--node: needs --config (the deployment file the node is named in)"
+    if not args.origin:
+        return "--origin: missing; pass --config config.toml --node NAME, or --origin URL"
+    if args.disk is not None and args.disk_dir is None:
+        return (
+            "--disk: needs --disk-dir (the directory of the disk tier); without it the node keeps memory only"
+        )
+    return None
+
+
 def _config(args: argparse.Namespace) -> EdgeConfig:
     if args.config:
-        if args.origin:
-            raise ConfigError("--origin: give either --config/--node or --origin/--listen, not both")
-        if not args.node:
-            raise ConfigError("--node: missing; say which node of the config this process is")
         cfg = load(args.config, args.node)
-        if args.no_access_log:
-            from dataclasses import replace
-
-            cfg = replace(cfg, access_log=False)
-        return cfg
-    if not args.origin:
-        raise ConfigError("--origin: missing; pass --config config.toml --node NAME, or --origin URL")
+        return replace(cfg, access_log=False) if args.no_access_log else cfg
     return quickstart(
         origin=args.origin,
-        listen=args.listen,
-        memory_bytes=parse_size(args.memory, "--memory"),
+        listen=args.listen or DEFAULT_LISTEN,
+        memory_bytes=parse_size(args.memory or DEFAULT_MEMORY, "--memory"),
         disk_dir=args.disk_dir,
-        disk_bytes=parse_size(args.disk, "--disk"),
+        disk_bytes=parse_size(args.disk or DEFAULT_DISK, "--disk"),
         access_log=not args.no_access_log,
     )
 
@@ -114,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         from edge.cli import purge
 
         return purge.main(argv[1:])
-    args = build_parser().parse_args(argv)
+    if argv[:1] == ["check-config"]:
+        from edge.cli import check
+
+        return check.main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = _flag_problem(args)
+    if problem is not None:
+        parser.error(problem)  # usage and the problem on stderr, exit 2
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
