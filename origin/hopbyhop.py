@@ -3,6 +3,9 @@
 A proxy drops the connection-specific fields (RFC 9110 §7.6.1) plus the classic hop-by-hop
 set from RFC 2616 §13.5.1 that servers and clients still send (Keep-Alive,
 Proxy-Connection, ...), and every field the `Connection` header names.
+
+`HOP_BY_HOP` is the one list of them: the origin client, the edge's forwarded requests, the
+fields a cache replays and those a 304 may not update all start from it.
 """
 
 from __future__ import annotations

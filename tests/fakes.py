@@ -165,6 +165,7 @@ class FakeProducer:
                     headers=resp.headers,
                     shareable=self.shareable,
                     length=int(length) if length is not None else None,
+                    extra=None,
                 )
             )
             async for chunk in resp.body:

@@ -12,6 +12,10 @@ Coalescer's map when the producer task ends, so a producer that commits its stor
 `finish()` lets later requests find the stored object instead of starting a second fetch.
 An unshareable head (`shareable=False`) memoises the key as pass for pass_memo_s: later
 joins are told to fetch on their own rather than queue behind a body only the leader reads.
+
+`join` is generic in what the producer attaches to its head (FillHead.extra): a joiner gets
+the type its own producer publishes. All joins of one Coalescer use one producer type (the
+edge's handler is its only caller), so a follower's fill carries that type too.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Generic
 
-from edge.fill.inflight import Fill, FillFailed, FillHead, FillOutcome
+from edge.fill.inflight import Fill, FillFailed, FillHead, FillOutcome, T
 from edge.fill.spool import Spool
 
 __all__ = ["Coalescer", "Fill", "FillFailed", "FillHead", "FillOutcome", "JoinResult", "Producer"]
@@ -35,7 +40,7 @@ MiB = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-class JoinResult:
+class JoinResult(Generic[T]):
     """One caller's share of a join: the fill (or None when passed) and whether it leads.
 
     Release it (or use `with`) when done with the fill; the spool is freed once the fill has
@@ -45,7 +50,7 @@ class JoinResult:
 
     __slots__ = ("_held", "fill", "leader", "passed")
 
-    def __init__(self, fill: Fill | None, leader: bool, passed: bool) -> None:
+    def __init__(self, fill: Fill[T] | None, leader: bool, passed: bool) -> None:
         self.fill = fill
         self.leader = leader  # the first joiner: may read an unshareable body
         self.passed = passed  # key memoised as not shareable: fetch on your own, no coalescing
@@ -59,7 +64,7 @@ class JoinResult:
             self._held = False
             self.fill.let_go()
 
-    def __enter__(self) -> JoinResult:
+    def __enter__(self) -> JoinResult[T]:
         return self
 
     def __exit__(
@@ -71,7 +76,7 @@ class JoinResult:
         self.release()
 
 
-Producer = Callable[[Fill], Awaitable[None]]
+Producer = Callable[[Fill[T]], Awaitable[None]]
 
 
 class Coalescer:
@@ -97,8 +102,8 @@ class Coalescer:
         self._clock = clock  # monotonic seconds, read only for the pass memo
         self._close_timeout_s = close_timeout_s  # how long close() waits for cancelled producers
         self._executor = executor  # spool file I/O; None: the loop's default executor
-        self._fills: dict[bytes, Fill] = {}  # key -> the fill new joiners get
-        self._tasks: dict[asyncio.Task[None], Fill] = {}  # strong refs to running producers
+        self._fills: dict[bytes, Fill[Any]] = {}  # key -> the fill new joiners get
+        self._tasks: dict[asyncio.Task[None], Fill[Any]] = {}  # strong refs to running producers
         # key -> memo deadline. One memo length and a monotonic clock make insertion order
         # deadline order, so expired entries are always at the front.
         self._passes: OrderedDict[bytes, float] = OrderedDict()
@@ -109,7 +114,7 @@ class Coalescer:
         """Fills new joiners would share."""
         return len(self._fills)
 
-    def join(self, key: bytes, producer: Producer) -> JoinResult:
+    def join(self, key: bytes, producer: Producer[T]) -> JoinResult[T]:
         """Returns the running fill for key, a pass, or a new fill whose producer starts now."""
         if self._closed:
             raise RuntimeError("join() on a closed Coalescer")
@@ -118,7 +123,7 @@ class Coalescer:
             return JoinResult(fill, leader=False, passed=False)
         if self._is_passed(key):
             return JoinResult(None, leader=False, passed=True)
-        fill = Fill(
+        fill = Fill[T](
             key,
             spool=Spool(
                 memory_bytes=self._memory_spool_bytes,
@@ -177,7 +182,7 @@ class Coalescer:
             del self._passes[first]
         return key in self._passes
 
-    def _memo_pass(self, fill: Fill) -> None:
+    def _memo_pass(self, fill: Fill[Any]) -> None:
         # Called from set_head(shareable=False): later requests go straight upstream instead of
         # queueing behind a body only the leader may read.
         self._passes[fill.key] = self._clock() + self._pass_memo_s
@@ -185,7 +190,7 @@ class Coalescer:
         if self._fills.get(fill.key) is fill:
             del self._fills[fill.key]
 
-    async def _drive(self, producer: Producer, fill: Fill) -> None:
+    async def _drive(self, producer: Producer[T], fill: Fill[T]) -> None:
         # The bookkeeping runs inside the task, so once the task is done the fill has ended
         # and left the map (no window where a finished task's fill is still joinable).
         try:
@@ -205,12 +210,12 @@ class Coalescer:
         finally:
             self._settle(fill)
 
-    def _settle(self, fill: Fill) -> None:
+    def _settle(self, fill: Fill[Any]) -> None:
         if self._fills.get(fill.key) is fill:
             del self._fills[fill.key]
         fill.retire()
 
-    def _task_done(self, fill: Fill, task: asyncio.Task[None]) -> None:
+    def _task_done(self, fill: Fill[Any], task: asyncio.Task[None]) -> None:
         del self._tasks[task]
         if task.cancelled():
             # Cancelled before its first step, _drive never ran: settle here (idempotent).

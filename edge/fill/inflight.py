@@ -12,6 +12,9 @@ code) publishes into it; every joiner reads the head with `head()` and the body 
 
 Every wait is bounded: head() by head_timeout_s (WAIT_TIMEOUT; the fill itself goes on),
 each wait for more body bytes by idle_timeout_s (FILL_TIMEOUT).
+
+A Fill is generic in what its producer attaches to the head (`FillHead.extra`, typed `T`):
+the edge's producer attaches its FillInfo, so its readers get a typed value, never `object`.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Generic, TypeVar
 
 from edge.fill.spool import READ_CHUNK_BYTES, Spool
 from origin.errors import BodyError, UpstreamError
 
-__all__ = ["Fill", "FillFailed", "FillHead", "FillOutcome"]
+__all__ = ["Fill", "FillFailed", "FillHead", "FillOutcome", "T"]
+
+T = TypeVar("T")  # what the producer attaches to the head
 
 
 class FillOutcome(Enum):
@@ -39,7 +45,7 @@ class FillOutcome(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class FillHead:
+class FillHead(Generic[T]):
     """The response head a producer publishes to the fill's readers."""
 
     status: int
@@ -47,7 +53,7 @@ class FillHead:
     headers: tuple[tuple[str, str], ...]
     shareable: bool  # False: only the leader may read this body; followers fetch for themselves
     length: int | None  # the body's byte count (Content-Length) if known; finish() checks it
-    extra: object = None  # opaque payload from the producer (the edge's EntryMeta, freshness)
+    extra: T  # the producer's own facts about the response (the edge's FillInfo)
 
 
 class FillFailed(Exception):
@@ -76,7 +82,7 @@ def _outcome_of(exc: BaseException | None) -> FillOutcome:
     return FillOutcome.ABANDONED
 
 
-class Fill:
+class Fill(Generic[T]):
     """One upstream fetch in flight: its head, its spooled body, and how it ended."""
 
     __slots__ = (
@@ -102,14 +108,14 @@ class Fill:
         spool: Spool,
         head_timeout_s: float,
         idle_timeout_s: float,
-        on_uncacheable: Callable[[Fill], None],
+        on_uncacheable: Callable[[Fill[T]], None],
     ) -> None:
         self.key = key
         self._spool = spool
         self._head_timeout_s = head_timeout_s
         self._idle_timeout_s = idle_timeout_s
         self._on_uncacheable = on_uncacheable
-        self._head: FillHead | None = None
+        self._head: FillHead[T] | None = None
         self._outcome: FillOutcome | None = None
         self._cause: BaseException | None = None
         # Set once, when the head is known or the fill has ended: head() waiters wait on it.
@@ -132,7 +138,7 @@ class Fill:
         """Body bytes spooled so far."""
         return self._spool.size
 
-    async def head(self, *, leader: bool) -> FillHead:
+    async def head(self, *, leader: bool) -> FillHead[T]:
         """Waits for the head (at most head_timeout_s); followers are refused unshareable ones."""
         if not self._head_ready.is_set():
             try:
@@ -197,7 +203,7 @@ class Fill:
 
     # -- producer side: called only from the producer coroutine --------------------------------
 
-    def set_head(self, head: FillHead) -> None:
+    def set_head(self, head: FillHead[T]) -> None:
         """Publishes the head; an unshareable one releases the followers at once."""
         self._check_open()
         if self._head is not None:

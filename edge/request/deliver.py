@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from edge.fill.coalesce import Fill
 from edge.rules.conditional import evaluate_preconditions
+from edge.rules.outcome import CacheOutcome, cache_status
 from edge.rules.ranges import RangeKind, content_range, if_range_allows, parse_range
 from edge.server.request import Request
 from edge.server.writer import Writer, build_head
@@ -129,7 +131,7 @@ async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[
 async def deliver_fill(
     request: Request,
     writer: Writer,
-    fill: Fill,
+    fill: Fill[Any],
     *,
     status: int,
     headers: Iterable[tuple[str, str]],
@@ -176,7 +178,7 @@ class FastHeads:
             fields = list(meta.headers)
             fields.append(("Accept-Ranges", "bytes"))
             fields.append(("Age", str(int(meta.age(now)))))
-            fields.append(("Cache-Status", f"edgecache; hit; ttl={int(ttl)}"))
+            fields.append(("Cache-Status", cache_status(CacheOutcome.HIT, ttl=ttl)))
             fields.append(("Content-Length", str(len(body))))
             head = build_head(meta.status, fields)
             cached = (meta, second, now + ttl, head, head + body if len(body) <= INLINE_BODY_MAX else None)

@@ -1,44 +1,52 @@
 """The request path, top to bottom: recv → lookup → hit | stale | miss | pass → deliver.
 
-`try_fast` answers a fresh memory hit synchronously from the parser callback with a
-prebuilt response: no task, no await. Everything else goes through `handle`, one method
-per branch below it. Upstream failures are mapped to an HTTP status in one place
-(`error_status`): timeouts 504, everything else 502.
+`try_fast` (edge.request.fast) answers a fresh memory hit synchronously from the parser
+callback. Everything else goes through `handle`, one method per branch below it; the pass
+branch is edge.request.passthrough. The decisions are pure and live beside it: where a miss
+is filled from (edge.fill.route), whether its answer is kept (edge.fill.keep, run by the
+producer), when the miss path looks the key up again (edge.request.restart). Every request
+ends in one CacheOutcome, which names it in Cache-Status and in the access log. Upstream
+failures are mapped to an HTTP status in one place (`error_status`): timeouts 504, else 502.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
-from xxhash import xxh3_128_digest
-
-from edge.fill.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
-from edge.fill.producer import VARY_MARKER_STATUS, Filler, FillInfo, FillPlan, replay_headers
+from edge.fill.coalesce import Coalescer, FillFailed, FillOutcome, JoinResult
+from edge.fill.keep import VARY_MARKER_STATUS
+from edge.fill.producer import Filler, FillInfo
+from edge.fill.route import FillStore
 from edge.peering.routing import PeerRouting
 from edge.purge.invalidate import Invalidator, Verdict
+from edge.request.context import RequestContext
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
-from edge.request.forward import upstream_request
-from edge.request.key import CacheKey, make_key
+from edge.request.fast import FastAnswer, FastPath
+from edge.request.key import make_key, variant_id
+from edge.request.miss import FillStarter
+from edge.request.passthrough import Passthrough
+from edge.request.restart import RestartReason, may_restart
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
-from edge.rules.outcome import CacheOutcome, cache_status, reason_detail
-from edge.rules.site_policy import CachePolicy, PolicySet, normalise_target
+from edge.rules.outcome import CacheOutcome, Fwd, cache_status, reason_detail
+from edge.rules.site_policy import PolicySet, normalise_target
 from edge.server.accesslog import AccessLog
 from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.entry import EntryMeta
 from edge.store.tiered import TieredStore
-from origin.errors import ConnectError, UpstreamError, UpstreamTimeout
+from origin.errors import UpstreamError, UpstreamTimeout
 from origin.routes import Router
 from origin.upstream import Upstream
 
 __all__ = ["Handler", "error_status"]
 
 log = logging.getLogger("edge.request.handler")
+
+# What one round of the miss path ends in: an answer, or a reason to look the key up again.
+_Step = CacheOutcome | RestartReason
 
 
 def error_status(exc: BaseException) -> tuple[int, str]:
@@ -74,66 +82,39 @@ class Handler:
         purges: Invalidator | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
-        self._memory = store.memory
-        self._memory_peek = store.memory.peek
-        self._coalescer = coalescer
-        self._filler = filler
         self._router = router
         self._upstreams = upstreams
         self._allowlists = allowlists
         self._log = access_log
         self._clock = clock
-        self._fast = FastHeads()
-        self._routing = routing  # None: a lone node; else the region's ring, peers and hot copies
         self._policies = policies or PolicySet()
         self._purges = purges if purges is not None else Invalidator(())  # pending purge rules, trust
+        # where a key may be stored, looked up in this order
+        self._stores: dict[FillStore, Store] = {FillStore.MAIN: store}
+        if routing is not None:
+            self._stores[FillStore.HOT] = routing.hot
+        self._fills = FillStarter(coalescer=coalescer, filler=filler, stores=self._stores, routing=routing)
+        heads = FastHeads()
+        self._pass = Passthrough(stores=tuple(self._stores.values()), heads=heads)
+        fast = FastPath(
+            memory=store.memory,
+            heads=heads,
+            policies=self._policies,
+            purges=self._purges,
+            clock=clock,
+            access_log=access_log,
+        )
+        # the hot path: bound once, so the listener calls FastPath directly
+        self.try_fast: FastAnswer = fast.try_fast
 
-    # -- hot path ---------------------------------------------------------------------------
-    def try_fast(
-        self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
-    ) -> bytes | tuple[bytes, bytes] | None:
-        """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
-        if self._policies.rewrites and b"?" in target:
-            return None  # the key uses a normalised target: let the slow path compute it
-        now = self._clock()
-        if now > self._purges.fast_until:
-            return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
-        # peek, and count the hit only once it is served here: a declined request is looked up
-        # (and counted) again by the slow path
-        store_id = xxh3_128_digest(b"http://" + host.lower() + target)
-        hit = self._memory_peek(store_id)
-        if hit is None:
-            return None
-        meta = hit.meta
-        if meta.status == VARY_MARKER_STATUS:
-            # select the variant from the raw fields, as CacheKey.variant does on the slow path
-            store_id = (
-                CacheKey(store_id, "", "", "").variant(meta.vary, _FirstFields(raw_headers, meta.vary)).id
-            )
-            hit = self._memory_peek(store_id)
-            if hit is None:
-                return None
-            meta = hit.meta
-        response = self._fast.get(meta, hit.body, now, head_only)
-        if response is None:
-            return None
-        self._memory.record_hit(store_id)
-        if self._log is not None:
-            self._log.write_fast(
-                peer, "HEAD" if head_only else "GET", host, target, meta.status, len(hit.body)
-            )
-        return response
-
-    # -- slow path ----------------------------------------------------------------------------
     async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None:
         """Answers one request (anything try_fast declined); `from_peer` marks a peer's request."""
         started = time.monotonic()
-        outcome = "error"
+        outcome = CacheOutcome.ERROR
         try:
             outcome = await self._recv(request, writer, from_peer)
         except ClientGone:
-            outcome = "client-gone"
+            outcome = CacheOutcome.CLIENT_GONE
             writer.abort()
         except (UpstreamError, FillFailed) as exc:
             status, reason = error_status(exc)
@@ -141,95 +122,93 @@ class Handler:
             if writer.started:
                 writer.abort()  # the body broke midway: truncate visibly
             else:
-                await writer.send_simple(
-                    status,
-                    reason,
-                    headers=[
-                        (
-                            "Cache-Status",
-                            cache_status(
-                                CacheOutcome.ERROR,
-                                ttl=None,
-                                stored=False,
-                                fwd_status=None,
-                                collapsed=False,
-                                detail=type(exc).__name__,
-                            ),
-                        )
-                    ],
-                )
+                value = cache_status(CacheOutcome.ERROR, detail=type(exc).__name__)
+                await writer.send_simple(status, reason, headers=[("Cache-Status", value)])
         finally:
             if self._log is not None:
                 self._log.write(
                     request, writer.status, outcome, writer.bytes_sent, time.monotonic() - started
                 )
 
-    async def _recv(self, request: Request, writer: Writer, from_peer: bool) -> str:
+    async def _recv(self, request: Request, writer: Writer, from_peer: bool) -> CacheOutcome:
         host = request.host
         if not host or len(request.headers.getall("host", ())) != 1:
             await writer.send_simple(
                 400, "exactly one Host header is required; send the site's host name", close=True
             )
-            return "bad-request"
+            return CacheOutcome.BAD_REQUEST
         if not request.target.startswith("/"):
             await writer.send_simple(
                 400, "request target must be an absolute path such as /index.html", close=True
             )
-            return "bad-request"
+            return CacheOutcome.BAD_REQUEST
         route = self._router.match(host, request.target)
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")
-            return "no-route"
+            return CacheOutcome.NO_ROUTE
         policy = self._policies.match(host, request.target)
-        target = normalise_target(request.target, policy)
-        ctx = _Ctx(
+        key = make_key("http", host, normalise_target(request.target, policy))
+        ctx = RequestContext(
             request,
             writer,
             self._upstreams[route.pool],
             self._allowlists.get(route.pool),
-            make_key("http", host, target),
+            key,
             from_peer,
             policy,
         )
         if request.method not in ("GET", "HEAD"):
-            return await self._pass(ctx, fwd="method", invalidate=True)
-        return await self._lookup(ctx, attempt=0)
+            return await self._pass.run(ctx, fwd=Fwd.METHOD, invalidate=True)
+        return await self._serve(ctx)
 
-    async def _find(self, ctx: _Ctx) -> tuple[Hit | None, bytes, Store]:
+    async def _serve(self, ctx: RequestContext) -> CacheOutcome:
+        """Lookup → hit | stale | miss, looked up again (boundedly) when a fill says to."""
+        restarts, after = 0, None
+        while True:
+            step = await self._lookup(ctx, after)
+            if isinstance(step, CacheOutcome):
+                return step
+            if not may_restart(step, restarts):
+                return await self._give_up(ctx, step)
+            restarts, after = restarts + 1, step
+
+    async def _give_up(self, ctx: RequestContext, reason: RestartReason) -> CacheOutcome:
+        if reason is RestartReason.REVALIDATED:
+            raise UpstreamError("revalidated entry vanished from the store twice; retry")
+        return await self._pass.run(ctx, fwd=Fwd.VARY_MISS, invalidate=False, detail="vary-mismatch")
+
+    async def _find(self, ctx: RequestContext) -> tuple[Hit | None, bytes, FillStore]:
         """Looks the key up (main store, then hot copies), following a Vary marker."""
         key = ctx.key
-        stores: tuple[Store, ...] = (
-            (self._store,) if self._routing is None else (self._store, self._routing.hot)
-        )
-        for store in stores:
+        for where, store in self._stores.items():
             hit = await store.lookup(key.id)
             if hit is None:
                 continue
             if hit.meta.status == VARY_MARKER_STATUS:
-                variant = key.variant(hit.meta.vary, ctx.request.headers)
+                variant = variant_id(key.id, hit.meta.vary, ctx.request.headers)
                 await hit.close()
-                return await store.lookup(variant.id), variant.id, store
-            return hit, key.id, store
-        return None, key.id, self._store
+                return await store.lookup(variant), variant, where
+            return hit, key.id, where
+        return None, key.id, FillStore.MAIN
 
-    async def _lookup(self, ctx: _Ctx, *, attempt: int, revalidated: bool = False) -> str:
-        hit, store_id, store = await self._find(ctx)
+    async def _lookup(self, ctx: RequestContext, after: RestartReason | None) -> _Step:
+        hit, store_id, where = await self._find(ctx)
         verdict = Verdict.VALID
         if hit is not None:
             # the lazy purge check (ban list): a hard purge makes it absent
             verdict = self._purges.check(hit.meta, self._clock())
             if verdict is Verdict.PURGED:
                 await hit.close()
-                await store.remove(store_id, RemoveReason.PURGE)
+                await self._stores[where].remove(store_id, RemoveReason.PURGE)
                 hit = None
         if hit is None:
-            return await self._miss(ctx, store_id, None, None, attempt)
+            return await self._miss(ctx, store_id, None, None)
         try:
             now = self._clock()
-            if revalidated:
+            if after is RestartReason.REVALIDATED:
                 # just validated by a 304 (also covers no-cache entries, stale again at once)
                 await self._send_hit(ctx, hit, CacheOutcome.REVALIDATED, now, fwd_status=304)
-                return "revalidated"
+                return CacheOutcome.REVALIDATED
             if verdict is Verdict.UNTRUSTED:
                 use = Usability.MUST_VALIDATE  # purges may have been missed: ask upstream first
             else:  # a soft purge makes it stale; stale-while-revalidate still applies
@@ -238,18 +217,18 @@ class Handler:
                 )
             if use is Usability.FRESH:
                 await self._send_hit(ctx, hit, CacheOutcome.HIT, now)
-                return "hit"
+                return CacheOutcome.HIT
             if use is Usability.STALE_WHILE_REVALIDATE:
-                self._start_fill(ctx, store_id, hit.meta, store).release()
+                self._fills.join(ctx, store_id, hit.meta, where).release()
                 await self._send_hit(ctx, hit, CacheOutcome.STALE_HIT, now, detail="stale-while-revalidate")
-                return "stale"
-            return await self._miss(ctx, store_id, hit, store, attempt)
+                return CacheOutcome.STALE_HIT
+            return await self._miss(ctx, store_id, hit, where)
         finally:
             await hit.close()
 
     async def _send_hit(
         self,
-        ctx: _Ctx,
+        ctx: RequestContext,
         hit: Hit,
         outcome: CacheOutcome,
         now: float,
@@ -258,136 +237,56 @@ class Handler:
         fwd_status: int | None = None,
     ) -> None:
         meta = hit.meta
-        trailer = [
-            ("Age", str(int(meta.age(now)))),
-            (
-                "Cache-Status",
-                cache_status(
-                    outcome,
-                    ttl=meta.ttl(now),
-                    stored=None,
-                    fwd_status=fwd_status,
-                    collapsed=False,
-                    detail=detail,
-                ),
-            ),
-        ]
+        status = cache_status(outcome, ttl=meta.ttl(now), fwd_status=fwd_status, detail=detail)
+        trailer = [("Age", str(int(meta.age(now)))), ("Cache-Status", status)]
         await deliver_hit(ctx.request, ctx.writer, hit, trailer)
 
-    def _start_fill(
-        self, ctx: _Ctx, store_id: bytes, stale: EntryMeta | None, stale_store: Store | None
-    ) -> JoinResult:
-        """Joins (or starts) the fill for this key; the caller releases the result."""
-        request = ctx.request
-        authorization = "authorization" in request.headers
-        fill_id = store_id + (b"|auth" if authorization else b"")
-        upstream_req = upstream_request(
-            request,
-            method="GET",
-            fill=True,
-            allowlist=ctx.allowlist,
-            client_ip=ctx.client_ip,
-            target=ctx.key.target,
-        )
-        routing = self._routing
-        owner = None if ctx.from_peer or routing is None else routing.owner(ctx.key.id)
-        parent = routing.parent_owner(ctx.key.id) if owner is None and routing is not None else None
-        plan = FillPlan(
-            upstream=ctx.upstream,
-            request=upstream_req,
-            key=ctx.key,
-            client_headers=request.headers.copy(),
-            authorization=authorization,
-            stale=stale,
-            store=stale_store or self._store,
-            policy=ctx.policy,
-        )
-        peer = owner or parent
-        if routing is not None and peer is not None:
-            # a peer fills: the region's owner (which coalesces for the region) or, when we own
-            # the key, the shield region's node (going up never loops: regions form a tree)
-            if owner is not None and stale_store is None:
-                # the owner keeps the key; we keep a copy only of keys requested often here
-                plan = dataclasses.replace(plan, store=routing.hot if routing.is_hot(ctx.key.id) else None)
-            plan = dataclasses.replace(
-                plan,
-                upstream=routing.peer(peer),
-                fallback=ctx.upstream,
-                fallback_store=self._store,
-                on_fallback=functools.partial(self._peer_failed, peer),
-                source=f"peer-{peer}" if owner is not None else f"shield-{peer}",
-            )
-
-        async def producer(fill: Fill) -> None:
-            await self._filler.run(fill, plan)
-
-        if owner is not None:
-            # A fill that asks a peer gets its own id: a request arriving FROM a peer must never
-            # join it. Otherwise two nodes with crossed ring views wait on each other: a's fill
-            # asks b, b's fill asks a, and each peer request joins the fill waiting on it.
-            fill_id += b"|via-peer"
-        return self._coalescer.join(fill_id, producer)
-
-    def _peer_failed(self, name: str, exc: UpstreamError) -> None:
-        log.warning("peer %s failed (%s); filling from the origin", name, exc)
-        # only a refused or failed connection says the peer is gone; a slow answer does not
-        if self._routing is not None and isinstance(exc, ConnectError):
-            self._routing.peer_failed(name)
-
     async def _miss(
-        self, ctx: _Ctx, store_id: bytes, stale: Hit | None, stale_store: Store | None, attempt: int
-    ) -> str:
-        with self._start_fill(
-            ctx, store_id, stale.meta if stale is not None else None, stale_store
-        ) as joined:
-            return await self._read_fill(ctx, stale, attempt, joined)
+        self, ctx: RequestContext, store_id: bytes, stale: Hit | None, stale_in: FillStore | None
+    ) -> _Step:
+        with self._fills.join(ctx, store_id, stale.meta if stale is not None else None, stale_in) as joined:
+            return await self._read_fill(ctx, stale, joined)
 
-    async def _read_fill(self, ctx: _Ctx, stale: Hit | None, attempt: int, joined: JoinResult) -> str:
+    async def _read_fill(self, ctx: RequestContext, stale: Hit | None, joined: JoinResult[FillInfo]) -> _Step:
         fill, leader = joined.fill, joined.leader
         if joined.passed or fill is None:
-            return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="hit-for-pass")
+            return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="hit-for-pass")
         try:
             head = await fill.head(leader=leader)
         except FillFailed as exc:
             if exc.outcome is FillOutcome.UNCACHEABLE:
-                return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="uncacheable")
+                return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="uncacheable")
             return await self._stale_or_raise(ctx, stale, exc)
-        info = head.extra if isinstance(head.extra, FillInfo) else FillInfo(meta=None, reason=None)
-        if not leader and info.meta is not None and not self._purges.admits(info.meta):
+        info, meta = head.extra, head.extra.meta
+        if not leader and meta is not None and not self._purges.admits(meta):
             # joined a fill that began before a matching purge: its bytes are the purged version
-            return await self._pass(ctx, fwd="uri-miss", invalidate=False, detail="purged-fill")
+            return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="purged-fill")
         if head.status >= 500 and stale is not None and self._stale_ok(ctx, stale.meta, self._clock()):
             return await self._stale_or_raise(ctx, stale, None)
         if head.status == 304:
-            # a revalidation refreshed the stored entry: serve it from the store
-            if attempt < 2:
-                return await self._lookup(ctx, attempt=attempt + 1, revalidated=True)
-            raise UpstreamError("revalidated entry vanished from the store twice; retry")
-        if info.vary and not leader:
-            mine = ctx.key.variant(info.vary, ctx.request.headers).id
-            if mine != info.variant_id:
-                if attempt < 1:
-                    return await self._lookup(ctx, attempt=attempt + 1)
-                return await self._pass(ctx, fwd="vary-miss", invalidate=False, detail="vary-mismatch")
+            return RestartReason.REVALIDATED  # the stored entry was refreshed: serve it from there
+        if (
+            info.vary
+            and not leader
+            and variant_id(ctx.key.id, info.vary, ctx.request.headers) != info.variant_id
+        ):
+            return RestartReason.VARY_MISMATCH  # the fill is another variant's
         now = self._clock()
-        age = info.initial_age_s + max(0.0, now - (info.meta.response_time if info.meta else now))
-        outcome = CacheOutcome.MISS if stale is None else CacheOutcome.EXPIRED
-        detail = reason_detail(info.reason) if info.reason is not None else info.source
-        ttl = info.meta.ttl(now) if info.meta is not None else None
-        trailer = [
-            ("Age", str(int(age))),
-            (
-                "Cache-Status",
-                cache_status(
-                    outcome,
-                    ttl=ttl,
-                    stored=info.stored,
-                    fwd_status=head.status,
-                    collapsed=not leader,
-                    detail=detail,
-                ),
-            ),
-        ]
+        age = info.initial_age_s + max(0.0, now - (meta.response_time if meta is not None else now))
+        outcome = (
+            (CacheOutcome.MISS if stale is None else CacheOutcome.EXPIRED)
+            if leader
+            else CacheOutcome.COLLAPSED
+        )
+        status = cache_status(
+            outcome,
+            ttl=meta.ttl(now) if meta is not None else None,
+            stored=info.stored,
+            fwd_status=head.status,
+            detail=reason_detail(info.reason) if info.reason is not None else info.source,
+            fwd=Fwd.MISS if stale is None else Fwd.STALE,
+        )
+        trailer = [("Age", str(int(age))), ("Cache-Status", status)]
         await deliver_fill(
             ctx.request,
             ctx.writer,
@@ -395,12 +294,12 @@ class Handler:
             status=head.status,
             headers=head.headers,
             length=head.length,
-            meta=info.meta,
+            meta=meta,
             trailer=trailer,
         )
-        return "miss" if leader else "collapsed"
+        return outcome
 
-    def _stale_ok(self, ctx: _Ctx, meta: EntryMeta, now: float) -> bool:
+    def _stale_ok(self, ctx: RequestContext, meta: EntryMeta, now: float) -> bool:
         """RFC 5861 stale-if-error, or the policy's grace (never against must-revalidate).
 
         Never while the node distrusts its cache (purges may have been missed) or for an entry
@@ -413,108 +312,14 @@ class Handler:
         grace = ctx.policy.grace_s
         return grace > 0 and not meta.must_revalidate and not meta.no_cache and -meta.ttl(now) <= grace
 
-    async def _stale_or_raise(self, ctx: _Ctx, stale: Hit | None, exc: BaseException | None) -> str:
+    async def _stale_or_raise(
+        self, ctx: RequestContext, stale: Hit | None, exc: BaseException | None
+    ) -> CacheOutcome:
         """RFC 5861 stale-if-error: serve the stale entry when upstream failed, if allowed."""
         now = self._clock()
         if stale is not None and self._stale_ok(ctx, stale.meta, now):
             await self._send_hit(ctx, stale, CacheOutcome.STALE_ERROR, now, detail="stale-if-error")
-            return "stale-error"
+            return CacheOutcome.STALE_ERROR
         if exc is not None:
             raise exc
         raise UpstreamError("upstream answered with an error")
-
-    async def _pass(self, ctx: _Ctx, *, fwd: str, invalidate: bool, detail: str | None = None) -> str:
-        """Forwards the request as is and streams the answer back; nothing is stored."""
-        request, writer = ctx.request, ctx.writer
-        response = await ctx.upstream.fetch(
-            upstream_request(
-                request, fill=False, allowlist=ctx.allowlist, client_ip=ctx.client_ip, target=ctx.key.target
-            )
-        )
-        try:
-            fields = list(replay_headers(response.headers))
-            age = response.header("age")
-            if age is not None:
-                fields.append(("Age", age))
-            status_value = f"edgecache; fwd={fwd}; fwd-status={response.status}"
-            if detail:
-                status_value += f"; detail={detail}"
-            fields.append(("Cache-Status", status_value))
-            length_s = response.header("content-length")
-            length = int(length_s) if length_s and length_s.isdigit() else None
-            writer.start(response.status, fields, length)
-            if request.method != "HEAD":
-                async for chunk in response.body:
-                    await writer.write(chunk)
-            writer.finish()
-        finally:
-            response.close()
-        if invalidate and response.status < 400:
-            await self._invalidate(ctx.key, response.header("location"), response.header("content-location"))
-        return "pass"
-
-    async def _invalidate(self, key: CacheKey, *related: str | None) -> None:
-        """RFC 9111 §4.4: an unsafe method's success invalidates the URI (and same-host related ones)."""
-        ids = [key.id]
-        for target in related:
-            if target and target.startswith("/"):
-                ids.append(make_key("http", key.host, target).id)
-        stores: tuple[Store, ...] = (
-            (self._store,) if self._routing is None else (self._store, self._routing.hot)
-        )
-        for store_id in ids:
-            self._fast.drop(store_id)
-            for store in stores:
-                await store.remove(store_id, RemoveReason.PURGE)
-
-
-class _FirstFields(Mapping[str, str]):
-    """The first value of each wanted field among raw (bytes) header fields, as CIMultiDict.get gives."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, raw_headers: list[tuple[bytes, bytes]], wanted: tuple[str, ...]) -> None:
-        self._values: dict[str, str] = {}
-        for name, value in raw_headers:
-            lname = name.lower().decode("latin-1")
-            if lname in wanted and lname not in self._values:
-                self._values[lname] = value.decode("latin-1")
-
-    def __getitem__(self, name: str) -> str:
-        return self._values[name.lower()]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
-class _Ctx:
-    """One request's state on the slow path."""
-
-    __slots__ = ("allowlist", "from_peer", "key", "policy", "request", "upstream", "writer")
-
-    def __init__(
-        self,
-        request: Request,
-        writer: Writer,
-        upstream: Upstream,
-        allowlist: tuple[str, ...] | None,
-        key: CacheKey,
-        from_peer: bool,
-        policy: CachePolicy,
-    ) -> None:
-        self.request = request
-        self.writer = writer
-        self.upstream = upstream  # the route's origin pool
-        self.allowlist = allowlist  # request fields forwarded upstream; None = transparent default
-        self.key = key
-        self.from_peer = from_peer  # came through the internal listener: never forwarded to a peer
-        self.policy = policy  # what to do where the origin is silent
-
-    @property
-    def client_ip(self) -> str:
-        """The client's address for X-Forwarded-For (a peer already set it to the client's)."""
-        request = self.request
-        return request.headers.get("x-forwarded-for", request.peer) if self.from_peer else request.peer

@@ -23,6 +23,7 @@ from edge.rules.cache_control import Directives
 from edge.rules.httpdate import parse_delta_seconds, parse_http_date
 from edge.rules.storable import HEURISTIC_STATUSES
 from edge.store.entry import EntryMeta
+from origin.hopbyhop import HOP_BY_HOP
 
 __all__ = [
     "Freshness",
@@ -157,15 +158,11 @@ def _staleness(meta: EntryMeta, now: float) -> float:
     return max(0.0, meta.age(now) - meta.lifetime_s)
 
 
-# RFC 9111 §3.1 / RFC 9110 §7.6.1: hop-by-hop fields are never stored.
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
-     "trailer", "proxy-authenticate", "proxy-authorization"}
-)  # fmt: skip
-# RFC 9111 §3.2: never taken from a 304. Content-Length and Content-Range describe the
-# stored body; Content-Encoding too (the stored bytes cannot change coding); Age is
-# recomputed from EntryMeta; Set-Cookie in a 304 is for one client, never for the cache.
-_NOT_UPDATED = _HOP_BY_HOP | {
+# RFC 9111 §3.2: never taken from a 304. Hop-by-hop fields are never stored (§3.1);
+# Content-Length and Content-Range describe the stored body; Content-Encoding too (the
+# stored bytes cannot change coding); Age is recomputed from EntryMeta; Set-Cookie in a 304
+# is for one client, never for the cache.
+_NOT_UPDATED = HOP_BY_HOP | {
     "content-length", "content-range", "content-encoding", "age", "set-cookie", "set-cookie2",
 }  # fmt: skip
 

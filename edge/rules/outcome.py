@@ -1,8 +1,9 @@
 """Named outcomes of a request (CacheOutcome, NoStoreReason) and the Cache-Status header.
 
 Every "no" the edge says about storing has a NoStoreReason; every request ends in one
-CacheOutcome. `cache_status` renders an outcome as an RFC 9211 Cache-Status member for
-this cache (`edgecache`), a Structured Fields item with parameters (RFC 8941):
+CacheOutcome, from lookup to the access log (`log_name`). `cache_status` is the one place
+that renders an outcome as an RFC 9211 Cache-Status member for this cache (`edgecache`), a
+Structured Fields item with parameters (RFC 8941), for hits, misses, passes and errors alike:
 
     edgecache; hit; ttl=42
     edgecache; fwd=uri-miss; stored
@@ -58,6 +59,18 @@ class CacheOutcome(Enum):
     BYPASS = "bypass"  # configuration said not to use the cache
     COLLAPSED = "collapsed"  # waited on another request's fill and streamed from it
     ERROR = "error"  # nothing to serve: upstream failed and no usable stale copy
+    CLIENT_GONE = "client-gone"  # the client left before the answer was sent
+    BAD_REQUEST = "bad-request"  # refused before any lookup (400): no Cache-Status
+    NO_ROUTE = "no-route"  # no route for the host (404): no Cache-Status
+
+    @property
+    def log_name(self) -> str:
+        """The name the access log writes (a refetch of an expired entry is logged as a miss)."""
+        return _LOG_NAME.get(self, self.value)
+
+
+# Where the access log has always used another word than the outcome's value.
+_LOG_NAME: dict[CacheOutcome, str] = {CacheOutcome.STALE_HIT: "stale", CacheOutcome.EXPIRED: "miss"}
 
 
 class Fwd(Enum):
@@ -73,7 +86,8 @@ class Fwd(Enum):
     PARTIAL = "partial"
 
 
-# hit (RFC 9211 §2.1) or the default fwd reason (§2.2) per outcome; None = a hit.
+# hit (RFC 9211 §2.1) or the default fwd reason (§2.2) per outcome; None = a hit. The
+# outcomes of requests the cache never looked at (bad request, no route, client gone) have none.
 _FWD: dict[CacheOutcome, Fwd | None] = {
     CacheOutcome.HIT: None,
     CacheOutcome.STALE_HIT: None,
@@ -110,6 +124,8 @@ def cache_status(
     fwd: Fwd | None = None,
 ) -> str:
     """Renders one RFC 9211 Cache-Status member; `fwd` overrides the outcome's default reason."""
+    if outcome not in _FWD:
+        raise ValueError(f"{outcome.name} answers carry no Cache-Status")
     parts = [CACHE_NAME]
     reason = _FWD[outcome] if fwd is None else fwd
     if reason is None:

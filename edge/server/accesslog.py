@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from edge.server.request import Request
 
-__all__ = ["AccessLog"]
+__all__ = ["AccessLog", "LoggedOutcome"]
+
+
+class LoggedOutcome(Protocol):
+    """How a request ended, as the log names it (edge.rules.outcome.CacheOutcome)."""
+
+    @property
+    def log_name(self) -> str: ...
 
 
 class AccessLog:
@@ -19,7 +26,7 @@ class AccessLog:
         self._stream = stream or sys.stdout
         self._node = node
 
-    def write(self, request: Request, status: int, cache: str, size: int, seconds: float) -> None:
+    def write(self, request: Request, status: int, cache: LoggedOutcome, size: int, seconds: float) -> None:
         """Logs one finished request."""
         line = json.dumps(
             {
@@ -30,7 +37,7 @@ class AccessLog:
                 "host": request.host,
                 "target": request.target,
                 "status": status,
-                "cache": cache,
+                "cache": cache.log_name,
                 "bytes": size,
                 "ms": round(seconds * 1000, 2),
             },
@@ -39,7 +46,9 @@ class AccessLog:
         self._stream.write(line + "\n")
         self._stream.flush()
 
-    def write_fast(self, peer: str, method: str, host: bytes, target: bytes, status: int, size: int) -> None:
+    def write_fast(
+        self, peer: str, method: str, host: bytes, target: bytes, status: int, size: int, cache: LoggedOutcome
+    ) -> None:
         """Logs a hit answered on the fast path (no Request object exists for it)."""
         line = json.dumps(
             {
@@ -50,7 +59,7 @@ class AccessLog:
                 "host": host.decode("latin-1").lower(),
                 "target": target.decode("latin-1"),
                 "status": status,
-                "cache": "hit",
+                "cache": cache.log_name,
                 "bytes": size,
                 "ms": 0.0,
             },

@@ -134,7 +134,7 @@ class TestFailure:
         self, coalescer: Coalescer
     ) -> None:
         async def quitter(fill: Fill) -> None:
-            fill.set_head(FillHead(200, "OK", (), True, None))
+            fill.set_head(FillHead(200, "OK", (), True, None, None))
             await fill.append(b"partial")
 
         with coalescer.join(KEY, quitter) as joined:

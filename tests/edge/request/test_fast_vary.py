@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from edge.request.handler import _FirstFields
+from edge.request.fast import FirstFields
 from edge.request.key import make_key
 
 RAW = [
@@ -21,14 +21,14 @@ def test_variant_id_matches_slow_path_when_fields_arrive_as_bytes(raw: list[tupl
     key = make_key("http", "a", "/x")
     vary = ("accept-encoding", "accept-language")
     slow = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)
-    assert key.variant(vary, _FirstFields(raw, vary)).id == key.variant(vary, slow).id
+    assert key.variant(vary, FirstFields(raw, vary)).id == key.variant(vary, slow).id
 
 
 def test_different_values_select_different_variants_when_vary_names_them() -> None:
     key = make_key("http", "a", "/x")
     vary = ("accept-encoding",)
-    gzip = key.variant(vary, _FirstFields([(b"Accept-Encoding", b"gzip")], vary)).id
-    br = key.variant(vary, _FirstFields([(b"Accept-Encoding", b"br")], vary)).id
+    gzip = key.variant(vary, FirstFields([(b"Accept-Encoding", b"gzip")], vary)).id
+    br = key.variant(vary, FirstFields([(b"Accept-Encoding", b"br")], vary)).id
     assert gzip != br
 
 

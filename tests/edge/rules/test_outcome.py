@@ -100,3 +100,26 @@ class TestReasonDetail:
 
     def test_reason_detail_names_no_freshness_when_nothing_to_reuse(self) -> None:
         assert reason_detail(NoStoreReason.NO_FRESHNESS) == "no-freshness"
+
+
+class TestOutcomeNames:
+    def test_log_name_keeps_stale_word_when_stale_while_revalidate(self) -> None:
+        assert CacheOutcome.STALE_HIT.log_name == "stale"
+
+    def test_log_name_calls_refetch_a_miss_when_entry_expired(self) -> None:
+        assert CacheOutcome.EXPIRED.log_name == "miss"
+
+    @pytest.mark.parametrize(
+        "outcome", [CacheOutcome.BAD_REQUEST, CacheOutcome.NO_ROUTE, CacheOutcome.CLIENT_GONE]
+    )
+    def test_cache_status_refuses_outcome_when_cache_never_looked(self, outcome: CacheOutcome) -> None:
+        with pytest.raises(ValueError, match=outcome.name):
+            cache_status(outcome)
+
+    def test_cache_status_writes_pass_reason_and_status_when_get_passes(self) -> None:
+        value = cache_status(CacheOutcome.PASS, fwd=Fwd.URI_MISS, fwd_status=200, detail="hit-for-pass")
+        assert value == "edgecache; fwd=uri-miss; fwd-status=200; detail=hit-for-pass"
+
+    def test_cache_status_keeps_stale_fwd_when_follower_collapsed_on_revalidation(self) -> None:
+        value = cache_status(CacheOutcome.COLLAPSED, fwd=Fwd.STALE, fwd_status=200, ttl=9, stored=True)
+        assert value == "edgecache; fwd=stale; fwd-status=200; ttl=9; stored; collapsed"

@@ -1,0 +1,105 @@
+"""The fast path: a fresh memory hit answered from the parser callback, with no task or await.
+
+`FastPath.try_fast` runs for every plain GET/HEAD before a Request object exists, so it
+stays allocation-light: it hashes the request's own bytes with the key's hash
+(`edge.request.key.url_id`), peeks the memory tier, selects a Vary variant straight from
+the raw header bytes, and returns a prebuilt response (`FastHeads`). Anything it cannot
+answer alone (no entry, stale, purge rules pending, a normalised query) it declines with
+None and the slow path (`Handler.handle`) takes the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from edge.fill.keep import VARY_MARKER_STATUS
+from edge.purge.invalidate import Invalidator
+from edge.request.deliver import FastHeads
+from edge.request.key import url_id, variant_id
+from edge.rules.outcome import CacheOutcome
+from edge.rules.site_policy import PolicySet
+from edge.server.accesslog import AccessLog
+from edge.store.memory import MemoryStore
+
+__all__ = ["FastAnswer", "FastPath", "FirstFields"]
+
+# try_fast's shape: (head_only, host, target, raw header fields, peer) → the response or None
+FastAnswer = Callable[
+    [bool, bytes, bytes, list[tuple[bytes, bytes]], str], bytes | tuple[bytes, bytes] | None
+]
+
+
+class FastPath:
+    """Answers fresh memory hits synchronously; declines everything else."""
+
+    def __init__(
+        self,
+        *,
+        memory: MemoryStore,
+        heads: FastHeads,
+        policies: PolicySet,
+        purges: Invalidator,
+        clock: Callable[[], float],
+        access_log: AccessLog | None,
+    ) -> None:
+        self._memory = memory
+        self._peek = memory.peek
+        self._heads = heads  # shared with the handler, which drops entries it invalidates
+        self._policies = policies
+        self._purges = purges
+        self._clock = clock
+        self._log = access_log
+
+    def try_fast(
+        self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
+    ) -> bytes | tuple[bytes, bytes] | None:
+        """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
+        if self._policies.rewrites and b"?" in target:
+            return None  # the key uses a normalised target: let the slow path compute it
+        now = self._clock()
+        if now > self._purges.fast_until:
+            return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
+        # peek, and count the hit only once it is served here: a declined request is looked up
+        # (and counted) again by the slow path
+        store_id = url_id(b"http://" + host.lower() + target)
+        hit = self._peek(store_id)
+        if hit is None:
+            return None
+        meta = hit.meta
+        if meta.status == VARY_MARKER_STATUS:
+            # select the variant from the raw fields, as CacheKey.variant does on the slow path
+            store_id = variant_id(store_id, meta.vary, FirstFields(raw_headers, meta.vary))
+            hit = self._peek(store_id)
+            if hit is None:
+                return None
+            meta = hit.meta
+        response = self._heads.get(meta, hit.body, now, head_only)
+        if response is None:
+            return None
+        self._memory.record_hit(store_id)
+        if self._log is not None:
+            method = "HEAD" if head_only else "GET"
+            self._log.write_fast(peer, method, host, target, meta.status, len(hit.body), CacheOutcome.HIT)
+        return response
+
+
+class FirstFields(Mapping[str, str]):
+    """The first value of each wanted field among raw (bytes) header fields, as CIMultiDict.get gives."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw_headers: list[tuple[bytes, bytes]], wanted: tuple[str, ...]) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in raw_headers:
+            lname = name.lower().decode("latin-1")
+            if lname in wanted and lname not in self._values:
+                self._values[lname] = value.decode("latin-1")
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)

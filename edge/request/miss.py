@@ -1,0 +1,105 @@
+"""A miss's fill: which fill a request joins, or the one it starts, and where it goes.
+
+`FillStarter.join` asks the ring view (`PeerRouting`) its questions, lets the pure
+`edge.fill.route.plan_fill_route` decide the source and the store, builds the FillPlan
+(whole-object GET, the client's request fields for Vary and no-store, the stale entry to
+revalidate) and joins the coalescer under the fill's id. Its only other job is telling the
+ring when a peer could not be reached, so the next miss goes elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Mapping
+
+from edge.fill.coalesce import Coalescer, Fill, JoinResult
+from edge.fill.producer import Filler, FillInfo, FillPlan
+from edge.fill.route import FillStore, asks_hot, plan_fill_route
+from edge.peering.routing import PeerRouting
+from edge.request.context import RequestContext
+from edge.request.forward import upstream_request
+from edge.store.base import Store
+from edge.store.entry import EntryMeta
+from origin.errors import ConnectError, UpstreamError
+
+__all__ = ["FillStarter"]
+
+log = logging.getLogger("edge.request.miss")
+
+
+class FillStarter:
+    """Starts or joins the fill for a missed (or stale) key."""
+
+    def __init__(
+        self,
+        *,
+        coalescer: Coalescer,
+        filler: Filler,
+        stores: Mapping[FillStore, Store],
+        routing: PeerRouting | None,
+    ) -> None:
+        self._coalescer = coalescer
+        self._filler = filler
+        self._stores = stores  # this node's stores by name (MAIN, and HOT in a cluster)
+        self._routing = routing  # None: a lone node, every fill asks the origin
+
+    def join(
+        self, ctx: RequestContext, store_id: bytes, stale: EntryMeta | None, stale_in: FillStore | None
+    ) -> JoinResult[FillInfo]:
+        """Joins (or starts) the fill for this key; the caller releases the result."""
+        request, key, routing = ctx.request, ctx.key, self._routing
+        owner = parent = None
+        if routing is not None:
+            owner, parent = routing.owner(key.id), routing.parent_owner(key.id)
+        # asking whether the key is hot counts a request toward it: ask only when it matters
+        hot = (
+            routing is not None
+            and asks_hot(from_peer=ctx.from_peer, owner=owner, stale_in=stale_in)
+            and routing.is_hot(key.id)
+        )
+        route = plan_fill_route(
+            from_peer=ctx.from_peer, owner=owner, parent_owner=parent, stale_in=stale_in, is_hot=hot
+        )
+        authorization = "authorization" in request.headers
+        fetch = upstream_request(
+            request,
+            method="GET",
+            fill=True,
+            allowlist=ctx.allowlist,
+            client_ip=ctx.client_ip,
+            target=key.target,
+        )
+        plan = FillPlan(
+            upstream=ctx.upstream,
+            request=fetch,
+            key=key,
+            client_headers=request.headers.copy(),
+            authorization=authorization,
+            stale=stale,
+            store=self._stores.get(route.store),
+            policy=ctx.policy,
+        )
+        if route.peer is not None and routing is not None:
+            # a peer that fails before its head is replaced by the origin, kept in the main store
+            plan = dataclasses.replace(
+                plan,
+                upstream=routing.peer(route.peer),
+                fallback=ctx.upstream,
+                fallback_store=self._stores[FillStore.MAIN],
+                on_fallback=functools.partial(self._peer_failed, route.peer),
+                source=route.label,
+            )
+
+        async def producer(fill: Fill[FillInfo]) -> None:
+            await self._filler.run(fill, plan)
+
+        fill_id = store_id + (b"|auth" if authorization else b"") + (b"|via-peer" if route.own_fill else b"")
+        return self._coalescer.join(fill_id, producer)
+
+    def _peer_failed(self, name: str, exc: UpstreamError) -> None:
+        log.warning("peer %s failed (%s); filling from the origin", name, exc)
+        # only a refused or failed connection says the peer is gone; a slow answer does not
+        if self._routing is not None and isinstance(exc, ConnectError):
+            self._routing.peer_failed(name)

@@ -1,0 +1,30 @@
+"""Why the miss path looks the key up again, and how often it may — pure.
+
+A fill can end in "look again" rather than in an answer: a revalidation's 304 refreshed
+the stored entry (serve it from the store), or a request joined a fill that is fetching
+another variant of a Vary'ing object. The handler then restarts its lookup in a loop,
+never by recursion, at most `MAX_RESTARTS` times, and each reason has its own bound.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["MAX_RESTARTS", "RestartReason", "may_restart"]
+
+
+class RestartReason(Enum):
+    """Why a lookup is restarted."""
+
+    REVALIDATED = "revalidated"  # a 304 refreshed the stored entry: serve it from the store
+    VARY_MISMATCH = "vary-mismatch"  # the joined fill fetches another variant: look up again
+
+
+# Restarts allowed before a restart for this reason gives up (counted over the request).
+_LIMIT = {RestartReason.REVALIDATED: 2, RestartReason.VARY_MISMATCH: 1}
+MAX_RESTARTS = max(_LIMIT.values())
+
+
+def may_restart(reason: RestartReason, restarts: int) -> bool:
+    """Whether a request that has restarted `restarts` times may restart again for `reason`."""
+    return restarts < _LIMIT[reason]
