@@ -7,7 +7,7 @@
     ├── BodyError                 the body broke after the head was received               not retryable
     │   └── BodyTimeout           idle or total timeout mid-body (also an UpstreamTimeout)  not retryable
     ├── InvalidTarget             the request target cannot be sent byte-for-byte           not retryable
-    └── NoServerAvailable         every server of the pool is down (health checks)          not retryable
+    └── NoServerAvailable         no server left to try (never from health alone: panic mode) not retryable
 
 aiohttp and OS exceptions are translated into these where they enter (origin/client.py),
 inside body iterators too, with `raise ... from exc`. The edge maps them to HTTP status in

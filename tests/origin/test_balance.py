@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from origin.balance import Balancer
+from origin.balance import Balancer, panic_pick
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -46,3 +46,15 @@ class TestLeastOutstanding:
     def test_pick_skips_idle_server_when_it_is_not_eligible(self) -> None:
         balancer = Balancer("least_outstanding")
         assert balancer.pick([False, True, True], [0, 4, 2]) == 2
+
+
+class TestPanicPick:
+    def test_picks_least_recently_failed_untried_server(self) -> None:
+        assert panic_pick([False, False, False], [5, 2, 9]) == 1
+
+    def test_prefers_never_failed_server_and_breaks_ties_by_index(self) -> None:
+        assert panic_pick([False, False, False], [3, 0, 0]) == 1
+
+    def test_skips_tried_servers_and_returns_none_when_all_were_tried(self) -> None:
+        assert panic_pick([False, True, False], [4, 1, 2]) == 2
+        assert panic_pick([True, True], [1, 2]) is None
