@@ -23,6 +23,7 @@ from edge.purge.invalidate import Invalidator, Verdict
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.forward import upstream_request
 from edge.request.key import CacheKey, make_key
+from edge.rules.cache_control import for_clients
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.rules.outcome import CacheOutcome, cache_status, reason_detail
 from edge.rules.site_policy import CachePolicy, PolicySet, normalise_target
@@ -433,6 +434,8 @@ class Handler:
         )
         try:
             fields = list(replay_headers(response.headers))
+            if not ctx.from_peer:
+                fields = for_clients(fields)  # Surrogate-Control is for the CDN alone
             age = response.header("age")
             if age is not None:
                 fields.append(("Age", age))
