@@ -15,6 +15,10 @@ servers are ALL out of rotation is in panic mode: it tries them anyway, least re
 first (origin/balance.py `panic_pick`), so health checks never leave it nothing to try; a
 panic try that succeeds ends a passive cool-down (with active checks, the probes decide).
 
+A request that brings a head deadline (origin/deadline.py: the node that asked us stops
+waiting then) has every try's head cut off at it too; that cut raises DeadlineExceeded, which
+is neither retried nor counted against the server.
+
 Note: aiohttp itself resends an idempotent request once when its connection drops before
 the head (RFC 9112 §9.3.1, meant for stale keep-alive connections). That resend happens
 inside one try here and is not counted against the retry budget.
@@ -32,7 +36,14 @@ import aiohttp
 from origin.balance import Balancer, InFlightBody, panic_pick
 from origin.client import OriginClient
 from origin.config import OriginPoolConfig, ServerConfig
-from origin.errors import ConnectError, NoServerAvailable, UpstreamError, UpstreamTimeout
+from origin.deadline import head_deadline
+from origin.errors import (
+    ConnectError,
+    DeadlineExceeded,
+    NoServerAvailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from origin.health import (
     HealthChange,
     HealthChecker,
@@ -210,6 +221,8 @@ class OriginPool:
         """Tries this pool's servers; raises the last error (appended to `failures` too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.timeouts.total_s  # the whole request's limit
+        asked = head_deadline()  # the asking node's limit for the head, if it sent one
+        head_by = deadline if asked is None else min(deadline, asked)
         tried = [False] * len(self._clients)
         index = self._pick(tried)
         if index is None:
@@ -219,10 +232,10 @@ class OriginPool:
         while True:
             tried[index] = True
             try:
-                return await self._try(index, request, deadline, retry=bool(failures))
+                return await self._try(index, request, head_by, deadline, retry=bool(failures))
             except UpstreamError as exc:
                 failures.append(exc)
-                reason = self._retry_denied(exc, request, len(failures), deadline - loop.time())
+                reason = self._retry_denied(exc, request, len(failures), head_by - loop.time())
                 next_index = self._pick(tried) if reason is None else None
                 if reason is None and next_index is None:
                     reason = NoRetryReason.NO_OTHER_SERVER
@@ -236,9 +249,10 @@ class OriginPool:
                 self.retries += 1
 
     async def _try(
-        self, index: int, request: UpstreamRequest, deadline: float, *, retry: bool
+        self, index: int, request: UpstreamRequest, head_by: float, deadline: float, *, retry: bool
     ) -> UpstreamResponse:
-        """One try on one server, cut off at the request's deadline; feeds passive health."""
+        """One try on one server, its head cut off at `head_by` (the request's own total
+        `deadline`, or the asking node's earlier one); feeds passive health."""
         self._in_flight[index] += 1
 
         def release() -> None:  # InFlightBody calls it once; the except clauses below instead
@@ -246,10 +260,16 @@ class OriginPool:
 
         try:
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(head_by):
                     response = await self._clients[index].fetch(request)
             except TimeoutError as exc:
-                # Only the request's own deadline: the client translates its phase timeouts.
+                # Only the request's own deadlines: the client translates its phase timeouts.
+                if head_by < deadline:  # the asker's: not retryable, says nothing of the server
+                    raise DeadlineExceeded(
+                        f"{request.method} {self._config.servers[index].base}: the asking "
+                        "node's deadline passed before the head",
+                        upstream=self._config.servers[index].base,
+                    ) from exc
                 raise UpstreamTimeout(
                     f"{request.method} {self._config.servers[index].base}: total timeout "
                     f"{self._config.timeouts.total_s}s spent before the head",

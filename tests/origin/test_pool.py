@@ -20,8 +20,10 @@ from origin.config import (
     ServerConfig,
     TimeoutConfig,
 )
+from origin.deadline import head_deadline_at
 from origin.errors import (
     BodyError,
+    DeadlineExceeded,
     BodyTimeout,
     ConnectError,
     ProtocolError,
@@ -356,6 +358,25 @@ class TestPassiveHealth:
         pool.set_healthy(pool.status().servers[1].url, False)
         # every server is out: panic mode tries the one that never failed a probe
         assert (await take(pool)).upstream == "b" and pool.status().panics == 1
+
+
+class TestAskerDeadline:
+    async def test_head_wait_ends_at_asker_deadline_without_retry_or_health_verdict(self) -> None:
+        slow, other = FakeUpstream(gated=True, name="slow"), FakeUpstream(gated=True, name="other")
+        pool = fake_pool([slow, other], retries=1, passive=PassiveHealthConfig(failures=1))
+        with head_deadline_at(asyncio.get_running_loop().time() + 0.2), pytest.raises(DeadlineExceeded):
+            await take(pool)
+        assert (slow.calls, other.calls) == (1, 0)  # no retry: the asker has stopped waiting
+        assert pool.no_retries[NoRetryReason.NOT_RETRYABLE] == 1
+        assert all(s.available and s.consecutive_failures == 0 for s in pool.status().servers)
+
+    async def test_pool_total_timeout_still_applies_when_asker_deadline_is_later(self) -> None:
+        slow = FakeUpstream(gated=True)
+        timeouts = TimeoutConfig(first_byte_s=0.2, total_s=0.2)
+        pool = fake_pool([slow], timeouts=timeouts, passive=NO_PASSIVE)
+        with head_deadline_at(asyncio.get_running_loop().time() + 30.0), pytest.raises(UpstreamTimeout) as info:
+            await take(pool)
+        assert info.value.retryable and not isinstance(info.value, DeadlineExceeded)
 
 
 class TestPanicMode:

@@ -179,7 +179,9 @@ class TestAge:
         assert fresh([("Age", "10"), ("Age", "500")]).initial_age_s == 10.0
 
     @pytest.mark.parametrize(("age", "expected"), [("7200, 0", 7200.0), ("7200,0", 7200.0), ("0, 7200", 0.0)])
-    def test_compute_freshness_uses_first_age_member_when_age_is_a_list(self, age: str, expected: float) -> None:
+    def test_compute_freshness_uses_first_age_member_when_age_is_a_list(
+        self, age: str, expected: float
+    ) -> None:
         # the same answer as two Age lines give (RFC 9110 §5.3): the first value
         f = fresh([("Date", date(T0)), ("Cache-Control", "max-age=3600"), ("Age", age)])
         assert f.initial_age_s == expected
