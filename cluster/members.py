@@ -83,6 +83,9 @@ class Membership:
         self._clock = clock
         now = clock()
         self._health = {name: _Health(now) for name in self._peers}
+        # per peer, set while it is down (a fresh one once it recovers): fetches waiting on a
+        # peer give up on it the moment it is marked down (cluster/peer.py)
+        self._down = {name: asyncio.Event() for name in self._peers}
         self._ring = self._build_ring()
         self._task: asyncio.Task[None] | None = None
 
@@ -102,6 +105,11 @@ class Membership:
             return True
         health = self._health.get(name)
         return health is not None and health.healthy
+
+    def down_event(self, name: str) -> asyncio.Event:
+        """An Event that is set once the peer is marked down (already set while it is down)."""
+        event = self._down.get(name)
+        return event if event is not None else asyncio.Event()  # this node, or not a peer
 
     def status(self) -> list[PeerStatus]:
         """Every peer's health, sorted by region then name (this node is not listed)."""
@@ -136,6 +144,10 @@ class Membership:
         if flip:
             health.healthy = not health.healthy
             health.changed_at = self._clock()
+            if health.healthy:
+                self._down[name] = asyncio.Event()
+            else:
+                self._down[name].set()
             _log.info("peer %s is %s", name, "healthy" if health.healthy else "down")
             if self._peers[name].region == self._self.region:
                 self._swap_ring()

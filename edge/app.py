@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -314,6 +315,8 @@ class EdgeNode:
                 secret=cluster.secret,
                 session=self._session,
                 timeouts=cluster.peer_timeouts,
+                margin_s=cluster.peer_deadline_margin_s,
+                down=functools.partial(lambda name: membership.down_event(name), p.name),
             )
             for p in (*cfg.region_peers, *parents)
             if p.name != cfg.node.name

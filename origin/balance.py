@@ -6,6 +6,12 @@ takes the next eligible server after the last one picked; least outstanding take
 eligible server with the fewest requests in flight, breaking ties in round-robin order so
 that an idle pool still spreads its load evenly. The Balancer is pure: no clock, no I/O.
 
+Panic mode (`panic_pick`): when health checks have taken EVERY server of a pool out, the pool
+does not black out; it tries its servers anyway, the least recently failed first (as nginx
+treats "all down" as "try all" and Envoy balances over all hosts below its panic threshold).
+One flaky stretch of the only origin server then costs the requests that failed, never the
+ones the origin would have answered.
+
 A request stays in flight on its server until its body has been read to the end, failed or
 been closed: `InFlightBody` wraps the body to release the slot exactly once then, and cuts
 the body off at the request's total deadline (a retry started late gets only what is left).
@@ -21,7 +27,7 @@ from origin.config import Balance
 from origin.errors import BodyTimeout
 from origin.upstream import UpstreamResponse
 
-__all__ = ["Balancer", "InFlightBody"]
+__all__ = ["Balancer", "InFlightBody", "panic_pick"]
 
 
 class Balancer:
@@ -59,6 +65,13 @@ class Balancer:
         if best is not None:
             self._cursor = (best + 1) % n
         return best
+
+
+def panic_pick(tried: Sequence[bool], last_failed: Sequence[int]) -> int | None:
+    """The untried server whose latest failure is the oldest (`last_failed`: a failure sequence
+    number, 0 = never failed), ties to the lowest index; None once every server was tried."""
+    untried = [i for i, t in enumerate(tried) if not t]
+    return min(untried, key=lambda i: (last_failed[i], i)) if untried else None
 
 
 class InFlightBody:

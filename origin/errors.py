@@ -3,11 +3,12 @@
     UpstreamError                 retryable: may another server / one more try help?
     ├── ConnectError              could not open a connection (refused, unreachable, DNS)   retryable
     ├── UpstreamTimeout           connect, first-byte or total timeout expired              retryable
+    │   └── DeadlineExceeded      the request's own deadline (from the asking node) passed   not retryable
     ├── ProtocolError             malformed or truncated response from upstream             retryable
     ├── BodyError                 the body broke after the head was received               not retryable
     │   └── BodyTimeout           idle or total timeout mid-body (also an UpstreamTimeout)  not retryable
     ├── InvalidTarget             the request target cannot be sent byte-for-byte           not retryable
-    └── NoServerAvailable         every server of the pool is down (health checks)          not retryable
+    └── NoServerAvailable         no server left to try (never from health alone: panic mode) not retryable
 
 aiohttp and OS exceptions are translated into these where they enter (origin/client.py),
 inside body iterators too, with `raise ... from exc`. The edge maps them to HTTP status in
@@ -20,6 +21,7 @@ __all__ = [
     "BodyError",
     "BodyTimeout",
     "ConnectError",
+    "DeadlineExceeded",
     "InvalidTarget",
     "NoServerAvailable",
     "ProtocolError",
@@ -44,6 +46,17 @@ class ConnectError(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """A connect, first-byte or total timeout expired."""
+
+
+class DeadlineExceeded(UpstreamTimeout):
+    """The deadline the request came with (origin/deadline.py) passed before a head arrived.
+
+    Not retryable, and no verdict on the server: the node that asked stops waiting then, so
+    another try or server could not help, and a server slower than someone else's deadline is
+    not down.
+    """
+
+    retryable = False
 
 
 class ProtocolError(UpstreamError):

@@ -6,6 +6,9 @@
     it out again), or else only when the active checks bring it back;
   - active checks: `unhealthy_after` failed probes in a row; `healthy_after` good probes in a
     row bring it back (whoever took it out).
+Without active checks, a good response on a real request also ends a passive cool-down: it
+can only happen in panic mode (origin/pool.py), when every server of the pool is down and the
+pool tries them anyway, and it proves the server answers again.
 
 `HealthChecker` is the active part: one task per pool (started by `OriginPool.start()`,
 cancelled by `OriginPool.close()`) that probes every server concurrently each interval, each
@@ -73,6 +76,7 @@ class PoolStatus:
     retries: int
     retry_tokens: float  # retries the budget allows right now
     backup_uses: int  # requests handed to the backup pool
+    panics: int  # tries sent to a server marked down because every server was down
 
 
 class ServerHealth:
@@ -103,9 +107,13 @@ class ServerHealth:
         """Whether the server may be picked at `now`."""
         return self.healthy and now >= self.down_until
 
-    def record_success(self) -> None:
-        """A try got its response head: the failure streak ends."""
+    def record_success(self) -> HealthChange | None:
+        """A try got its response head: the failure streak ends (and a passive cool-down)."""
         self.failures = 0
+        if self.down_until and not self._active.enabled:
+            self.down_until = 0.0
+            return HealthChange.MARKED_UP
+        return None
 
     def record_failure(self, error: str, now: float) -> HealthChange | None:
         """Counts a failed try; the `passive.failures`-th in a row takes the server out."""

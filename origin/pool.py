@@ -10,7 +10,14 @@ has arrived the response is returned as it is, 5xx included.
 
 Failed tries feed passive health and good probes feed active health (origin/health.py).
 The backup pool serves when every server here is out of rotation, or when every try of a
-request failed to connect; it keeps its own budget and health.
+request failed to connect; it keeps its own budget and health. A pool without a backup whose
+servers are ALL out of rotation is in panic mode: it tries them anyway, least recently failed
+first (origin/balance.py `panic_pick`), so health checks never leave it nothing to try; a
+panic try that succeeds ends a passive cool-down (with active checks, the probes decide).
+
+A request that brings a head deadline (origin/deadline.py: the node that asked us stops
+waiting then) has every try's head cut off at it too; that cut raises DeadlineExceeded, which
+is neither retried nor counted against the server.
 
 Note: aiohttp itself resends an idempotent request once when its connection drops before
 the head (RFC 9112 §9.3.1, meant for stale keep-alive connections). That resend happens
@@ -23,14 +30,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from enum import Enum
 
 import aiohttp
 
-from origin.balance import Balancer, InFlightBody
+from origin.balance import Balancer, InFlightBody, panic_pick
 from origin.client import OriginClient
-from origin.config import OriginPoolConfig, RetryConfig, ServerConfig
-from origin.errors import ConnectError, NoServerAvailable, UpstreamError, UpstreamTimeout
+from origin.config import OriginPoolConfig, ServerConfig
+from origin.deadline import head_deadline
+from origin.errors import (
+    ConnectError,
+    DeadlineExceeded,
+    NoServerAvailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from origin.health import (
     HealthChange,
     HealthChecker,
@@ -39,6 +52,7 @@ from origin.health import (
     ServerHealth,
     ServerStatus,
 )
+from origin.retry import IDEMPOTENT_METHODS, NoRetryReason, RetryBudget
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 __all__ = [
@@ -52,54 +66,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("origin.pool")
-
-# RFC 9110 §9.2.2: requests whose intended effect is the same however often they are sent.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-
-class NoRetryReason(Enum):
-    """Why a failed try was not tried again (the last error is raised, or the backup asked)."""
-
-    NOT_RETRYABLE = "not_retryable"  # the error says another try cannot help
-    NOT_IDEMPOTENT = "not_idempotent"  # POST/PATCH/... reached the origin: it may have acted
-    ATTEMPTS_USED = "attempts_used"  # retry.attempts tries made
-    NO_OTHER_SERVER = "no_other_server"  # every available server was tried already
-    DEADLINE = "deadline"  # the request's total timeout has run out
-    BUDGET_EXHAUSTED = "budget_exhausted"  # the pool-wide retry budget is spent
-
-
-class RetryBudget:
-    """Caps retries at about `budget_ratio` of requests — pure bookkeeping, no clock.
-
-    A token bucket: each request deposits `budget_ratio` tokens, each retry spends one, and
-    the bucket holds at most `budget_burst` (it starts full). So over any stretch of N
-    requests, retries <= budget_burst + budget_ratio x N; the cap makes the allowance a
-    sliding one, so a long quiet spell cannot bank a retry storm.
-    """
-
-    __slots__ = ("_burst", "_ratio", "_tokens")
-
-    def __init__(self, config: RetryConfig) -> None:
-        self._ratio = config.budget_ratio
-        self._burst = config.budget_burst
-        self._tokens = config.budget_burst
-
-    @property
-    def tokens(self) -> float:
-        """Retries currently allowed."""
-        return self._tokens
-
-    def record_request(self) -> None:
-        """Deposits one request's share of retries."""
-        self._tokens = min(self._burst, self._tokens + self._ratio)
-
-    def try_spend(self) -> bool:
-        """Takes one retry from the budget; False when none is left."""
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
 
 ClientFactory = Callable[[ServerConfig], Upstream]
 
@@ -115,10 +81,14 @@ class OriginPool:
         "_clients",
         "_clock",
         "_config",
+        "_failure_seq",
         "_health",
         "_in_flight",
+        "_last_failed",
+        "_panicking",
         "backup_uses",
         "no_retries",
+        "panics",
         "requests",
         "retries",
     )
@@ -144,6 +114,11 @@ class OriginPool:
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)
         self._in_flight = [0] * len(config.servers)  # tries from head request to body end
+        # failure order for panic mode: _last_failed[i] is the sequence number of server i's
+        # latest failed try or probe (0 = never failed); _failure_seq counts them pool-wide
+        self._last_failed = [0] * len(config.servers)
+        self._failure_seq = 0
+        self._panicking = False  # the latest pick was a panic pick (logged on each flip)
         self._balancer = Balancer(config.balance)
         self._budget = RetryBudget(config.retry)
         self._backup = backup
@@ -158,6 +133,7 @@ class OriginPool:
         self.requests = 0  # requests this pool's servers were asked to serve
         self.retries = 0  # retries made
         self.backup_uses = 0  # requests handed to the backup pool
+        self.panics = 0  # tries sent to a down server because every server was down
         self.no_retries: dict[NoRetryReason, int] = {r: 0 for r in NoRetryReason}
 
     @property
@@ -209,6 +185,7 @@ class OriginPool:
             retries=self.retries,
             retry_tokens=self._budget.tokens,
             backup_uses=self.backup_uses,
+            panics=self.panics,
         )
 
     def set_healthy(self, url: str, healthy: bool) -> None:
@@ -244,6 +221,8 @@ class OriginPool:
         """Tries this pool's servers; raises the last error (appended to `failures` too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.timeouts.total_s  # the whole request's limit
+        asked = head_deadline()  # the asking node's limit for the head, if it sent one
+        head_by = deadline if asked is None else min(deadline, asked)
         tried = [False] * len(self._clients)
         index = self._pick(tried)
         if index is None:
@@ -253,10 +232,10 @@ class OriginPool:
         while True:
             tried[index] = True
             try:
-                return await self._try(index, request, deadline, retry=bool(failures))
+                return await self._try(index, request, head_by, deadline, retry=bool(failures))
             except UpstreamError as exc:
                 failures.append(exc)
-                reason = self._retry_denied(exc, request, len(failures), deadline - loop.time())
+                reason = self._retry_denied(exc, request, len(failures), head_by - loop.time())
                 next_index = self._pick(tried) if reason is None else None
                 if reason is None and next_index is None:
                     reason = NoRetryReason.NO_OTHER_SERVER
@@ -270,9 +249,10 @@ class OriginPool:
                 self.retries += 1
 
     async def _try(
-        self, index: int, request: UpstreamRequest, deadline: float, *, retry: bool
+        self, index: int, request: UpstreamRequest, head_by: float, deadline: float, *, retry: bool
     ) -> UpstreamResponse:
-        """One try on one server, cut off at the request's deadline; feeds passive health."""
+        """One try on one server, its head cut off at `head_by` (the request's own total
+        `deadline`, or the asking node's earlier one); feeds passive health."""
         self._in_flight[index] += 1
 
         def release() -> None:  # InFlightBody calls it once; the except clauses below instead
@@ -280,10 +260,16 @@ class OriginPool:
 
         try:
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(head_by):
                     response = await self._clients[index].fetch(request)
             except TimeoutError as exc:
-                # Only the request's own deadline: the client translates its phase timeouts.
+                # Only the request's own deadlines: the client translates its phase timeouts.
+                if head_by < deadline:  # the asker's: not retryable, says nothing of the server
+                    raise DeadlineExceeded(
+                        f"{request.method} {self._config.servers[index].base}: the asking "
+                        "node's deadline passed before the head",
+                        upstream=self._config.servers[index].base,
+                    ) from exc
                 raise UpstreamTimeout(
                     f"{request.method} {self._config.servers[index].base}: total timeout "
                     f"{self._config.timeouts.total_s}s spent before the head",
@@ -300,7 +286,7 @@ class OriginPool:
         if self._config.passive.on_5xx and response.status >= 500:
             self._record_failure(index, f"status {response.status}")
         else:
-            self._health[index].record_success()
+            self._log_change(index, self._health[index].record_success(), "after a good response")
         # A first try's body already ends at the client's own total deadline (the same instant).
         body = InFlightBody(response, release, deadline if retry else None)
         return UpstreamResponse(
@@ -330,20 +316,45 @@ class OriginPool:
         return None
 
     def _pick(self, tried: list[bool]) -> int | None:
-        """The server for the next try among available untried ones, or None."""
+        """The server for the next try among available untried ones, or None.
+
+        When no server at all is available (panic mode), an untried one anyway: the least
+        recently failed. Some server available but all of those tried: None (no retry on a
+        server that is down while another is up).
+        """
         now = self._clock()
-        eligible = [not t and h.available(now) for t, h in zip(tried, self._health, strict=False)]
-        return self._balancer.pick(eligible, self._in_flight)
+        available = [h.available(now) for h in self._health]
+        eligible = [a and not t for a, t in zip(available, tried, strict=False)]
+        index = self._balancer.pick(eligible, self._in_flight)
+        panic = index is None and not any(available)
+        if panic:
+            index = panic_pick(tried, self._last_failed)
+            if index is not None:
+                self.panics += 1
+        if panic != self._panicking:
+            self._panicking = panic
+            if panic:
+                log.warning("pool %s: every server is down; trying them anyway (panic mode)", self.name)
+            else:
+                log.info("pool %s: a server is available again; panic mode over", self.name)
+        return index
 
     def _any_available(self) -> bool:
         now = self._clock()
         return any(h.available(now) for h in self._health)
 
     def _record_failure(self, index: int, error: str) -> None:
+        self._stamp_failure(index)
         change = self._health[index].record_failure(error, self._clock())
         self._log_change(index, change, f"after {self._health[index].failures} failed tries")
 
+    def _stamp_failure(self, index: int) -> None:
+        self._failure_seq += 1
+        self._last_failed[index] = self._failure_seq
+
     def _record_probe(self, index: int, error: str | None) -> None:
+        if error is not None:
+            self._stamp_failure(index)
         self._log_change(index, self._health[index].record_probe(error), "by health checks")
 
     def _log_change(self, index: int, change: HealthChange | None, how: str) -> None:

@@ -228,6 +228,8 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
     cluster, peers = parse_cluster(
         table(data, "cluster", "cluster"), nodes, any(r.parent for r in regions.values())
     )
+    if cluster is not None:  # peer timeouts not set: derived so each hop outwaits the next
+        cluster = cluster.chained(pools, {r.name: r.parent for r in regions.values()})
     return EdgeConfig(
         node=nodes[node],
         nodes=nodes,

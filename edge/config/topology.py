@@ -92,6 +92,7 @@ _CLUSTER_NUMBERS = (
     "peer_first_byte_timeout_s",
     "peer_idle_timeout_s",
     "peer_total_timeout_s",
+    "peer_deadline_margin_s",
     "hot_share",
     "hot_window_s",
 )

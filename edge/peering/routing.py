@@ -6,17 +6,23 @@ counts requests a non-owner sends to owners so a hot key is also kept locally (i
 bounded memory store, as groupcache keeps hot keys in up to 1/8 of its memory).
 `PeerGate` is the internal listener's responder: it refuses requests without the cluster
 secret (403, no cache touched), answers health probes, and marks everything else as coming
-from a peer, so the owner never forwards it again (no loops, whatever the ring views).
+from a peer, so the owner never forwards it again (no loops, whatever the ring views). A
+request with `X-Edge-Deadline` is served under that deadline (origin/deadline.py caps every
+upstream wait made for it) and, should its head still not be ready then (e.g. it joined a
+fill that began without a deadline), answered 504 at the deadline: the asker, which waits a
+margin longer, gets an answer from us rather than giving up and asking the origin itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from cluster.members import HEALTH_PATH
-from cluster.peer import SECRET_HEADER, check_secret
+from cluster.peer import DEADLINE_HEADER, SECRET_HEADER, check_secret, parse_deadline
 from cluster.purge import JournalError, Purge
 from cluster.purge_wire import (
     CONTENT_TYPE,
@@ -30,11 +36,15 @@ from cluster.ring import Ring
 from edge.server.request import Request
 from edge.server.writer import Writer
 from edge.store.memory import MemoryStore
+from origin.deadline import head_deadline_at
 from origin.upstream import Upstream
 
 __all__ = ["HotCounter", "PeerGate", "PeerRouting"]
 
 _MAX_TRACKED = 100_000  # keys whose request counts are kept at once; more resets the window
+_CANCEL_GRACE_S = 5.0  # how long a request cut off at its deadline may take to unwind
+
+log = logging.getLogger("edge.peering")
 
 
 class HotCounter:
@@ -181,7 +191,41 @@ class PeerGate:
         if self._purges is not None and request.target.partition("?")[0] in (PURGE_PATH, PURGES_PATH):
             await self._purge_traffic(self._purges, request, writer)
             return
-        await self._handler.handle(request, writer, from_peer=True)
+        seconds = parse_deadline(request.headers.get(DEADLINE_HEADER))
+        if seconds is None:
+            await self._handler.handle(request, writer, from_peer=True)
+            return
+        await self._handle_by(request, writer, asyncio.get_running_loop().time() + seconds)
+
+    async def _handle_by(self, request: Request, writer: Writer, deadline: float) -> None:
+        """Serves a peer's request under its deadline; 504 then if no head has been sent."""
+
+        async def serve() -> None:
+            with head_deadline_at(deadline):
+                await self._handler.handle(request, writer, from_peer=True)
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(serve(), name="peer-request")
+        try:
+            await asyncio.wait([task], timeout=max(0.0, deadline - loop.time()))
+            if not task.done() and not writer.started:
+                task.cancel()
+                await asyncio.wait([task], timeout=_CANCEL_GRACE_S)
+                if writer.started:  # a head slipped out while the request unwound: cut it off
+                    writer.abort()
+                    return
+                log.warning(
+                    "%s %s%s: no head by the asker's deadline; 504",
+                    request.method,
+                    request.host,
+                    request.target,
+                )
+                await writer.send_simple(504, "no response head by the asking node's deadline")
+                return
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def _purge_traffic(self, purges: _PurgeEndpoint, request: Request, writer: Writer) -> None:
         """POST /_edge/purge: journal + apply, then 200 (the ack). GET /_edge/purges: catch-up page."""

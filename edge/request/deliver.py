@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.peer import HOP_HEADER
 from edge.fill.coalesce import Fill
+from edge.rules.cache_control import CDN_ONLY_FIELDS, for_clients
 from edge.rules.conditional import evaluate_preconditions
 from edge.rules.outcome import CacheOutcome, cache_status
 from edge.rules.ranges import RangeKind, content_range, if_range_allows, parse_range
@@ -88,6 +90,7 @@ def _head_fields(
 
 
 def _start(
+    request: Request,
     writer: Writer,
     plan: Plan,
     headers: Iterable[tuple[str, str]],
@@ -95,6 +98,8 @@ def _start(
     length: int | None,
 ) -> bool:
     """Sends the head; True when a body follows, False when the response is already complete."""
+    if HOP_HEADER not in request.headers:  # a client, not a peer: no CDN-only fields
+        headers = for_clients(headers)
     fields = _head_fields(plan, headers, trailer)
     if plan.status in (304, 412, 416):
         writer.start(plan.status, fields, None if plan.status == 304 else 0)
@@ -111,7 +116,7 @@ async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[
         request, status=meta.status, length=meta.body_length, etag=meta.etag, last_modified=meta.last_modified
     )
     count = plan.end - plan.start
-    if not _start(writer, plan, meta.headers, trailer, count):
+    if not _start(request, writer, plan, meta.headers, trailer, count):
         return plan.status
     if request.method != "HEAD" and count > 0:
         body = hit.body_bytes()
@@ -144,7 +149,7 @@ async def deliver_fill(
     last_modified = meta.last_modified if meta else None
     plan = plan_response(request, status=status, length=length, etag=etag, last_modified=last_modified)
     end = plan.end if plan.end >= 0 else None
-    if not _start(writer, plan, headers, trailer, None if end is None else end - plan.start):
+    if not _start(request, writer, plan, headers, trailer, None if end is None else end - plan.start):
         return plan.status
     if request.method != "HEAD":
         async for chunk in fill.body(plan.start, end):
@@ -171,8 +176,8 @@ class FastHeads:
         cached = self._cache.get(meta.key)
         if cached is None or cached[0] is not meta or cached[1] != second:
             ttl = meta.ttl(now)
-            if ttl <= 0 or meta.no_cache:
-                return None
+            if ttl <= 0 or meta.no_cache or any(n.lower() in CDN_ONLY_FIELDS for n, _ in meta.headers):
+                return None  # (CDN-only fields go to peers, not clients: the slow path decides)
             if len(self._cache) >= self._limit:
                 self._cache.clear()
             fields = list(meta.headers)

@@ -45,6 +45,7 @@ EDGE_OWNED = frozenset(
         "expect",
         "x-edge-hop",
         "x-edge-secret",
+        "x-edge-deadline",
     }
 )
 

@@ -13,6 +13,7 @@ from edge.request.context import RequestContext
 from edge.request.deliver import FastHeads
 from edge.request.forward import upstream_request
 from edge.request.key import CacheKey, make_key
+from edge.rules.cache_control import for_clients
 from edge.rules.outcome import CacheOutcome, Fwd, cache_status
 from edge.store.base import RemoveReason, Store
 
@@ -38,6 +39,8 @@ class Passthrough:
         )
         try:
             fields = list(replay_headers(response.headers))
+            if not ctx.from_peer:
+                fields = for_clients(fields)  # Surrogate-Control is for the CDN alone
             age = response.header("age")
             if age is not None:
                 fields.append(("Age", age))

@@ -1,14 +1,29 @@
-"""Cache-Control and CDN-Cache-Control parsing into a frozen Directives value.
+"""Cache-Control, CDN-Cache-Control and Surrogate-Control parsing into a frozen Directives value.
 
 `parse_cache_control` reads the RFC 9111 §5.2 directive list (request and response side,
-RFC 5861 stale-* extensions included); `response_directives` picks the field a CDN obeys
-(RFC 9213): a valid, non-empty CDN-Cache-Control replaces Cache-Control and Expires.
+RFC 5861 stale-* extensions included); `response_directives` picks what a CDN obeys:
+  1. a valid, non-empty CDN-Cache-Control (RFC 9213) replaces Cache-Control and Expires;
+  2. else Surrogate-Control (W3C Edge Architecture 1.0) overrides Cache-Control's freshness
+     (its max-age wins over max-age, s-maxage and Expires) and its no-store / no-store-remote
+     stop storing; Cache-Control's other directives (private, no-store, no-cache, ...) still
+     apply, so Surrogate-Control can set a CDN's TTL but never makes a private answer public;
+  3. else Cache-Control.
+Surrogate-Control is meant for the CDN only: `for_clients` removes it from what clients get.
 
-Choices, where the RFC leaves room:
+Choices, where the RFCs leave room:
 - Duplicate value directives: the first occurrence wins (RFC 9111 §4.2.1 "first
   occurrence"); flag directives count if present anywhere; field lists are merged.
-- Invalid max-age / s-maxage arguments mean "already stale" (0); an invalid argument to
-  stale-while-revalidate, stale-if-error, min-fresh or max-stale drops the directive.
+- Cache-Control: invalid max-age / s-maxage arguments mean "already stale" (0); an invalid
+  argument to stale-while-revalidate, stale-if-error, min-fresh or max-stale drops the
+  directive. A quoted argument (`max-age="60"`) is accepted: RFC 9111 §5.2 only forbids
+  senders to generate it and asks recipients to accept both forms.
+- CDN-Cache-Control is a Structured Fields Dictionary (RFC 9213 §2.1, RFC 8941): max-age,
+  s-maxage, stale-while-revalidate, stale-if-error, min-fresh and max-stale take an Integer
+  >= 0; any other type (`max-age="60"` is a String, `max-age=1.5` a Decimal) makes the whole
+  field invalid, so it is ignored and Cache-Control applies.
+- Surrogate-Control: `max-age=N+M` uses N (the +M stale extension is not implemented);
+  directives aimed at a named device (`max-age=60;edge2`) are not for us and are skipped;
+  an invalid max-age (`max-age =60`, `max-age=abc`) is dropped, leaving Cache-Control's.
 - Unknown directives are ignored (they still make a CDN-Cache-Control field non-empty).
 """
 
@@ -17,14 +32,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from edge.rules.httpdate import parse_delta_seconds
 
 __all__ = [
+    "CDN_ONLY_FIELDS",
     "EMPTY",
     "Directives",
+    "for_clients",
     "parse_cache_control",
     "request_directives",
     "response_directives",
@@ -82,12 +99,24 @@ _ITEM = (
     r"|\?[01]|:[A-Za-z0-9+/=]*:"
 )
 _SF_KEY = re.compile(_KEY)
+_SF_NON_NEGATIVE_INTEGER = re.compile(r"\d{1,15}")
+# RFC 9213 §2.1: these take an Integer; another type makes the field invalid.
+_INTEGER_DIRECTIVES = frozenset(
+    {"max-age", "s-maxage", "stale-while-revalidate", "stale-if-error", "min-fresh", "max-stale"}
+)
+# Surrogate-Control directives this cache honours (the rest, e.g. content="ESI/1.0", are skipped).
+_SURROGATE_NO_STORE = frozenset({"no-store", "no-store-remote"})
+
+# Response fields addressed to the CDN alone, never forwarded to clients.
+CDN_ONLY_FIELDS = frozenset({"surrogate-control"})
+
+_CC, _CDN, _SURROGATE = "cc", "cdn", "surrogate"  # how _parse reads a field
 _SF_VALUE = re.compile(rf"({_ITEM})(?:[ \t]*;[ \t]*{_KEY}(?:=(?:{_ITEM}))?)*")
 
 
 def parse_cache_control(values: Iterable[str]) -> Directives:
     """Parses Cache-Control field lines (merged in order) into Directives."""
-    parsed = _parse(tuple(values), strict=False)
+    parsed = _parse(tuple(values), _CC)
     return parsed[0] if parsed is not None else EMPTY
 
 
@@ -101,29 +130,58 @@ def response_directives(headers: Iterable[tuple[str, str]]) -> tuple[Directives,
     """The directives a CDN obeys, and whether they came from CDN-Cache-Control (RFC 9213)."""
     cc: list[str] = []
     cdn: list[str] = []
+    surrogate: list[str] = []
     for name, value in headers:
         lname = name.lower()
         if lname == "cache-control":
             cc.append(value)
         elif lname == "cdn-cache-control":
             cdn.append(value)
+        elif lname == "surrogate-control":
+            surrogate.append(value)
     # RFC 9213 §2.2: a valid, non-empty targeted field wins; otherwise it is ignored.
     if cdn:
-        targeted = _parse(tuple(cdn), strict=True)
+        targeted = _parse(tuple(cdn), _CDN)
         if targeted is not None and targeted[1] > 0:
             return targeted[0], True
-    return parse_cache_control(cc), False
+    directives = parse_cache_control(cc)
+    if surrogate:
+        parsed = _parse(tuple(surrogate), _SURROGATE)
+        if parsed is not None:
+            directives = _with_surrogate(directives, parsed[0])
+    return directives, False
+
+
+def for_clients(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The response fields without those addressed to the CDN alone (Surrogate-Control)."""
+    return [(n, v) for n, v in headers if n.lower() not in CDN_ONLY_FIELDS]
+
+
+def _with_surrogate(cc: Directives, surrogate: Directives) -> Directives:
+    """Cache-Control's directives with Surrogate-Control's lifetime and no-store laid over."""
+    if surrogate.max_age is not None:
+        cc = replace(cc, max_age=surrogate.max_age, s_maxage=None)
+    if surrogate.no_store:
+        cc = replace(cc, no_store=True)
+    return cc
 
 
 @lru_cache(maxsize=2048)
-def _parse(values: tuple[str, ...], strict: bool) -> tuple[Directives, int] | None:
-    """Directives plus the count of members seen; None when `strict` and not a valid SF dict."""
+def _parse(values: tuple[str, ...], mode: str) -> tuple[Directives, int] | None:
+    """Directives plus the count of members seen; None when a CDN field is not a valid SF dict."""
+    strict = mode == _CDN
+    surrogate = mode == _SURROGATE
     fields: dict[str, object] = {}
     no_cache_fields: list[str] = []
     private_fields: list[str] = []
     count = 0
     for value in values:
-        for name, arg in _members(value):
+        for name, arg in _members(value, raw=strict or surrogate):
+            if surrogate:
+                ours = _surrogate_member(name, arg)
+                if ours is None:
+                    continue
+                name, arg = ours
             if strict:
                 member = _strict_member(name, arg)
                 if member is False:
@@ -138,6 +196,14 @@ def _parse(values: tuple[str, ...], strict: bool) -> tuple[Directives, int] | No
             if arg is not None:
                 arg = _unquote(arg)
             attr = _FLAGS.get(name)
+            if surrogate:
+                if name in _SURROGATE_NO_STORE:
+                    fields["no_store"] = True
+                elif name == "max-age" and arg is not None:
+                    seconds = parse_delta_seconds(arg)
+                    if seconds is not None:
+                        fields.setdefault("max_age", seconds)
+                continue
             if attr is not None:
                 fields[attr] = True
             elif name in _STALE_IF_INVALID:
@@ -165,14 +231,19 @@ def _parse(values: tuple[str, ...], strict: bool) -> tuple[Directives, int] | No
     return directives, count
 
 
-def _members(value: str) -> Iterator[tuple[str, str | None]]:
-    """Splits one field line into (name, raw argument or None), skipping empty members."""
+def _members(value: str, *, raw: bool) -> Iterator[tuple[str, str | None]]:
+    """Splits one field line into (name, argument or None), skipping empty members.
+
+    `raw` keeps whitespace next to "=" (it makes a CDN or Surrogate-Control member invalid);
+    otherwise it is forgiven, as Cache-Control always has been here.
+    """
     parts = value.split(",") if '"' not in value else _split_quoted(value)
     for part in parts:
-        name, sep, arg = part.partition("=")
-        name = name.strip()
-        if name:
-            yield name, arg.strip() if sep else None
+        name, sep, arg = part.strip(" \t").partition("=")
+        if not raw:
+            name, arg = name.strip(), arg.strip()
+        if name.strip():
+            yield name, arg if sep else None
 
 
 def _unquote(arg: str) -> str:
@@ -215,7 +286,20 @@ def _strict_member(name: str, arg: str | None) -> tuple[str, str | None] | bool:
     item = match.group(1)
     if item == "?0":
         return True
+    if name in _INTEGER_DIRECTIVES and not _SF_NON_NEGATIVE_INTEGER.fullmatch(item):
+        return False  # RFC 9213 §2.1: wrong type (String, Token, Decimal...) or negative
     return name, None if item == "?1" else item
+
+
+def _surrogate_member(name: str, arg: str | None) -> tuple[str, str | None] | None:
+    """A Surrogate-Control member for every surrogate, or None (targeted elsewhere, or spaced)."""
+    if ";" in name or (arg is not None and ";" in arg):
+        return None  # `directive;device`: aimed at a named surrogate, not at us
+    if name != name.strip() or (arg is not None and arg != arg.strip()):
+        return None  # `max-age =60` / `max-age= 60`: not the directive syntax
+    if arg is not None and name.lower() == "max-age":
+        arg = arg.partition("+")[0]  # `max-age=N+M`: N is the lifetime
+    return name, arg
 
 
 def _add_field_names(into: list[str], arg: str | None) -> None:

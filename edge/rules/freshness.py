@@ -7,6 +7,8 @@ those numbers only. `updated_headers_from_304` merges a 304's fields into stored
 Choices, where the RFC leaves room:
 - A qualified no-cache (`no-cache="Set-Cookie"`) is treated like unqualified no-cache:
   validate before every reuse.
+- Age: the first value when it is a list (`_age_value` says why); an invalid Age is ignored.
+- An Expires that is not an HTTP-date to the letter is "already expired" (§5.3, httpdate).
 - must-revalidate and proxy-revalidate switch off both stale windows. s-maxage implies
   proxy-revalidate (§5.2.2.10), so it switches off stale-if-error; stale-while-revalidate
   is kept with s-maxage because the origin asked for it explicitly (`s-maxage=1,
@@ -107,7 +109,7 @@ def compute_freshness(
             heuristic = True
 
     # §4.2.3: corrected_initial_age.
-    age_value = parse_delta_seconds(age) if age is not None else None
+    age_value = _age_value(age)
     apparent_age = max(0.0, response_time - date_value)
     response_delay = max(0.0, response_time - request_time)
     corrected_age_value = (age_value or 0) + response_delay
@@ -128,6 +130,20 @@ def compute_freshness(
         no_cache=no_cache,
         heuristic=heuristic,
     )
+
+
+def _age_value(age: str | None) -> int | None:
+    """The Age field's delta-seconds: its first member when it is a list (`7200, 0` -> 7200).
+
+    RFC 9111 §5.1 defines Age as a single delta-seconds, so a list is invalid; it is read like
+    several Age lines are (RFC 9110 §5.3: lines and commas are the same list), first value
+    first, as §4.2.1 does for duplicates. A malformed first member (`abc`, `-5`, `1.5`) makes
+    the field ignored. Never the last or the smallest member: a trailing `0` (appended by a
+    careless hop) must not make an old response look new.
+    """
+    if age is None:
+        return None
+    return parse_delta_seconds(age.partition(",")[0])
 
 
 def usability(meta: EntryMeta, now: float) -> Usability:

@@ -3,12 +3,13 @@
 Dates become POSIX timestamps (float seconds, UTC) or None when malformed; a bad date is
 never an exception, because every caller has a defined fallback (stale, ignore the
 condition). The preferred IMF-fixdate is parsed by position; the obsolete RFC 850 and
-asctime forms go through a slower path.
+asctime forms go through regular expressions. All three follow the grammar to the letter.
 """
 
 from __future__ import annotations
 
 import calendar
+import re
 import time
 
 __all__ = ["DELTA_SECONDS_MAX", "format_http_date", "parse_delta_seconds", "parse_http_date"]
@@ -16,12 +17,14 @@ __all__ = ["DELTA_SECONDS_MAX", "format_http_date", "parse_delta_seconds", "pars
 # RFC 9111 §1.2.2: a delta-seconds too large to represent is taken as 2^31.
 DELTA_SECONDS_MAX = 2147483648
 
-_MONTHS = {
-    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
-}  # fmt: skip
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}  # case-sensitive
+_LONG_DAY_NAMES = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+_MONTH = "|".join(_MONTH_NAMES)
+_TIME = r"([0-9]{2}:[0-9]{2}:[0-9]{2})"
+_RFC850 = re.compile(rf"(?:{_LONG_DAY_NAMES}), ([0-9]{{2}})-({_MONTH})-([0-9]{{2}}) {_TIME} GMT")
+_ASCTIME = re.compile(rf"(?:{'|'.join(_DAY_NAMES)}) ({_MONTH}) ([0-9]{{2}}| [0-9]) {_TIME} ([0-9]{{4}})")
 
 
 def parse_delta_seconds(value: str) -> int | None:
@@ -33,36 +36,46 @@ def parse_delta_seconds(value: str) -> int | None:
 
 
 def parse_http_date(value: str | None) -> float | None:
-    """Parses an HTTP-date in any of the three RFC 9110 §5.6.7 forms; None if invalid."""
+    """Parses an HTTP-date in any of the three RFC 9110 §5.6.7 forms; None if invalid.
+
+    The grammar is followed exactly (case-sensitive names, single spaces, two-digit hours):
+    RFC 9111 §5.3 wants an invalid Expires read as "already expired", so a near-miss such as
+    "Thu, 18-Aug-2050 02:01:18 GMT" or "thu, 18 aug 2050 ..." must not pass for a date.
+    """
     if not value:
         return None
     value = value.strip()
     # IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT": 29 characters, fixed positions.
-    if len(value) == 29 and value[3] == "," and value[25:] == " GMT":
+    if (
+        len(value) == 29
+        and value[3:5] == ", "
+        and value[7] == value[11] == value[16] == " "
+        and value[25:] == " GMT"
+        and value[:3] in _DAY_NAMES
+    ):
         return _build(value[12:16], value[8:11], value[5:7], value[17:25])
     return _parse_obsolete(value)
 
 
 def _parse_obsolete(value: str) -> float | None:
-    parts = value.split()
     # rfc850-date, e.g. "Sunday, 06-Nov-94 08:49:37 GMT"
-    if len(parts) == 4 and parts[0].endswith(",") and parts[3] == "GMT":
-        dmy = parts[1].split("-")
-        if len(dmy) != 3 or len(dmy[2]) != 2 or not dmy[2].isdigit():
-            return None
+    match = _RFC850.fullmatch(value)
+    if match is not None:
+        day, month, yy, hms = match.groups()
         # §5.6.7 wants "no more than 50 years ahead"; pure code has no clock, so a fixed
         # pivot stands in: 70-99 are 19xx, 00-69 are 20xx.
-        yy = int(dmy[2])
-        year = str(1900 + yy if yy >= 70 else 2000 + yy)
-        return _build(year, dmy[1], dmy[0], parts[2])
+        year = str(1900 + int(yy) if int(yy) >= 70 else 2000 + int(yy))
+        return _build(year, month, day, hms)
     # asctime-date, e.g. "Sun Nov  6 08:49:37 1994"
-    if len(parts) == 5 and len(parts[0]) == 3 and not parts[0].endswith(","):
-        return _build(parts[4], parts[1], parts[2], parts[3])
+    match = _ASCTIME.fullmatch(value)
+    if match is not None:
+        month, day, hms, year = match.groups()
+        return _build(year, month, day.lstrip(" "), hms)
     return None
 
 
 def _build(year: str, month: str, day: str, hms: str) -> float | None:
-    mon = _MONTHS.get(month.lower())
+    mon = _MONTHS.get(month)
     if mon is None or len(year) != 4 or len(hms) != 8 or hms[2] != ":" or hms[5] != ":":
         return None
     fields = (year, day, hms[0:2], hms[3:5], hms[6:8])

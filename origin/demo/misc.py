@@ -2,6 +2,7 @@
 
     GET|POST|PUT|DELETE /echo/<any>   JSON of the method, raw target and headers received
     GET /hang/<any>                   never answers; released only when the server closes
+    GET /reset/<any>                  resets the connection (TCP RST) before any response
     GET /status/<code>                that status with a short body
     GET /private/<name>               Cache-Control: private; the body holds the Cookie value
     GET /whoami                       cacheable, sets a cookie; the body holds the Cookie value
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 
 import xxhash
 from aiohttp import web
@@ -40,7 +43,7 @@ async def echo_response(request: web.Request, cache_control: str | None) -> web.
 
 
 class MiscHandlers:
-    """Echo, hang, status and per-user endpoints; `closing` is set when the server closes."""
+    """Echo, hang, reset, status and per-user endpoints; `closing` is set when the server closes."""
 
     def __init__(self, closing: asyncio.Event) -> None:
         self._closing = closing
@@ -56,6 +59,17 @@ class MiscHandlers:
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=503, text="closing\n")
+
+    async def reset(self, request: web.Request) -> web.Response:
+        """Drops the connection with a TCP reset, as a crashing or overloaded origin does."""
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # SO_LINGER on, timeout 0: close() sends RST instead of FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        return web.Response(status=500, text="reset\n")  # never reaches the client
 
     async def status(self, request: web.Request) -> web.Response:
         """Answers the status in the path, with `cc` as Cache-Control when given."""

@@ -1,6 +1,6 @@
 """Synthetic objects: GET /obj/<name>?size=&cc=&..., a response shaped by its query.
 
-Every header a cache reacts to can be asked for (Cache-Control, ETag, Last-Modified,
+Every header a cache reacts to can be asked for (Cache-Control, Surrogate-Control, ETag, Last-Modified,
 Expires, Age, Vary, Set-Cookie, Surrogate-Key, the status), and so can the failures a
 cache must survive: a slow head (`delay`), a slow body (`rate`), no Content-Length
 (`chunked`), and a connection cut after N body bytes (`fail_at`). Bodies come from
@@ -47,6 +47,7 @@ class ObjParams:
     version: str = ""
     status: int = 200
     cache_control: str | None = None
+    surrogate_control: str | None = None
     etag: str | None = None
     last_modified: int | None = None  # whole seconds since the epoch
     expires_in_s: float | None = None
@@ -112,6 +113,7 @@ def parse_params(name: str, query: Mapping[str, str]) -> ObjParams:
         version=version,
         status=_int(query, "status", 200, 599) or 200,
         cache_control=query.get("cc"),
+        surrogate_control=query.get("sc"),
         etag=etag,
         last_modified=last_modified,
         expires_in_s=_float(query, "expires"),
@@ -130,6 +132,8 @@ def _headers(p: ObjParams, now: float) -> dict[str, str]:
     headers = {"Content-Type": "application/octet-stream"}
     if p.cache_control is not None:
         headers["Cache-Control"] = p.cache_control
+    if p.surrogate_control is not None:
+        headers["Surrogate-Control"] = p.surrogate_control
     if p.etag is not None:
         headers["ETag"] = p.etag
     if p.last_modified is not None:

@@ -6,7 +6,7 @@ Routes (each counted in RequestStats on arrival, except the two /__ ones):
     POST /__reset                     zeroes the stats
     *    /obj/<name>?size=&cc=&...    synthetic objects (origin.demo.objects)
     *    /echo/<any>                  the request echoed as JSON (origin.demo.misc)
-    GET  /hang/<any>, /status/<code>, /private/<name>, /whoami   (origin.demo.misc)
+    GET  /hang/<any>, /reset/<any>, /status/<code>, /private/<name>, /whoami   (origin.demo.misc)
     GET  /<file>                      static files under --root (origin.demo.static)
 
 Run it with `python -m origin.demo --listen 127.0.0.1:8000 --root DIR --generate`; tests
@@ -88,6 +88,7 @@ def build_app(root: Path | None, stats: RequestStats, *, verbose: bool = False) 
     app.router.add_route("HEAD", "/obj/{name:.+}", objects.handle)
     app.router.add_route("HEAD", "/echo/{tail:.*}", misc.echo)
     app.router.add_get("/hang/{tail:.*}", misc.hang)
+    app.router.add_get("/reset/{tail:.*}", misc.reset)
     app.router.add_get("/status/{code}", misc.status)
     app.router.add_get("/private/{name:.+}", misc.private)
     app.router.add_get("/whoami", misc.whoami)

@@ -111,6 +111,17 @@ class TestHealth:
         assert watcher.rings == [members.ring]
         assert not members.is_healthy("edge2")
 
+    def test_down_event_is_set_when_peer_leaves_and_fresh_when_it_rejoins(self) -> None:
+        members = membership(FakeProbe(), RingWatcher())
+        waiting_on = members.down_event("edge2")
+        for _ in range(3):
+            members.record("edge2", False)
+        assert waiting_on.is_set() and members.down_event("edge2").is_set()
+        for _ in range(2):
+            members.record("edge2", True)
+        assert not members.down_event("edge2").is_set()
+        assert not members.down_event("edge1").is_set()  # this node is never down
+
     def test_failure_count_resets_when_a_probe_succeeds_in_between(self) -> None:
         members = membership(FakeProbe(), RingWatcher())
         for ok in (False, False, True, False, False):

@@ -1,4 +1,4 @@
-"""PeerClient against real servers on 127.0.0.1: hop and secret headers, raw target, errors."""
+"""PeerClient against real servers on 127.0.0.1: hop, secret and deadline headers, raw target, errors."""
 
 from __future__ import annotations
 
@@ -10,11 +10,20 @@ import pytest
 from aiohttp import web
 
 from cluster.config import PeerConfig
-from cluster.peer import HOP_HEADER, SECRET_HEADER, PeerClient, check_secret
+from cluster.peer import (
+    DEADLINE_HEADER,
+    HOP_HEADER,
+    SECRET_HEADER,
+    PeerClient,
+    check_secret,
+    format_deadline,
+    parse_deadline,
+)
 from origin.config import TimeoutConfig
-from origin.errors import BodyError, ConnectError
+from origin.deadline import head_deadline_at
+from origin.errors import BodyError, ConnectError, DeadlineExceeded, UpstreamTimeout
 from origin.upstream import UpstreamRequest
-from tests.origin.servers import closed_port, read_all
+from tests.origin.servers import RawServer, closed_port, read_all
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -25,14 +34,24 @@ def peer_at(port: int) -> PeerConfig:
     return PeerConfig(name="edge2", region="r1", internal_url=f"http://127.0.0.1:{port}")
 
 
-def client(port: int, session: aiohttp.ClientSession) -> PeerClient:
+def client(
+    port: int, session: aiohttp.ClientSession, *, first_byte_s: float = 5.0, down: asyncio.Event | None = None
+) -> PeerClient:
     return PeerClient(
         peer_at(port),
         self_name="edge1",
         secret=SECRET,
         session=session,
-        timeouts=TimeoutConfig(connect_s=0.5, first_byte_s=5.0, idle_s=5.0, total_s=10.0),
+        timeouts=TimeoutConfig(connect_s=0.5, first_byte_s=first_byte_s, idle_s=5.0, total_s=10.0),
+        margin_s=0.5,
+        down=None if down is None else (lambda: down),
     )
+
+
+async def stall(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request head and never answers (until the test ends)."""
+    await server.read_head(reader)
+    await server.release.wait()
 
 
 def get(target: str = "/obj", headers: tuple[tuple[str, str], ...] = ()) -> UpstreamRequest:
@@ -78,9 +97,7 @@ class TestRequest:
         self, session: aiohttp.ClientSession
     ) -> None:
         async with RecordingPeer() as server:
-            response = await client(server.port, session).fetch(
-                get(headers=(("Accept", "text/html"),))
-            )
+            response = await client(server.port, session).fetch(get(headers=(("Accept", "text/html"),)))
             body = await read_all(response)
         (request,) = server.requests
         assert request.headers[HOP_HEADER] == "edge1"
@@ -142,14 +159,82 @@ class TestErrors:
         assert info.value.upstream == "peer:edge2" and not info.value.retryable
 
 
+class TestDeadline:
+    async def test_fetch_tells_peer_its_first_byte_timeout_minus_margin_when_no_deadline_given(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async with RecordingPeer() as server:
+            await read_all(await client(server.port, session, first_byte_s=5.0).fetch(get()))
+        assert server.requests[0].headers.getall(DEADLINE_HEADER) == ["4.500"]
+
+    async def test_fetch_passes_on_what_is_left_of_request_deadline_when_it_is_shorter(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        forged = ((DEADLINE_HEADER, "999"),)
+        async with RecordingPeer() as server:
+            with head_deadline_at(asyncio.get_running_loop().time() + 2.0):
+                await read_all(await client(server.port, session).fetch(get(headers=forged)))
+        (value,) = server.requests[0].headers.getall(DEADLINE_HEADER)
+        assert 1.0 <= float(value) <= 1.5  # 2 s left, minus the 0.5 s margin, minus elapsed
+
+    async def test_fetch_gives_up_at_request_deadline_without_fallback_when_peer_is_slow(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        async with RawServer(stall) as server:
+            started = loop.time()
+            with head_deadline_at(started + 0.8), pytest.raises(DeadlineExceeded) as info:
+                await client(server.port, session).fetch(get())
+        assert 0.75 <= loop.time() - started < 2.0
+        assert not info.value.retryable and info.value.upstream == "peer:edge2"
+
+    async def test_fetch_raises_at_once_when_deadline_leaves_less_than_margin(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async with RecordingPeer() as server:
+            with head_deadline_at(asyncio.get_running_loop().time() + 0.3), pytest.raises(DeadlineExceeded):
+                await client(server.port, session).fetch(get())
+        assert server.requests == []
+
+    async def test_own_first_byte_timeout_stays_retryable_when_no_deadline_was_given(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async with RawServer(stall) as server:
+            with pytest.raises(UpstreamTimeout) as info:
+                await client(server.port, session, first_byte_s=0.6).fetch(get())
+        assert info.value.retryable and not isinstance(info.value, DeadlineExceeded)
+
+    async def test_fetch_stops_waiting_when_membership_marks_peer_down(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        down = asyncio.Event()
+        async with RawServer(stall) as server:
+            fetching = asyncio.ensure_future(client(server.port, session, down=down).fetch(get()))
+            await server.got_request.wait()
+            down.set()  # a hung peer: the probes found it gone
+            with pytest.raises(ConnectError) as info:
+                await asyncio.wait_for(fetching, 2.0)
+        assert info.value.retryable and info.value.upstream == "peer:edge2"
+
+    @pytest.mark.parametrize(("value", "seconds"), [("4.5", 4.5), (" 10 ", 10.0), ("0.000", 0.0)])
+    def test_parse_deadline_reads_seconds_when_plain_decimal(self, value: str, seconds: float) -> None:
+        assert parse_deadline(value) == seconds
+
+    @pytest.mark.parametrize("value", [None, "", "-1", "1e3", "inf", "nan", "1.2.3", "٣", "99999999", "0x10"])
+    def test_parse_deadline_ignores_value_when_not_plain_decimal_in_range(self, value: str | None) -> None:
+        assert parse_deadline(value) is None
+
+    def test_format_deadline_rounds_down_to_milliseconds_and_never_negative(self) -> None:
+        assert (format_deadline(1.23456), format_deadline(-3.0)) == ("1.234", "0.000")
+        assert parse_deadline(format_deadline(7.5)) == 7.5
+
+
 class TestCheckSecret:
     def test_check_secret_accepts_when_secret_matches(self) -> None:
         assert check_secret(SECRET, SECRET)
 
     @pytest.mark.parametrize("presented", [None, "", "wrong", SECRET + "x", SECRET[:-1], "ünï"])
-    def test_check_secret_rejects_when_secret_missing_or_different(
-        self, presented: str | None
-    ) -> None:
+    def test_check_secret_rejects_when_secret_missing_or_different(self, presented: str | None) -> None:
         assert not check_secret(presented, SECRET)
 
     def test_check_secret_rejects_everything_when_configured_secret_is_empty(self) -> None:

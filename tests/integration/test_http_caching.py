@@ -298,3 +298,53 @@ class TestScriptedResponses:
         assert "stored" in first.cache_status and "hit" in second.cache_status, second.cache_status
         assert 56 <= ttl(second) <= 60
         assert second.body == b"expires" and scripted.counts["/expires"] == 1
+
+
+class TestTargetedFields:
+    async def test_surrogate_max_age_wins_and_never_reaches_clients_when_origin_sends_it(
+        self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
+    ) -> None:
+        target = obj(unique_name, "cc=max-age=1&sc=max-age=600")
+        first, second = await assert_cached(client, edge, origin, target, body_of(unique_name))
+        assert 590 <= ttl(second) <= 600  # Surrogate-Control's lifetime, not Cache-Control's
+        assert [r.headers.get("surrogate-control") for r in (first, second)] == [None, None]
+        assert first.headers.get("cache-control") == "max-age=1"  # the client's own lifetime is kept
+
+    async def test_surrogate_no_store_stops_storing_when_cache_control_allows(
+        self, edge: Proc, origin: Proc, client: aiohttp.ClientSession, unique_name: str
+    ) -> None:
+        target = obj(unique_name, "cc=max-age=600&sc=no-store")
+        first, _ = await assert_not_stored(client, edge, origin, target, "no-store")
+        assert first.headers.get("surrogate-control") is None
+
+    async def test_quoted_cdn_max_age_is_ignored_when_cache_control_says_no_store(
+        self, edge_factory: EdgeFactory, scripted: ScriptedOrigin, client: aiohttp.ClientSession
+    ) -> None:
+        scripted.script(
+            "/quoted", [("Cache-Control", "no-store"), ("CDN-Cache-Control", 'max-age="600"')], b"q"
+        )
+        edge = edge_factory(origin_url=scripted.url)
+        first, second = await get_twice(client, edge, "/quoted")
+        assert (first.body, second.body) == (b"q", b"q")
+        assert "hit" not in second.cache_status, second.cache_status
+        assert scripted.counts["/quoted"] == 2
+
+    async def test_malformed_expires_is_already_expired_when_it_looks_almost_like_a_date(
+        self, edge_factory: EdgeFactory, scripted: ScriptedOrigin, client: aiohttp.ClientSession
+    ) -> None:
+        headers = [("Date", http_date(time.time())), ("Expires", "Thu, 18-Aug-2050 02:01:18 GMT")]
+        scripted.script("/expires", headers, b"e")
+        edge = edge_factory(origin_url=scripted.url)
+        _, second = await get_twice(client, edge, "/expires")
+        assert "hit" not in second.cache_status, second.cache_status
+        assert scripted.counts["/expires"] == 2
+
+    async def test_age_list_is_read_by_its_first_value_when_origin_appends_zero(
+        self, edge_factory: EdgeFactory, scripted: ScriptedOrigin, client: aiohttp.ClientSession
+    ) -> None:
+        headers = [("Date", http_date(time.time())), ("Cache-Control", "max-age=3600"), ("Age", "7200, 0")]
+        scripted.script("/aged", headers, b"a")
+        edge = edge_factory(origin_url=scripted.url)
+        _, second = await get_twice(client, edge, "/aged")
+        assert "hit" not in second.cache_status, second.cache_status
+        assert scripted.counts["/aged"] == 2

@@ -3,7 +3,9 @@
 One origin of two killed: traffic moves to the survivor within the health-check interval and
 only requests in flight on the dead one may fail; the whole primary pool down: the backup
 pool serves; every origin down: 502 at once; a hung pool: 504 within the total timeout, and
-the retry budget caps what the outage costs the origins (counted on each demo's /__stats).
+the retry budget caps what the outage costs the origins (counted on each demo's /__stats);
+health never blacks out a pool: the only origin, marked down after three resets in a row or
+by failing probes, still gets (and answers) the next requests (panic mode).
 """
 
 from __future__ import annotations
@@ -249,3 +251,32 @@ class TestEverythingDown:
         sent = count(a, "/hang/budget-") + count(b, "/hang/budget-")
         # Every client retried would be 40; the budget allows burst + ratio x requests.
         assert clients <= sent <= clients + 2 + 0.2 * clients, sent
+
+
+class TestPanicMode:
+    async def test_only_origin_still_serves_when_three_resets_in_a_row_marked_it_down(
+        self, deploy: Deployment
+    ) -> None:
+        only = deploy.origin()
+        # default passive health: 3 failed tries in a row take a server out for 10 s
+        edge = deploy.edge({"primary": {"servers": [only.url]}})
+        async with session() as client:
+            resets = [await get(client, f"{edge.url}/reset/{i}") for i in range(3)]
+            assert [status for status, _ in resets] == [502] * 3
+            assert f"server {only.url} marked down after 3 failed tries" in edge.log()
+            good = [await get(client, f"{edge.url}/echo/after-resets/{i}") for i in range(3)]
+        assert [status for status, _ in good] == [200] * 3
+        assert count(only, "/echo/after-resets/") == 3
+        assert "panic mode" in edge.log()
+
+    async def test_requests_reach_only_origin_when_health_checks_fail_on_probe_path(
+        self, deploy: Deployment
+    ) -> None:
+        only = deploy.origin()
+        probes = {**HEALTH, "health_path": "/status/503", "unhealthy_after": 1}
+        edge = deploy.edge({"primary": {"servers": [only.url], **probes}})
+        await wait_for_log(edge, f"server {only.url} marked down by health checks", 0.5 + 1.5)
+        async with session() as client:
+            results = [await get(client, f"{edge.url}/echo/probes-fail/{i}") for i in range(3)]
+        assert [status for status, _ in results] == [200] * 3
+        assert count(only, "/echo/probes-fail/") == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from origin.balance import Balancer
+from origin.balance import Balancer, panic_pick
 from origin.config import Balance, OriginPoolConfig, ServerConfig
 
 pytestmark = pytest.mark.timeout(10)
@@ -61,3 +61,15 @@ class TestStrategyNames:
                 servers=(ServerConfig(url="http://127.0.0.1:8000"),),
                 balance="round_robin",  # type: ignore[arg-type]
             )
+
+
+class TestPanicPick:
+    def test_picks_least_recently_failed_untried_server(self) -> None:
+        assert panic_pick([False, False, False], [5, 2, 9]) == 1
+
+    def test_prefers_never_failed_server_and_breaks_ties_by_index(self) -> None:
+        assert panic_pick([False, False, False], [3, 0, 0]) == 1
+
+    def test_skips_tried_servers_and_returns_none_when_all_were_tried(self) -> None:
+        assert panic_pick([False, True, False], [4, 1, 2]) == 2
+        assert panic_pick([True, True], [1, 2]) is None

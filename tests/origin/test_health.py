@@ -41,6 +41,18 @@ class TestPassive:
         health.record_success()
         assert health.record_failure("refused", 0.0) is None and health.available(0.0)
 
+    def test_success_ends_cooldown_when_no_active_checks(self) -> None:
+        health = ServerHealth(PassiveHealthConfig(failures=1, cooldown_s=10.0), NO_ACTIVE)
+        health.record_failure("reset", 0.0)
+        assert not health.available(1.0)
+        assert health.record_success() is HealthChange.MARKED_UP  # a panic-mode try got a head
+        assert health.available(1.0) and health.record_success() is None
+
+    def test_success_leaves_server_down_when_active_checks_decide(self) -> None:
+        health = ServerHealth(PassiveHealthConfig(failures=1), ACTIVE)
+        health.record_failure("reset", 0.0)
+        assert health.record_success() is None and not health.available(1.0)
+
     def test_failures_never_mark_down_when_passive_checks_are_off(self) -> None:
         health = ServerHealth(PassiveHealthConfig(failures=0), NO_ACTIVE)
         for _ in range(100):

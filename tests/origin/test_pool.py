@@ -21,11 +21,12 @@ from origin.config import (
     ServerConfig,
     TimeoutConfig,
 )
+from origin.deadline import head_deadline_at
 from origin.errors import (
     BodyError,
+    DeadlineExceeded,
     BodyTimeout,
     ConnectError,
-    NoServerAvailable,
     ProtocolError,
     UpstreamError,
     UpstreamTimeout,
@@ -302,8 +303,10 @@ class TestPassiveHealth:
                 await pool.fetch(request())
         assert not pool.status().servers[0].available
         assert "cannot connect" in pool.status().servers[0].last_error
-        with pytest.raises(NoServerAvailable):
+        # the only server is down: panic mode still tries it (and the cool-down is not extended)
+        with pytest.raises(ConnectError):
             await pool.fetch(request())
+        assert pool.status().panics == 1 and pool.status().servers[0].down_until == clock.now + 5.0
         clock.advance(5.0)
         assert pool.status().servers[0].available
         with pytest.raises(ConnectError):
@@ -354,8 +357,88 @@ class TestPassiveHealth:
         upstreams = [(await take(pool)).upstream for _ in range(2)]
         assert upstreams == ["b", "b"] and not pool.status().servers[0].healthy
         pool.set_healthy(pool.status().servers[1].url, False)
-        with pytest.raises(NoServerAvailable):
+        # every server is out: panic mode tries the one that never failed a probe
+        assert (await take(pool)).upstream == "b" and pool.status().panics == 1
+
+
+class TestAskerDeadline:
+    async def test_head_wait_ends_at_asker_deadline_without_retry_or_health_verdict(self) -> None:
+        slow, other = FakeUpstream(gated=True, name="slow"), FakeUpstream(gated=True, name="other")
+        pool = fake_pool([slow, other], retries=1, passive=PassiveHealthConfig(failures=1))
+        with head_deadline_at(asyncio.get_running_loop().time() + 0.2), pytest.raises(DeadlineExceeded):
             await take(pool)
+        assert (slow.calls, other.calls) == (1, 0)  # no retry: the asker has stopped waiting
+        assert pool.no_retries[NoRetryReason.NOT_RETRYABLE] == 1
+        assert all(s.available and s.consecutive_failures == 0 for s in pool.status().servers)
+
+    async def test_pool_total_timeout_still_applies_when_asker_deadline_is_later(self) -> None:
+        slow = FakeUpstream(gated=True)
+        timeouts = TimeoutConfig(first_byte_s=0.2, total_s=0.2)
+        pool = fake_pool([slow], timeouts=timeouts, passive=NO_PASSIVE)
+        with head_deadline_at(asyncio.get_running_loop().time() + 30.0), pytest.raises(UpstreamTimeout) as info:
+            await take(pool)
+        assert info.value.retryable and not isinstance(info.value, DeadlineExceeded)
+
+
+class TestPanicMode:
+    async def test_only_server_serves_next_good_request_when_three_resets_marked_it_down(self) -> None:
+        clock = FakeClock()
+        only = failing(ProtocolError("connection reset"))
+        pool = fake_pool([only], clock=clock, passive=PassiveHealthConfig(failures=3, cooldown_s=10.0))
+        for _ in range(3):
+            with pytest.raises(ProtocolError):
+                await take(pool)
+        assert not pool.status().servers[0].available
+        only.error = None  # the origin answers again, well inside the cool-down
+        assert (await take(pool)).upstream == "fake"
+        status = pool.status()
+        assert only.calls == 4 and status.panics == 1
+        assert status.servers[0].available  # the good answer ended the cool-down
+        await take(pool)
+        assert pool.status().panics == 1  # back to normal picks
+
+    async def test_panic_tries_least_recently_failed_server_first_when_all_are_down(self) -> None:
+        a, b, c = (failing(ConnectError("refused")) for _ in range(3))
+        pool = fake_pool([a, b, c], retries=0, passive=PassiveHealthConfig(failures=1))
+        for _ in range(3):  # a, b, c fail in that order: each is marked down
+            with pytest.raises(ConnectError):
+                await take(pool)
+        assert [s.available for s in pool.status().servers] == [False] * 3
+        with pytest.raises(ConnectError):
+            await take(pool)  # a failed longest ago
+        with pytest.raises(ConnectError):
+            await take(pool)  # then b (a failed again just now)
+        assert [f.calls for f in (a, b, c)] == [2, 2, 1] and pool.status().panics == 2
+
+    async def test_panic_retries_on_another_down_server_when_first_panic_try_fails(self) -> None:
+        bad, good = failing(ConnectError("refused")), FakeUpstream(name="good")
+        pool = fake_pool([bad, good], retries=1)
+        for server in pool.status().servers:
+            pool.set_healthy(server.url, False)
+        assert (await take(pool)).upstream == "good"
+        assert [bad.calls, good.calls] == [1, 1] and pool.status().panics == 2
+
+    async def test_active_checks_keep_server_out_but_requests_reach_it_when_all_fail_probes(self) -> None:
+        only = FakeUpstream(name="only")
+        pool = fake_pool([only], health=HealthCheckConfig(path="/h", unhealthy_after=1, healthy_after=1))
+        only.status = 503
+        assert pool.checker is not None
+        await pool.checker.check_once()
+        assert not pool.status().servers[0].healthy
+        only.status = 200  # the probe path fails but real pages are fine: the site stays up
+        assert (await take(pool)).status == 200
+        assert not pool.status().servers[0].healthy  # only probes bring it back
+        await pool.checker.check_once()
+        assert pool.status().servers[0].healthy
+
+    async def test_no_panic_when_one_server_is_up_but_already_tried(self) -> None:
+        down, up = FakeUpstream(name="down"), failing(ConnectError("refused"))
+        pool = fake_pool([down, up], retries=1, passive=NO_PASSIVE)
+        pool.set_healthy(pool.status().servers[0].url, False)
+        with pytest.raises(ConnectError):
+            await take(pool)
+        assert down.calls == 0 and pool.no_retries[NoRetryReason.NO_OTHER_SERVER] == 1
+        assert pool.status().panics == 0
 
 
 class TestBackup:

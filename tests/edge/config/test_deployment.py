@@ -138,3 +138,32 @@ def test_quickstart_forwards_every_path_when_built_from_flags() -> None:
     cfg = quickstart(origin="http://127.0.0.1:8000", listen="127.0.0.1:8081")
     assert cfg.routes[0].host == "*" and cfg.routes[0].path_prefix == "/"
     assert cfg.node.port == 8081
+
+
+class TestPeerTimeouts:
+    def test_peer_timeouts_are_derived_from_origins_and_regions_when_unset(self) -> None:
+        data = _with(
+            nodes={
+                "e1": {"listen": "127.0.0.2:8080", "internal": "127.0.0.2:9080", "region": "edge"},
+                "e2": {"listen": "127.0.0.3:8080", "internal": "127.0.0.3:9080", "region": "edge"},
+                "s1": {"listen": "127.0.0.4:8080", "internal": "127.0.0.4:9080", "region": "shield"},
+            },
+            origins={"web": {"servers": ["http://127.0.0.1:8000"], "first_byte_timeout_s": 8.0}},
+            regions={"edge": {"parent": "shield"}},
+            cluster={"secret": "s", "peer_deadline_margin_s": 0.25},
+        )
+        cluster = parse(data, "e1").cluster
+        assert cluster is not None
+        assert cluster.peer_timeouts.first_byte_s == 8.0 + 2 * 0.25  # owner, then shield
+        assert cluster.peer_deadline_margin_s == 0.25
+
+    def test_peer_first_byte_timeout_is_kept_when_configured(self) -> None:
+        data = _with(
+            nodes={
+                "e1": {"listen": "127.0.0.2:8080", "internal": "127.0.0.2:9080"},
+                "e2": {"listen": "127.0.0.3:8080", "internal": "127.0.0.3:9080"},
+            },
+            cluster={"secret": "s", "peer_first_byte_timeout_s": 2.0},
+        )
+        cluster = parse(data, "e1").cluster
+        assert cluster is not None and cluster.peer_timeouts.first_byte_s == 2.0

@@ -1,4 +1,4 @@
-"""Cache-Control parsing (RFC 9111 §5.2, RFC 5861) and CDN-Cache-Control precedence (RFC 9213)."""
+"""Cache-Control parsing (RFC 9111 §5.2, RFC 5861), CDN-Cache-Control (RFC 9213) and Surrogate-Control."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from multidict import CIMultiDict
 from edge.rules.cache_control import (
     EMPTY,
     Directives,
+    for_clients,
     parse_cache_control,
     request_directives,
     response_directives,
@@ -197,3 +198,74 @@ class TestCdnCacheControl:
 
     def test_response_directives_returns_empty_when_no_fields(self) -> None:
         assert response_directives([("Content-Type", "text/plain")]) == (EMPTY, False)
+
+
+class TestCdnCacheControlTypes:
+    @pytest.mark.parametrize(
+        "value",
+        ['max-age="60"', 'max-age="10000"', "s-maxage=1.5", "stale-if-error=soon", "max-age=-5"],
+    )
+    def test_response_directives_ignores_cdn_field_when_integer_directive_has_wrong_type(
+        self, value: str
+    ) -> None:
+        # RFC 9213 §2.1: an Integer is required; a String/Decimal/Token invalidates the field.
+        d, used = response_directives([("CDN-Cache-Control", value), ("Cache-Control", "no-store")])
+        assert (d.no_store, d.max_age, used) == (True, None, False)
+
+    @pytest.mark.parametrize("value", ["max-age =100", "max-age= 100"])
+    def test_response_directives_ignores_cdn_field_when_space_around_equals(self, value: str) -> None:
+        d, used = response_directives([("CDN-Cache-Control", value), ("Cache-Control", "max-age=1")])
+        assert (d.max_age, used) == (1, False)
+
+    def test_response_directives_keeps_cdn_field_when_integers_and_outer_spaces(self) -> None:
+        d, used = response_directives([("CDN-Cache-Control", " max-age=99999999999 ,  stale-if-error=5 ")])
+        assert (d.max_age, d.stale_if_error, used) == (2**31, 5, True)
+
+    def test_parse_still_accepts_quoted_max_age_when_in_cache_control(self) -> None:
+        # RFC 9111 §5.2: recipients accept both token and quoted-string arguments.
+        assert cc('max-age="60"', 's-maxage="30"') == Directives(max_age=60, s_maxage=30)
+
+
+class TestSurrogateControl:
+    def test_surrogate_max_age_wins_over_cache_control_when_both_present(self) -> None:
+        d, used = response_directives(
+            [("Cache-Control", "max-age=3600, s-maxage=7200"), ("Surrogate-Control", "max-age=1")]
+        )
+        assert (d.max_age, d.s_maxage, used) == (1, None, False)
+
+    def test_surrogate_no_store_stops_storing_when_cache_control_is_fresh(self) -> None:
+        d, _ = response_directives([("Cache-Control", "max-age=10000"), ("Surrogate-Control", "no-store")])
+        assert d.no_store and d.max_age == 10000
+
+    def test_surrogate_no_store_remote_stops_storing_when_present(self) -> None:
+        d, _ = response_directives([("Surrogate-Control", 'content="ESI/1.0", no-store-remote')])
+        assert d.no_store
+
+    def test_cache_control_private_still_applies_when_surrogate_sets_max_age(self) -> None:
+        d, _ = response_directives([("Cache-Control", "private"), ("Surrogate-Control", "max-age=60")])
+        assert (d.private, d.max_age) == (True, 60)
+
+    @pytest.mark.parametrize("value", ["max-age =100", "max-age= 100", "max-age=abc", "max-age"])
+    def test_surrogate_max_age_is_dropped_when_malformed(self, value: str) -> None:
+        d, _ = response_directives([("Cache-Control", "max-age=1"), ("Surrogate-Control", value)])
+        assert d.max_age == 1
+
+    def test_surrogate_reads_case_insensitive_name_and_skips_extension(self) -> None:
+        d, _ = response_directives([("Surrogate-Control", "foobar, MaX-aGe=3600")])
+        assert d.max_age == 3600
+
+    def test_surrogate_uses_lifetime_part_when_max_age_has_plus_extension(self) -> None:
+        d, _ = response_directives([("Surrogate-Control", "max-age=300+60")])
+        assert d.max_age == 300
+
+    def test_surrogate_skips_directives_when_targeted_at_another_device(self) -> None:
+        d, _ = response_directives([("Surrogate-Control", "max-age=60;edge2, no-store;edge2")])
+        assert d == EMPTY
+
+    def test_cdn_cache_control_wins_over_surrogate_control_when_both_valid(self) -> None:
+        d, used = response_directives([("Surrogate-Control", "no-store"), ("CDN-Cache-Control", "max-age=9")])
+        assert (d, used) == (Directives(max_age=9), True)
+
+    def test_for_clients_removes_surrogate_control_and_keeps_the_rest(self) -> None:
+        headers = [("Surrogate-Control", "max-age=9"), ("CDN-Cache-Control", "max-age=9"), ("ETag", '"x"')]
+        assert for_clients(headers) == headers[1:]

@@ -82,7 +82,23 @@ class TestLifetime:
     def test_compute_freshness_uses_response_time_when_date_invalid(self) -> None:
         assert fresh([("Date", "garbage"), ("Expires", date(T0 + 30))]).lifetime_s == 30.0
 
-    @pytest.mark.parametrize("expires", ["0", "-1", "never", ""])
+    @pytest.mark.parametrize(
+        "expires",
+        [
+            "0",
+            "-1",
+            "never",
+            "",
+            "Thu, 18-Aug-2050 02:01:18 GMT",  # date dashes in an IMF-fixdate
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+        ],
+    )
     def test_compute_freshness_is_stale_when_expires_invalid(self, expires: str) -> None:
         f = fresh([("Date", date(T0)), ("Expires", expires), ("Last-Modified", date(T0 - 1e5))])
         assert (f.lifetime_s, f.heuristic) == (0.0, False)
@@ -161,6 +177,18 @@ class TestAge:
 
     def test_compute_freshness_uses_first_age_when_repeated(self) -> None:
         assert fresh([("Age", "10"), ("Age", "500")]).initial_age_s == 10.0
+
+    @pytest.mark.parametrize(("age", "expected"), [("7200, 0", 7200.0), ("7200,0", 7200.0), ("0, 7200", 0.0)])
+    def test_compute_freshness_uses_first_age_member_when_age_is_a_list(
+        self, age: str, expected: float
+    ) -> None:
+        # the same answer as two Age lines give (RFC 9110 §5.3): the first value
+        f = fresh([("Date", date(T0)), ("Cache-Control", "max-age=3600"), ("Age", age)])
+        assert f.initial_age_s == expected
+
+    @pytest.mark.parametrize("age", ["abc", "-7200", "7200.0", "abc, 7200"])
+    def test_compute_freshness_ignores_age_when_first_member_is_invalid(self, age: str) -> None:
+        assert fresh([("Date", date(T0)), ("Age", age)]).initial_age_s == 0.0
 
     def test_compute_freshness_uses_response_time_for_date_when_missing(self) -> None:
         f = fresh([("Age", "3")], request_time=T0 - 1.0, response_time=T0)

@@ -51,6 +51,19 @@ class TestParseHttpDate:
             "Sun, 06 Nov 0000 08:49:37 GMT",
             "Sunday, 06-Nov-1994 08:49:37 GMT",
             "Sun Nov  6 08:49 1994",
+            "Sun, 06-Nov-1994 08:49:37 GMT",  # IMF-fixdate positions with dashes
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "sun, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 gmt",
+            "Sun,06 Nov 1994 08:49:37 GMT ",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Sun, 06  Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 UTC",
+            "sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov 6 08:49:37 1994",
+            "Sun  Nov  6 08:49:37 1994",
+            "Sun, Nov  6 08:49:37 1994",
         ],
     )
     def test_parse_http_date_returns_none_when_malformed(self, value: str | None) -> None:

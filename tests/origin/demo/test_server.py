@@ -148,6 +148,19 @@ class TestEcho:
 
 
 class TestHangAndStatus:
+    async def test_reset_drops_connection_with_rst_before_any_response(self, origin: DemoOrigin) -> None:
+        host, _, port = origin.url.removeprefix("http://").rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"GET /reset/x HTTP/1.1\r\nHost: t\r\n\r\n")
+            await writer.drain()
+            with pytest.raises(ConnectionResetError):
+                async with asyncio.timeout(5):
+                    await reader.read(1024)  # a FIN would return b"" and fail the test
+        finally:
+            writer.close()
+        assert origin.stats.count("/reset/x") == 1
+
     async def test_hang_never_answers_when_requested(self, http: aiohttp.ClientSession) -> None:
         with pytest.raises(asyncio.TimeoutError):
             async with http.get("/hang/x", timeout=aiohttp.ClientTimeout(total=0.3)):
