@@ -39,7 +39,8 @@ class TestServerSection:
             ({"send_timeout_s": -1}, r"^server\.send_timeout_s: expected a non-negative number"),
             ({"max_connections": 1.5}, r"^server\.max_connections: expected a whole number"),
             ({"max_connections_per_ip": True}, r"^server\.max_connections_per_ip: expected a whole number"),
-            ({"access_log_buffer_lines": 0}, r"^server\.access_log_buffer_lines: expected a whole number >= 1"),
+            ({"access_log_buffer_lines": 0},
+             r"^server\.access_log_buffer_lines: expected a whole number >= 1"),
         ],
     )
     def test_mistake_names_its_key(self, table: dict[str, object], message: str) -> None:

@@ -48,7 +48,10 @@ class TestAccessLog:
             finally:
                 log.close()
         os.close(r)
-        assert [(x["method"], x["host"], x["status"]) for x in lines] == [("GET", "a", 200), ("HEAD", "a", 200)]
+        assert [(x["method"], x["host"], x["status"]) for x in lines] == [
+            ("GET", "a", 200),
+            ("HEAD", "a", 200),
+        ]
         assert lines[0]["node"] == "edge1" and lines[0]["ms"] == 1.2
         assert log.stats()["written"] == 2
 

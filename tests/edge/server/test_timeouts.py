@@ -123,6 +123,7 @@ class TestIdle:
                 while time.monotonic() < until:
                     writer.write(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
                     _, body = await read_response(reader)
+                    assert body == FAST_BODY
                     served += 1
                     await asyncio.sleep(0.05)  # a client pausing between requests
             finally:
@@ -217,7 +218,7 @@ class TestSend:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect((srv.host, srv.port))
             sock.setblocking(False)
-            reader, writer = await asyncio.open_connection(sock=sock)
+            _, writer = await asyncio.open_connection(sock=sock)
             try:
                 request = b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n"
                 async with asyncio.timeout(10):

@@ -165,7 +165,7 @@ class TestSendfileAtTheClientsPace:
                         await asyncio.sleep(0.01)
                 assert not send.done()
                 assert not conn.writable.is_set()
-                head, body = await _read_response(reader, len(data))  # now the client reads
+                _, body = await _read_response(reader, len(data))  # now the client reads
                 await asyncio.wait_for(send, 10)
             w.finish()
             assert body == data
@@ -180,7 +180,7 @@ class TestSendfileAtTheClientsPace:
         data = b"q" * (32 << 20)
         path = tmp_path / "obj"
         path.write_bytes(data)
-        transport, reader, server = await _pair()
+        transport, _, server = await _pair()
         try:
             conn = _Conn()
             w = Writer(transport, conn.writable, _request(), conn)
