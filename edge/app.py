@@ -34,6 +34,7 @@ from edge.purge.invalidate import Invalidator
 from edge.request.handler import Handler
 from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
+from edge.server.connections import Connections, raise_fd_limit
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
 from edge.store.disk import DiskStore, DiskUnusable
@@ -97,11 +98,17 @@ class EdgeNode:
         self.invalidator: Invalidator | None = None
         self.purges: PurgeHub | None = None
         self._admin: Admin | None = None
+        self.connections: Connections | None = None  # the public listener's, built in start()
+        self._access_log: AccessLog | None = None
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
         check_parsers()
         cfg = self.config
+        nofile = raise_fd_limit()
+        self.connections = Connections.for_listener(cfg.server, nofile)
+        if cfg.access_log:
+            self._access_log = AccessLog(sys.stdout, cfg.node.name, cfg.server.access_log_buffer_lines)
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
@@ -141,12 +148,16 @@ class EdgeNode:
             router=Router(cfg.routes),
             upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
-            access_log=AccessLog(sys.stdout, cfg.node.name) if cfg.access_log else None,
+            access_log=self._access_log,
         )
         if cfg.cluster is not None and cfg.node.internal_host is not None:
             gate = PeerGate(handler, cfg.cluster.secret, purges=hub)
             self._internal = await self._listen(
-                gate, cfg.node.internal_host, cfg.node.internal_port, f"nodes.{cfg.node.name}.internal"
+                gate,
+                cfg.node.internal_host,
+                cfg.node.internal_port,
+                f"nodes.{cfg.node.name}.internal",
+                Connections.for_listener(cfg.server, nofile),
             )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
         # catch up on purges missed while down before serving anything cached (bounded: each
@@ -159,11 +170,19 @@ class EdgeNode:
                 len(cfg.peers) - 1,
                 hub.log.generation,
             )
-        self._server = await self._listen(handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen")
+        self._server = await self._listen(
+            handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen", self.connections
+        )
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("node %s listening on http://%s:%d", cfg.node.name, cfg.node.host, self.port)
+        log.info(
+            "node %s listening on http://%s:%d (at most %d client connections)",
+            cfg.node.name,
+            cfg.node.host,
+            self.port,
+            self.connections.max_connections,
+        )
         if cfg.node.admin_host is not None:
             self._admin = Admin(cfg.admin, hub, self.purge_status)
             try:
@@ -281,14 +300,18 @@ class EdgeNode:
             },
             "peers": [dataclasses.asdict(p) for p in self._membership.status()] if self._membership else [],
             "origins": [dataclasses.asdict(pool.status()) for pool in self._pools.values()],
+            "listener": self.connections.stats() if self.connections is not None else {},
+            "access_log": self._access_log.stats() if self._access_log is not None else {},
         }
 
-    async def _listen(self, responder: Responder, host: str, port: int, where: str) -> asyncio.Server:
+    async def _listen(
+        self, responder: Responder, host: str, port: int, where: str, conns: Connections
+    ) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         limits = self.config.limits
         try:
             return await loop.create_server(
-                lambda: HttpProtocol(responder, limits, self._tasks),
+                lambda: HttpProtocol(responder, limits, self._tasks, conns),
                 host,
                 port,
                 reuse_address=True,
@@ -387,3 +410,5 @@ class EdgeNode:
             await self._session.close()
         if self.store is not None:
             await self.store.close()
+        if self._access_log is not None:
+            self._access_log.close()

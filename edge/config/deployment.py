@@ -42,6 +42,7 @@ from edge.config.purge import (
     parse_admin,
     parse_purge_sync,
 )
+from edge.config.server import ServerConfig, parse_server
 from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
 from edge.rules.site_policy import CachePolicy
 from edge.server.protocol import Limits
@@ -83,6 +84,7 @@ class EdgeConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     coalesce: CoalesceConfig = field(default_factory=CoalesceConfig)
     limits: Limits = field(default_factory=Limits)
+    server: ServerConfig = field(default_factory=ServerConfig)  # [server]: timeouts, connection caps
     pools: Mapping[str, OriginPoolConfig] = field(default_factory=dict)
     routes: tuple[RouteRule, ...] = ()
     access_log: bool = True  # one JSON line per request on stdout
@@ -141,6 +143,7 @@ _TOP = {
     "cache",
     "coalesce",
     "limits",
+    "server",
     "nodes",
     "origins",
     "routes",
@@ -240,6 +243,7 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
         cache=parse_cache(table(data, "cache", "cache")),
         coalesce=parse_coalesce(table(data, "coalesce", "coalesce")),
         limits=_limits(table(data, "limits", "limits")),
+        server=parse_server(table(data, "server", "server")),
         pools=pools,
         routes=routes,
         access_log=boolean(data, "access_log", True, "config"),

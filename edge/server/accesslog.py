@@ -1,9 +1,23 @@
-"""AccessLog: one JSON line per request on a stream (stdout by default)."""
+"""AccessLog: one JSON line per request, written off the event loop through a bounded buffer.
+
+The loop only formats a line and appends it to a bounded deque; one writer thread takes
+whatever has accumulated and writes it to the stream's descriptor in one os.write. When
+whatever reads the stream stalls (a full pipe, a paused terminal), the thread blocks, the
+deque fills, and further lines are dropped and counted: requests never wait for the log.
+Once the writer gets through again it writes one `{"event": "access_log_dropped", ...}`
+line with the count. A closed or missing stream (stdout closed at start, EPIPE, EBADF)
+only counts errors and drops: it never fails a request.
+"""
 
 from __future__ import annotations
 
+import collections
+import errno
 import json
+import logging
+import os
 import sys
+import threading
 import time
 from typing import Protocol, TextIO
 
@@ -19,51 +33,157 @@ class LoggedOutcome(Protocol):
     def log_name(self) -> str: ...
 
 
-class AccessLog:
-    """Writes `{"t", "peer", "method", "host", "target", "status", "cache", "bytes", "ms"}` lines."""
+log = logging.getLogger("edge.server")
 
-    def __init__(self, stream: TextIO | None = None, node: str = "") -> None:
-        self._stream = stream or sys.stdout
+BATCH_BYTES = 256 * 1024  # the most one write hands the descriptor
+
+
+class AccessLog:
+    """Writes `{"t", "node", "peer", "method", "host", "target", "status", "cache", "bytes", "ms"}` lines."""
+
+    def __init__(self, stream: TextIO | None = None, node: str = "", max_lines: int = 10_000) -> None:
         self._node = node
+        self._max_lines = max_lines
+        self._lines: collections.deque[str] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = False
+        # each counter has one writer: the loop (full) or the thread (written, lost, errors)
+        self.written = 0  # lines the writer got out
+        self._full = 0  # lines dropped by the loop: the buffer was full
+        self._lost = 0  # lines in writes that failed (closed stream)
+        self.errors = 0  # failed writes
+        self._reported = 0  # drops already reported in the log itself
+        self._fd = -1
+        self._stream: TextIO | None = None
+        stream = stream if stream is not None else sys.stdout
+        if stream is not None:
+            try:
+                self._fd = stream.fileno()
+            except (OSError, ValueError, AttributeError):
+                self._stream = stream  # no descriptor (a StringIO, a closed stream): write through it
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    # -- the loop's side ------------------------------------------------------------------------
+    def _put(self, line: str) -> None:
+        lines = self._lines
+        if len(lines) >= self._max_lines:
+            self._full += 1
+            return
+        lines.append(line)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def write(self, request: Request, status: int, cache: LoggedOutcome, size: int, seconds: float) -> None:
         """Logs one finished request."""
-        line = json.dumps(
-            {
-                "t": round(time.time(), 3),
-                "node": self._node,
-                "peer": request.peer,
-                "method": request.method,
-                "host": request.host,
-                "target": request.target,
-                "status": status,
-                "cache": cache.log_name,
-                "bytes": size,
-                "ms": round(seconds * 1000, 2),
-            },
-            separators=(",", ":"),
+        self._put(
+            json.dumps(
+                {
+                    "t": round(time.time(), 3),
+                    "node": self._node,
+                    "peer": request.peer,
+                    "method": request.method,
+                    "host": request.host,
+                    "target": request.target,
+                    "status": status,
+                    "cache": cache.log_name,
+                    "bytes": size,
+                    "ms": round(seconds * 1000, 2),
+                },
+                separators=(",", ":"),
+            )
         )
-        self._stream.write(line + "\n")
-        self._stream.flush()
 
     def write_fast(
         self, peer: str, method: str, host: bytes, target: bytes, status: int, size: int, cache: LoggedOutcome
     ) -> None:
         """Logs a hit answered on the fast path (no Request object exists for it)."""
-        line = json.dumps(
-            {
+        self._put(
+            json.dumps(
+                {
+                    "t": round(time.time(), 3),
+                    "node": self._node,
+                    "peer": peer,
+                    "method": method,
+                    "host": host.decode("latin-1").lower(),
+                    "target": target.decode("latin-1"),
+                    "status": status,
+                    "cache": cache.log_name,
+                    "bytes": size,
+                    "ms": 0.0,
+                },
+                separators=(",", ":"),
+            )
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Lines that never reached the stream (buffer full, or the stream unusable)."""
+        return self._full + self._lost
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /status."""
+        return {
+            "written": self.written,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "queued": len(self._lines),
+        }
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Lets the writer flush what is queued (at most `timeout_s`) and stop."""
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+
+    # -- the writer thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        lines = self._lines
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while lines:
+                batch: list[str] = []
+                size = 0
+                while lines and size < BATCH_BYTES:
+                    line = lines.popleft()
+                    batch.append(line)
+                    size += len(line) + 1
+                if self._emit(batch):
+                    self._report_drops()
+            if self._stop:
+                return
+
+    def _report_drops(self) -> None:
+        dropped = self._full  # lines lost in failed writes cannot be reported on that stream
+        if dropped > self._reported:
+            count, self._reported = dropped - self._reported, dropped
+            note = {
                 "t": round(time.time(), 3),
                 "node": self._node,
-                "peer": peer,
-                "method": method,
-                "host": host.decode("latin-1").lower(),
-                "target": target.decode("latin-1"),
-                "status": status,
-                "cache": cache.log_name,
-                "bytes": size,
-                "ms": 0.0,
-            },
-            separators=(",", ":"),
-        )
-        self._stream.write(line + "\n")
-        self._stream.flush()
+                "event": "access_log_dropped",
+                "lines": count,
+            }
+            self._emit([json.dumps(note, separators=(",", ":"))], count_lines=False)
+
+    def _emit(self, batch: list[str], count_lines: bool = True) -> bool:
+        """Writes lines (blocking this thread only); False when the stream is unusable."""
+        text = "\n".join(batch) + "\n"
+        try:
+            if self._fd >= 0:
+                data = memoryview(text.encode("utf-8", "replace"))
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            elif self._stream is not None:
+                self._stream.write(text)
+                self._stream.flush()
+            else:
+                raise OSError(errno.EBADF, "no stream")
+        except (OSError, ValueError):
+            self.errors += 1
+            if count_lines:
+                self._lost += len(batch)
+            return False
+        if count_lines:
+            self.written += len(batch)
+        return True

@@ -11,25 +11,37 @@ Limits: a target longer than `max_url_bytes` gets 414, too many or too large hea
 get 431, a body over `max_body_bytes` gets 413, and anything llhttp rejects (smuggling
 attempts such as Content-Length together with Transfer-Encoding, bad chunking) gets 400
 and the connection is closed.
+
+Timeouts, the connection cap and flow control live in the base class
+(edge.server.guard.GuardedConnection); this module moves the connection between phases:
+a request's first bytes start HEAD, its first body byte BODY, its dispatch BUSY, and the
+end of its answer IDLE again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
 
+from edge.config.server import ServerConfig
+from edge.server.connections import Connections
+from edge.server.deadline import Phase, TimeoutReason, verdict
+from edge.server.guard import TIMEOUT_REASONS, GuardedConnection
 from edge.server.request import Request
-from edge.server.writer import Writer, simple_response
+from edge.server.writer import Writer
 
 __all__ = ["HttpProtocol", "Limits", "Responder"]
 
 log = logging.getLogger("edge.server")
+
+_monotonic = time.monotonic
+_IDLE, _HEAD, _BODY, _BUSY = Phase.IDLE, Phase.HEAD, Phase.BODY, Phase.BUSY
 
 # Request fields the listener looks at while parsing: Host (1), and the fields that take a
 # request off the fast path to the full handler (2).
@@ -85,42 +97,41 @@ class Responder(Protocol):
 class _Reject(Exception):
     """A request the listener answers itself (a limit, an unsupported upgrade) and then closes."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, timeout: TimeoutReason | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.timeout = timeout
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection."""
+class HttpProtocol(GuardedConnection):
+    """One client connection: parses requests and answers them in order."""
 
     __slots__ = (
         "_body",
-        "_busy",
-        "_closed",
         "_header_bytes",
         "_headers",
         "_host",
         "_limits",
-        "_loop",
         "_max_header_bytes",
         "_max_headers",
         "_parser",
-        "_peer",
-        "_pending",
         "_plain",
         "_responder",
         "_tasks",
-        "_transport",
         "_url",
-        "_writable",
     )
 
-    def __init__(self, responder: Responder, limits: Limits, tasks: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        limits: Limits,
+        tasks: set[asyncio.Task[None]],
+        connections: Connections | None = None,
+    ) -> None:
+        super().__init__(connections if connections is not None else Connections(ServerConfig(), 1 << 30))
         self._responder = responder
         self._limits = limits
-        self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
@@ -130,33 +141,15 @@ class HttpProtocol(asyncio.Protocol):
         self._body: bytearray | None = None
         self._host: bytes | None = None  # the Host field of the request being parsed
         self._plain = True  # no field of the request being parsed needs the slow path
-        # requests parsed but not yet answered, in arrival order (pipelining)
-        self._pending: collections.deque[Request] = collections.deque()
-        self._busy = False  # a request task is writing its response
-        self._closed = False
-        self._peer = ""
-        # set while the transport accepts writes; cleared by pause_writing (flow control)
-        self._writable = asyncio.Event()
-        self._writable.set()
         self._tasks = tasks  # the server's owned set of request tasks (strong references)
 
-    # -- asyncio.Protocol ------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
-        peer = transport.get_extra_info("peername")
-        self._peer = peer[0] if peer else ""
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._writable.set()  # wake a writer waiting on drain so it notices the close
-
-    def pause_writing(self) -> None:
-        self._writable.clear()
-
-    def resume_writing(self) -> None:
-        self._writable.set()
-
     def data_received(self, data: bytes) -> None:
+        phase = self._phase
+        if not phase:  # IDLE: a request begins
+            self._phase = _HEAD
+            self._mark = _monotonic()
+        elif phase is _HEAD and self._check_now():
+            return  # the head took too long: answered 408 and closed
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -165,12 +158,17 @@ class HttpProtocol(asyncio.Protocol):
             # llhttp wraps what our callbacks raise: a limit we enforce, or a bug of ours
             cause = exc.__context__
             if isinstance(cause, _Reject):
+                if cause.timeout is not None:
+                    self._conns.timed_out(cause.timeout)
                 self._reject(cause.status, cause.reason)
             else:
                 log.error("request callback failed", exc_info=cause or exc)
                 self._reject(500, "internal error; see the node's log")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
+        else:
+            if self._phase is _HEAD:  # a head (or a body yet to start) left incomplete
+                self._arm(self._mark + self._cfg.head_timeout_s)
 
     # -- llhttp callbacks ---------------------------------------------------------------
     def _reset(self) -> None:
@@ -209,6 +207,21 @@ class HttpProtocol(asyncio.Protocol):
         self._body += body
         if len(self._body) > self._limits.max_body_bytes:
             raise _Reject(413, "request body too large")
+        if self._phase is _BUSY:
+            return  # a pipelined body read ahead while a response is being written
+        times = self._times
+        now = _monotonic()
+        if self._phase is not _BODY:
+            self._phase = _BODY
+            times.body_start = now
+            times.body_bytes = 0
+        times.body_last = now
+        times.body_bytes += len(body)
+        found = verdict(self._cfg, _BODY, self._mark, times, now)
+        if found.expired is not None:
+            raise _Reject(408, TIMEOUT_REASONS[found.expired], found.expired)
+        if found.at is not None:
+            self._arm(found.at)
 
     def on_message_complete(self) -> None:
         parser = self._parser
@@ -233,6 +246,8 @@ class HttpProtocol(asyncio.Protocol):
             )
             if fast is not None:
                 self._reset()
+                # idle from here on; the idle clock counts from when this request began
+                self._phase = _IDLE
                 transport = self._transport
                 if transport is not None and not self._closed:
                     if fast.__class__ is tuple:
@@ -266,8 +281,13 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or self._closed:
             return
         self._busy = True
-        writer = Writer(transport, self._writable, request, self)
-        task = self._loop.create_task(self._run(request, writer))
+        self._phase = _BUSY
+        now = _monotonic()
+        self._mark = now
+        self._times.bounded = True
+        self._arm(now + self._cfg.request_timeout_s)
+        writer = self._writer = Writer(transport, self._writable, request, self)
+        task = self._task = self._loop.create_task(self._run(request, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -279,7 +299,8 @@ class HttpProtocol(asyncio.Protocol):
                 log.error("handler left %s %s unfinished; closing connection", request.method, request.target)
                 writer.abort()
         except asyncio.CancelledError:
-            writer.abort()
+            if not writer.finished:
+                writer.abort()
             raise
         except Exception:
             log.exception("unhandled error for %s %s", request.method, request.target)
@@ -289,6 +310,7 @@ class HttpProtocol(asyncio.Protocol):
                 await writer.send_simple(500, "internal error; see the node's log", close=True)
         finally:
             self._busy = False
+            self._task = self._writer = None
         self._next()
 
     def _next(self) -> None:
@@ -303,22 +325,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._pending.clear()
                 return
         if not self._busy and not self._pending:
-            transport.resume_reading()
-
-    def _reject(self, status: int, reason: str) -> None:
-        """Answers a request the parser refused and closes the connection."""
-        log.info("rejected request from %s: %d %s", self._peer, status, reason)
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self._busy:
-            # a response is being written; the framing is lost, so just close
-            transport.close()
-            return
-        transport.write(simple_response(status, reason, close=True))
-        transport.close()
-
-    @property
-    def closed(self) -> bool:
-        """True once the client connection is gone."""
-        return self._closed
+            self._phase = _IDLE
+            now = _monotonic()
+            self._mark = now
+            self._arm(now + self._cfg.idle_timeout_s)
+            self._resume_reading()

@@ -6,6 +6,14 @@ with Content-Length, others chunked (HTTP/1.1) or close-delimited (HTTP/1.0). A 
 response sends the head only. `abort()` drops the connection: the only honest way to
 end a response whose body failed midway, so the client sees a truncation, never a
 short body that looks complete.
+
+Waiting for a slow client never holds a thread: `write()` waits on the connection's flow
+control, and `sendfile()` calls os.sendfile on the event loop with the socket non-blocking,
+sending what the socket takes and waiting for writability (loop.add_writer on a duplicate of
+the socket's descriptor: the transport owns the original) when it is full. A paused reader
+costs its socket and one open file. Every such wait is bounded by the connection's send
+timer (`server.send_timeout_s`, edge.server.guard), which closes a stalled connection and
+so wakes the writer with ClientGone.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import select
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -21,7 +28,8 @@ from edge.server.request import Request
 
 __all__ = ["REASONS", "ClientGone", "Writer", "build_head", "simple_response"]
 
-WRITE_STALL_TIMEOUT_S = 60.0  # a client that reads nothing for this long is dropped
+SENDFILE_CHUNK = 1 << 20  # bytes per os.sendfile call; the loop runs other work between calls
+_GONE = (errno.EPIPE, errno.ECONNRESET, errno.EBADF, errno.ENOTCONN)
 
 REASONS: dict[int, str] = {
     200: "OK",
@@ -59,8 +67,19 @@ class ClientGone(Exception):
 
 
 class _ConnState(Protocol):
+    """What the writer needs of its connection (edge.server.guard.GuardedConnection)."""
+
     @property
     def closed(self) -> bool: ...
+
+    def streaming(self) -> None:
+        """The body goes out in pieces (server.request_timeout_s no longer applies)."""
+
+    def pause_writing(self) -> None:
+        """The socket is full: start the send timer."""
+
+    def resume_writing(self) -> None:
+        """The socket can take bytes again."""
 
 
 def build_head(status: int, headers: Iterable[tuple[str, str]], extra: bytes = b"") -> bytes:
@@ -100,6 +119,7 @@ class Writer:
         "_request",
         "_transport",
         "_writable",
+        "_writes",
         "bytes_sent",
         "finished",
         "started",
@@ -120,6 +140,7 @@ class Writer:
         self._head_only = request.method == "HEAD"
         self.status = 0
         self.bytes_sent = 0
+        self._writes = 0  # body pieces handed to the transport
 
     def start(self, status: int, headers: list[tuple[str, str]], length: int | None) -> None:
         """Sends the head; `length` None means the body length is not known yet."""
@@ -150,6 +171,9 @@ class Writer:
         """Sends body bytes, waiting while the client is slower than us."""
         if self._head_only or not chunk:
             return
+        self._writes += 1
+        if self._writes == 2:
+            self._conn.streaming()
         await self._send(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk, len(chunk))
 
     async def _send(self, data: bytes, body_bytes: int) -> None:
@@ -162,34 +186,69 @@ class Writer:
             await self._drain()
 
     async def _drain(self) -> None:
-        try:
-            async with asyncio.timeout(WRITE_STALL_TIMEOUT_S):
-                await self._writable.wait()
-        except TimeoutError as exc:
-            self.abort()
-            raise ClientGone("client stopped reading") from exc
+        # bounded by the connection's send timer, which closes a stalled connection
+        await self._writable.wait()
         if self._conn.closed:
             raise ClientGone("client closed the connection")
 
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
-        """Sends `count` bytes of an open file with os.sendfile, falling back to reads."""
+        """Sends `count` bytes of an open file with os.sendfile at the client's pace."""
         if self._head_only or count <= 0:
             return
+        self._conn.streaming()
         if self._chunked:
             self._transport.write(b"%x\r\n" % count)
         sock = self._transport.get_extra_info("socket")
-        # The kernel copy is only safe once the transport has nothing queued ahead of it.
-        if sock is not None and self._transport.get_write_buffer_size() == 0:
-            loop = asyncio.get_running_loop()
-            sent = await loop.run_in_executor(None, _sendfile_blocking, sock.fileno(), fd, offset, count)
-            self.bytes_sent += sent
-            if sent < count:
-                self.abort()
-                raise ClientGone("client went away during sendfile")
+        if sock is None:
+            await self._pread_copy(fd, offset, count)  # a transport without a socket (tests, TLS)
         else:
-            await self._pread_copy(fd, offset, count)
+            await self._sendfile_nonblocking(sock.fileno(), fd, offset, count)
         if self._chunked:
             self._transport.write(b"\r\n")
+
+    async def _sendfile_nonblocking(self, sock_fd: int, fd: int, offset: int, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        probe = -1  # a duplicate of the socket's descriptor, watched for writability
+        end = offset + count
+        try:
+            while offset < end:
+                if self._conn.closed or self._transport.is_closing():
+                    raise ClientGone("client closed the connection")
+                if self._transport.get_write_buffer_size() == 0:  # nothing queued ahead of the file
+                    try:
+                        n = os.sendfile(sock_fd, fd, offset, min(end - offset, SENDFILE_CHUNK))
+                    except BlockingIOError:
+                        n = -1
+                    except OSError as exc:
+                        if exc.errno not in _GONE:
+                            raise
+                        self.abort()
+                        raise ClientGone("client went away during sendfile") from exc
+                    if n == 0:
+                        self.abort()
+                        raise ClientGone("file shorter than expected")
+                    if n > 0:
+                        offset += n
+                        self.bytes_sent += n
+                        await asyncio.sleep(0)  # other connections run between chunks
+                        continue
+                if probe < 0:
+                    probe = os.dup(sock_fd)
+                await self._wait_writable(loop, probe)
+        finally:
+            if probe >= 0:
+                os.close(probe)
+
+    async def _wait_writable(self, loop: asyncio.AbstractEventLoop, probe: int) -> None:
+        """Waits until the socket takes bytes again (or the send timer closes the connection)."""
+        self._conn.pause_writing()
+        loop.add_writer(probe, self._conn.resume_writing)
+        try:
+            await self._writable.wait()
+        finally:
+            loop.remove_writer(probe)
+        if self._conn.closed:
+            raise ClientGone("client closed the connection")
 
     async def _pread_copy(self, fd: int, offset: int, count: int) -> None:
         loop = asyncio.get_running_loop()
@@ -217,6 +276,13 @@ class Writer:
         self.finished = True
         self._transport.abort()
 
+    def answer_now(self, status: int, reason: str) -> None:
+        """Answers with a short text body and closes, from outside the request task (a timeout)."""
+        self.started = self.finished = True
+        self.status = status
+        self._transport.write(simple_response(status, reason, close=True, head_only=self._head_only))
+        self._transport.close()
+
     async def send_simple(
         self, status: int, reason: str, *, close: bool = False, headers: Iterable[tuple[str, str]] = ()
     ) -> None:
@@ -233,24 +299,3 @@ class Writer:
         self.finished = True
         if close:
             self._transport.close()
-
-
-def _sendfile_blocking(sock_fd: int, fd: int, offset: int, count: int) -> int:
-    """Runs in an executor: os.sendfile until done, waiting for writability; returns bytes sent."""
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
-        except BlockingIOError:
-            _, writable, _ = select.select([], [sock_fd], [], WRITE_STALL_TIMEOUT_S)
-            if not writable:
-                return sent
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.EBADF, errno.ENOTCONN):
-                return sent
-            raise
-        if n == 0:
-            return sent
-        sent += n
-    return sent

@@ -14,7 +14,23 @@ from edge.server.writer import Writer
 
 
 class _Conn:
-    closed = False
+    """The writer's view of its connection, without timers (the tests bound their own waits)."""
+
+    def __init__(self, writable: asyncio.Event | None = None) -> None:
+        self.closed = False
+        self.writable = writable or _writable()
+        self.streamed = False
+        self.pauses = 0
+
+    def streaming(self) -> None:
+        self.streamed = True
+
+    def pause_writing(self) -> None:
+        self.pauses += 1
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
 
 
 class _Server:
@@ -72,16 +88,18 @@ class TestSendfile:
         path = tmp_path / "obj"
         path.write_bytes(b"HEADER" + data)
         calls: list[int] = []
-        real = writer_module._sendfile_blocking
+        real = writer_module.os.sendfile
 
         def counting(sock_fd: int, fd: int, offset: int, count: int) -> int:
-            calls.append(count)
-            return real(sock_fd, fd, offset, count)
+            sent = real(sock_fd, fd, offset, count)
+            calls.append(sent)
+            return sent
 
-        monkeypatch.setattr(writer_module, "_sendfile_blocking", counting)
+        monkeypatch.setattr(writer_module.os, "sendfile", counting)
         transport, reader, server = await _pair()
         try:
-            w = Writer(transport, _writable(), _request(), _Conn())
+            conn = _Conn()
+            w = Writer(transport, conn.writable, _request(), conn)
             w.start(200, [("X-Test", "1")], len(data))
             with open(path, "rb") as f:
                 read_task = asyncio.ensure_future(_read_response(reader, len(data)))
@@ -90,7 +108,8 @@ class TestSendfile:
                 head, body = await read_task
             assert b"Content-Length: 1048576" in head
             assert body == data
-            assert calls == [len(data)]
+            assert sum(calls) == len(data)  # every body byte went through os.sendfile
+            assert conn.streamed
         finally:
             transport.close()
             server.close()
@@ -122,6 +141,60 @@ class TestSendfile:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             assert b"Transfer-Encoding: chunked" in head
             assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"3\r\nabc\r\n0\r\n\r\n"
+        finally:
+            transport.close()
+            server.close()
+            await server.wait_closed()
+
+
+class TestSendfileAtTheClientsPace:
+    async def test_paused_reader_waits_on_the_loop_and_gets_every_byte_when_it_reads(
+            self, tmp_path: Path) -> None:
+        data = bytes(range(256)) * (128 * 1024)  # 32 MiB: far more than the socket buffers hold
+        path = tmp_path / "obj"
+        path.write_bytes(data)
+        transport, reader, server = await _pair()
+        try:
+            conn = _Conn()
+            w = Writer(transport, conn.writable, _request(), conn)
+            w.start(200, [], len(data))
+            with open(path, "rb") as f:
+                send = asyncio.ensure_future(w.sendfile(f.fileno(), 0, len(data)))
+                async with asyncio.timeout(10):  # the reader has not read: the send must park
+                    while conn.pauses == 0:
+                        await asyncio.sleep(0.01)
+                assert not send.done()
+                assert not conn.writable.is_set()
+                _, body = await _read_response(reader, len(data))  # now the client reads
+                await asyncio.wait_for(send, 10)
+            w.finish()
+            assert body == data
+            assert w.bytes_sent == len(data)
+        finally:
+            transport.close()
+            server.close()
+            await server.wait_closed()
+
+    async def test_connection_closed_while_parked_ends_the_send_with_client_gone(
+            self, tmp_path: Path) -> None:
+        data = b"q" * (32 << 20)
+        path = tmp_path / "obj"
+        path.write_bytes(data)
+        transport, _, server = await _pair()
+        try:
+            conn = _Conn()
+            w = Writer(transport, conn.writable, _request(), conn)
+            w.start(200, [], len(data))
+            with open(path, "rb") as f:
+                send = asyncio.ensure_future(w.sendfile(f.fileno(), 0, len(data)))
+                async with asyncio.timeout(10):
+                    while conn.pauses == 0:
+                        await asyncio.sleep(0.01)
+                conn.closed = True  # what the send timer does: close, which wakes the writer
+                transport.abort()
+                conn.writable.set()
+                with pytest.raises(writer_module.ClientGone):
+                    await asyncio.wait_for(send, 10)
         finally:
             transport.close()
             server.close()

@@ -1,0 +1,75 @@
+"""The public listener's timeouts and caps (`[server]`).
+
+Every timeout closes the connection and is counted per reason (see edge.server.connections).
+A timeout that fires before any response byte was sent answers 408 first (504 for the
+request bound, whose cause is a slow answer, not a slow client); an idle keep-alive
+connection is closed without a response, as nginx and Varnish do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edge.config.checks import check_keys, number
+from edge.config.errors import ConfigError
+
+__all__ = ["ServerConfig", "parse_server"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Timeouts and caps of the client listener (`[server]`); times in seconds."""
+
+    # total time from a request's first byte to the end of its head (nginx client_header_timeout,
+    # Varnish timeout_req); a request body must also begin within it
+    head_timeout_s: float = 10.0
+    # a connection with no request in progress (new, or kept alive between requests) is closed
+    # after this (nginx keepalive_timeout, Varnish timeout_idle)
+    idle_timeout_s: float = 30.0
+    # longest gap between two pieces of a request body (nginx client_body_timeout)
+    body_timeout_s: float = 30.0
+    # a request body must average at least this many bytes/s; every byte received buys
+    # 1/rate seconds on top of body_timeout_s (Apache mod_reqtimeout MinRate); 0 = no minimum
+    body_min_rate: float = 1024.0
+    # the client accepts no response byte for this long (nginx send_timeout, Varnish idle_send_timeout)
+    send_timeout_s: float = 60.0
+    # request head complete → response finished, for answers that are not streamed
+    # (a body sent in one piece); streamed bodies (disk, fills) rely on send_timeout_s
+    # (Varnish send_timeout bounds the whole send; nginx has no equivalent)
+    request_timeout_s: float = 300.0
+    # open client connections; beyond it the oldest idle one is closed or the new one refused.
+    # 0 = derived from the descriptor limit (see edge.server.connections.default_max_connections)
+    max_connections: int = 0
+    # open connections per client address; 0 = no cap (many users share a NAT address)
+    max_connections_per_ip: int = 0
+    # access-log lines waiting for the writer thread; beyond it lines are dropped and counted
+    access_log_buffer_lines: int = 10_000
+
+
+_POSITIVE = ("head_timeout_s", "idle_timeout_s", "body_timeout_s", "send_timeout_s", "request_timeout_s")
+
+
+def _count(t: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    value = t.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"server.{key}: expected a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_server(t: Mapping[str, Any]) -> ServerConfig:
+    """Reads `[server]`; every timeout must be positive (a zero timeout would close everything)."""
+    d = ServerConfig()
+    check_keys(t, set(ServerConfig.__dataclass_fields__), "server")
+    times = {key: number(t, key, getattr(d, key), "server") for key in _POSITIVE}
+    for key, value in times.items():
+        if value <= 0:
+            raise ConfigError(f"server.{key}: must be greater than 0 seconds; remove it for the default")
+    return ServerConfig(
+        **times,
+        body_min_rate=number(t, "body_min_rate", d.body_min_rate, "server"),
+        max_connections=_count(t, "max_connections", d.max_connections, 0),
+        max_connections_per_ip=_count(t, "max_connections_per_ip", d.max_connections_per_ip, 0),
+        access_log_buffer_lines=_count(t, "access_log_buffer_lines", d.access_log_buffer_lines, 1),
+    )
