@@ -24,6 +24,7 @@ from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.forward import upstream_request
 from edge.request.key import CacheKey, make_key
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
+from edge.rules.host import is_normal_host, normalise_host
 from edge.rules.outcome import CacheOutcome, cache_status, reason_detail
 from edge.rules.site_policy import CachePolicy, PolicySet, normalise_target
 from edge.server.accesslog import AccessLog
@@ -96,6 +97,8 @@ class Handler:
         """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
         if self._policies.rewrites and b"?" in target:
             return None  # the key uses a normalised target: let the slow path compute it
+        if not is_normal_host(host):
+            return None  # an invalid Host (400) or one the slow path rewrites to its normal form
         now = self._clock()
         if now > self._purges.fast_until:
             return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
@@ -171,6 +174,14 @@ class Handler:
                 400, "exactly one Host header is required; send the site's host name", close=True
             )
             return "bad-request"
+        normal_host = normalise_host(host)  # issue 12: a Host never carries a path, query or escape
+        if normal_host is None:
+            await writer.send_simple(
+                400, "Host must be a host name or address with an optional port", close=True
+            )
+            return "bad-request"
+        host = normal_host
+        request.headers["Host"] = host  # the origin and peers see the host the key names
         if not request.target.startswith("/"):
             await writer.send_simple(
                 400, "request target must be an absolute path such as /index.html", close=True

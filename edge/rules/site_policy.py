@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from edge.request.key import lower_host
+from edge.rules.host import normalise_host
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -122,7 +123,7 @@ def key_url_form(policies: PolicySet) -> Callable[[str], str]:
             return url
         host, slash, target = rest.partition("/")
         target = slash + target
-        host = lower_host(host)
+        host = normalise_host(host) or lower_host(host)  # the form request keys use (issue 12)
         if "?" in target:
             target = normalise_target(target, policies.match(host, target))
         return f"{scheme.lower()}://{host}{target}"

@@ -1,0 +1,95 @@
+"""Attacker, then victim: nobody can poison, deceive or read through the cache (issue 12).
+
+Each test sends the attacker's request to a real edge node process in front of the
+careless origin (tests/integration/careless_origin.py), then the victim's, and checks the
+victim got the origin's own answer to the victim's request. Raw sockets carry requests that
+aiohttp would refuse to send or would rewrite.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration.careless_origin import CarelessOrigin, start_careless_edge
+from tests.integration.harness import Proc, RawResponse, fetch, parse_responses, raw_exchange
+
+pytestmark = pytest.mark.timeout(60)
+
+StartEdge = Callable[..., Proc]
+
+
+@pytest.fixture
+async def careless() -> AsyncIterator[CarelessOrigin]:
+    origin = await CarelessOrigin().start()
+    try:
+        yield origin
+    finally:
+        await origin.close()
+
+
+@pytest.fixture
+def start(tmp_path: Path, careless: CarelessOrigin) -> Iterator[StartEdge]:
+    """Starts edge nodes in front of the careless origin; all are stopped after the test."""
+    started: list[Proc] = []
+
+    def run(*, extra: str = "", cache: dict[str, object] | None = None) -> Proc:
+        proc = start_careless_edge(tmp_path, careless, extra=extra, cache=dict(cache or {}), name=f"e{len(started)}")
+        started.append(proc)
+        return proc
+
+    try:
+        yield run
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+async def raw_get(edge: Proc, target: str, fields: str = "", host: str | None = None) -> RawResponse:
+    """One GET exactly as written: `host` (default the node's address) and extra raw field lines."""
+    host = f"{edge.host}:{edge.port}" if host is None else host
+    wire = await raw_exchange(
+        edge.host, edge.port,
+        f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{fields}Connection: close\r\n\r\n".encode("latin-1"),
+    )
+    [response] = parse_responses(wire)
+    return response
+
+
+def link_of(body: bytes) -> str:
+    """The link the careless origin built from the Host / X-Forwarded-Host it acted on."""
+    return str(json.loads(body)["link"])
+
+
+class TestHost:
+    @pytest.mark.parametrize("suffix", ["/static", "/static/app.js?", "%2fstatic", "\\static", "@evil", ":1/static"])
+    async def test_host_with_path_cannot_plant_a_body_under_victim_url_when_attacker_sends_it(
+        self, start: StartEdge, careless: CarelessOrigin, suffix: str
+    ) -> None:
+        edge = start()
+        address = f"{edge.host}:{edge.port}"
+        attack = await raw_get(edge, "/app.js?cc=max-age%3D600", host=address + suffix)
+        assert attack.status == 400, attack
+        assert sum(careless.counts.values()) == 0  # refused before any cache or origin work
+        victim = await raw_get(edge, "/static/app.js?cc=max-age%3D600")
+        assert victim.status == 200 and victim.body == b"static file /static/app.js\n"
+
+    async def test_host_spellings_share_one_key_and_origin_sees_normal_form_when_equivalent(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start()
+        first = await raw_get(edge, "/page?cc=max-age%3D600", host="Demo.TEST.:80")
+        second = await raw_get(edge, "/page?cc=max-age%3D600", host="demo.test")
+        assert first.status == second.status == 200
+        assert first.body == second.body and link_of(first.body) == "http://demo.test/page"
+        assert careless.counts["/page?cc=max-age%3D600"] == 1
+        assert careless.seen[0]["host"] == "demo.test"
+
+    async def test_repeated_host_is_refused_when_values_differ(self, start: StartEdge, careless: CarelessOrigin) -> None:
+        edge = start()
+        response = await raw_get(edge, "/page", fields="Host: evil.example\r\n")
+        assert response.status == 400 and not careless.counts
