@@ -20,6 +20,7 @@ from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Fill, FillHead
 from edge.request.key import CacheKey
 from edge.rules.cache_control import Directives, response_directives
+from edge.rules.deception import edge_lifetime_refusal
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
@@ -265,6 +266,16 @@ class Filler:
         )
         if fresh.from_policy and reason is NoStoreReason.NO_FRESHNESS:
             reason = None  # the policy gives it the freshness the origin did not
+        if reason is None:  # issue 12: web cache deception armour for edge-added lifetimes
+            reason = edge_lifetime_refusal(
+                target=key.target,
+                status=response.status,
+                request_headers=client_headers,
+                response_headers=headers,
+                directives=fresh.directives,
+                used_cdn_cc=fresh.used_cdn,
+                lifetime_s=fresh.meta_fields["lifetime_s"],
+            )
         if response.status >= 500 and reason is None:
             reason = NoStoreReason.STATUS  # server errors are never stored, whatever they say
         replay = replay_headers(headers)

@@ -43,6 +43,11 @@ class NoStoreReason(Enum):
     INCOMPLETE = "incomplete"  # the body ended early or failed mid-stream
     PURGED = "purged"  # a matching purge arrived while the fill was in flight
     BYPASS = "bypass"  # the route is configured not to cache
+    # issue 12: what the edge refuses to keep on a lifetime of its own (edge.rules.deception)
+    CREDENTIALS = "credentials"  # request had Cookie/Authorization, origin did not say shareable
+    AMBIGUOUS_PATH = "ambiguous-path"  # `;`, encoded separators or dot segments: type unknowable
+    UNKNOWN_EXTENSION = "unknown-extension"  # no media types known for the path's extension
+    TYPE_MISMATCH = "type-mismatch"  # Content-Type disagrees with the path's extension
 
 
 class CacheOutcome(Enum):

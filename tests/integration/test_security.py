@@ -93,3 +93,62 @@ class TestHost:
         edge = start()
         response = await raw_get(edge, "/page", fields="Host: evil.example\r\n")
         assert response.status == 400 and not careless.counts
+
+
+POLICY = """
+[[policies]]
+host = "*"
+path_prefix = "/"
+default_ttl_s = 600
+ttl_by_extension = { css = 3600, js = 3600, ts = 3600 }
+"""
+
+DECEPTIVE = [
+    "/account/x.css", "/account;x.css", "/account%2Fx.css", "/account/..%2Fstatic/x.css", "/account%23x.css",
+    "/account/x.css;a", "/account/.%2E/account/x.js", "/account/x.ts",
+]
+
+
+class TestDeception:
+    @pytest.mark.parametrize("freshness", ["policy", "heuristic"])
+    @pytest.mark.parametrize("path", DECEPTIVE)
+    async def test_victim_page_is_never_served_to_attacker_when_lured_to_static_looking_url(
+        self, start: StartEdge, careless: CarelessOrigin, path: str, freshness: str
+    ) -> None:
+        edge = start(extra=POLICY if freshness == "policy" else "")
+        target = path + ("?lm=1" if freshness == "heuristic" else "")
+        victim = await raw_get(edge, target, "Cookie: id=victim\r\n")
+        assert victim.status == 200
+        attacker = await raw_get(edge, target)
+        assert b"victim" not in attacker.body, (attacker.header("cache-status"), attacker.body)
+        assert attacker.status == 200 and careless.counts[target] == 2
+        again = await raw_get(edge, target, "Cookie: id=victim2\r\n")
+        assert b"victim2" in again.body or b"static file" in again.body
+
+    async def test_page_without_extension_is_not_kept_when_request_carried_cookie(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start(extra=POLICY)
+        victim = await raw_get(edge, "/account", "Cookie: id=victim\r\n")
+        assert victim.body == b"<html>account page of id=victim</html>\n"
+        assert "credentials" in (victim.header("cache-status") or "")
+        attacker = await raw_get(edge, "/account")
+        assert attacker.body == b"<html>account page of anonymous</html>\n"
+
+    async def test_static_file_is_kept_when_type_agrees_and_no_credentials(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start(extra=POLICY)
+        first = await raw_get(edge, "/static/site.css")
+        second = await raw_get(edge, "/static/site.css")
+        assert first.body == second.body == b"static file /static/site.css\n"
+        assert "hit" in (second.header("cache-status") or "") and careless.counts["/static/site.css"] == 1
+
+    async def test_file_is_not_kept_when_content_type_disagrees_with_extension(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start(extra=POLICY)
+        target = "/static/site.css?ct=text/html"
+        first = await raw_get(edge, target)
+        await raw_get(edge, target)
+        assert "type-mismatch" in (first.header("cache-status") or "") and careless.counts[target] == 2
