@@ -176,8 +176,14 @@ def _coalesce(t: Mapping[str, Any]) -> CoalesceConfig:
 def _limits(t: Mapping[str, Any]) -> Limits:
     d = Limits()
     check_keys(t, set(Limits.__dataclass_fields__), "limits")
+    sizes = {
+        k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}")
+        for k in Limits.__dataclass_fields__
+        if k != "underscores_in_headers"
+    }
     return Limits(
-        **{k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}") for k in Limits.__dataclass_fields__}
+        **sizes,
+        underscores_in_headers=boolean(t, "underscores_in_headers", d.underscores_in_headers, "limits"),
     )
 
 

@@ -152,3 +152,38 @@ class TestDeception:
         first = await raw_get(edge, target)
         await raw_get(edge, target)
         assert "type-mismatch" in (first.header("cache-status") or "") and careless.counts[target] == 2
+
+
+ALIASES = [
+    "X_Forwarded_Host: evil.example\r\n",
+    "X-Forwarded_Host: evil.example\r\n",
+    "x_forwarded_host: evil.example\r\n",
+    "X_HTTP_Method_Override: DELETE\r\n",
+    "X_Original_URL: /admin\r\n",
+]
+
+
+class TestHeaderAliases:
+    @pytest.mark.parametrize("underscores", [False, True], ids=["default", "underscores-allowed"])
+    @pytest.mark.parametrize("alias", ALIASES)
+    async def test_underscore_alias_cannot_poison_cached_page_when_origin_folds_names(
+        self, start: StartEdge, careless: CarelessOrigin, alias: str, underscores: bool
+    ) -> None:
+        edge = start(extra=f"[limits]\nunderscores_in_headers = {'true' if underscores else 'false'}\n")
+        target = "/page?cc=max-age%3D600"
+        attack = await raw_get(edge, target, alias)
+        victim = await raw_get(edge, target)
+        for reply in (attack, victim):
+            payload = json.loads(reply.body)
+            assert payload["link"] == f"http://{edge.host}:{edge.port}/page", payload
+            assert payload["method"] == "GET"
+        assert "evil.example" not in json.dumps(careless.seen) and "/admin" not in json.dumps(careless.seen)
+
+    async def test_harmless_underscore_field_reaches_origin_only_when_operator_allows_it(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        strict = start()
+        lenient = start(extra="[limits]\nunderscores_in_headers = true\n")
+        await raw_get(strict, "/page", "X_App_Token: abc\r\n")
+        await raw_get(lenient, "/page", "X_App_Token: abc\r\n")
+        assert "x-app-token" not in careless.seen[0] and careless.seen[1]["x-app-token"] == "abc"
