@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from cluster.config import PeerConfig
+from cluster.internal_paths import is_internal_target
 from origin.client import OriginClient
 from origin.config import TimeoutConfig
-from origin.errors import UpstreamError
+from origin.errors import InvalidTarget, UpstreamError
 from origin.upstream import UpstreamRequest, UpstreamResponse
 
 __all__ = ["HOP_HEADER", "SECRET_HEADER", "PeerClient", "check_secret"]
@@ -70,6 +71,8 @@ class PeerClient:
 
     async def fetch(self, request: UpstreamRequest) -> UpstreamResponse:
         """Sends the request to the peer with hop and secret headers; raises UpstreamError."""
+        if is_internal_target(request.target):  # issue 12: a client request never reaches /_edge/
+            raise InvalidTarget("internal paths are never forwarded to a peer", upstream=self._label)
         headers = tuple((n, v) for n, v in request.headers if n.lower() not in _OWN_HEADERS)
         forwarded = UpstreamRequest(
             method=request.method,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from xxhash import xxh3_128_digest
 
+from cluster.internal_paths import is_internal_target
 from edge.fill.coalesce import Coalescer, Fill, FillFailed, FillOutcome, JoinResult
 from edge.fill.producer import VARY_MARKER_STATUS, Filler, FillInfo, FillPlan, replay_headers
 from edge.peering.routing import PeerRouting
@@ -187,6 +188,9 @@ class Handler:
                 400, "request target must be an absolute path such as /index.html", close=True
             )
             return "bad-request"
+        if is_internal_target(request.target):  # issue 12: cluster endpoints never from the public port
+            await writer.send_simple(404, "no such resource; /_edge/ is reserved for the edge's own use")
+            return "not-found"
         route = self._router.match(host, request.target)
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")

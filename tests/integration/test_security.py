@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.integration.cluster_harness import NodeAddr, Region, allocate, write_cluster_config
 from tests.integration.careless_origin import CarelessOrigin, start_careless_edge
 from tests.integration.harness import Proc, RawResponse, fetch, parse_responses, raw_exchange
 
@@ -187,3 +188,52 @@ class TestHeaderAliases:
         await raw_get(strict, "/page", "X_App_Token: abc\r\n")
         await raw_get(lenient, "/page", "X_App_Token: abc\r\n")
         assert "x-app-token" not in careless.seen[0] and careless.seen[1]["x-app-token"] == "abc"
+
+
+INTERNAL = [
+    "/_edge/health", "/_edge/purge", '/_edge/purges?cursor={"e0":0}', "/_edge/purges?cursor=%7B%7D", "/_edge/",
+    "/_EDGE/purges?cursor=%7B%7D", "//_edge/purges?cursor=%7B%7D", "/%5Fedge/purges?cursor=%7B%7D",
+    "/x/../_edge/purges?cursor=%7B%7D", "/_edge/anything-else",
+]
+SECRET = "security-test-secret"
+
+
+@pytest.fixture
+def region(tmp_path: Path, careless: CarelessOrigin) -> Iterator[tuple[Region, list[NodeAddr]]]:
+    nodes = allocate(["e0", "e1"])
+    config = write_cluster_config(tmp_path / "region.toml", origin_url=careless.url, nodes=nodes,
+                                  cluster={"secret": SECRET, "probe_interval_s": 0.5, "probe_timeout_s": 0.5})
+    cluster = Region(tmp_path / "logs")
+    try:
+        cluster.start(config, nodes)
+        yield cluster, nodes
+    finally:
+        cluster.stop()
+
+
+class TestInternalEndpoints:
+    async def test_every_internal_path_is_404_on_public_port_of_every_node(
+        self, region: tuple[Region, list[NodeAddr]], careless: CarelessOrigin
+    ) -> None:
+        cluster, nodes = region
+        for node in nodes:
+            for target in INTERNAL:
+                for method in ("GET", "POST"):
+                    wire = await raw_exchange(node.host, node.port, (
+                        f"{method} {target} HTTP/1.1\r\nHost: demo.test\r\nContent-Length: 0\r\n"
+                        "Connection: close\r\n\r\n"
+                    ).encode())
+                    [reply] = parse_responses(wire)
+                    assert reply.status == 404, (node.name, method, target, reply)
+                    assert b"purges" not in reply.body and b'"node"' not in reply.body
+        assert not careless.counts  # nothing was forwarded to the origin either
+
+    async def test_internal_port_still_answers_peers_when_they_send_the_secret(
+        self, region: tuple[Region, list[NodeAddr]]
+    ) -> None:
+        cluster, nodes = region
+        wire = await raw_exchange(nodes[0].host, nodes[0].internal_port, (
+            f"GET /_edge/purges?cursor=%7B%7D HTTP/1.1\r\nHost: demo.test\r\nX-Edge-Secret: {SECRET}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode())
+        assert parse_responses(wire)[0].status == 200
