@@ -36,6 +36,7 @@ from edge.config.purge import (
     parse_purge_sync,
 )
 from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
+from edge.rules.error_storage import is_never_stored_status
 from edge.rules.site_policy import CachePolicy
 from edge.server.protocol import Limits
 from origin.config import OriginPoolConfig, RouteRule
@@ -218,6 +219,7 @@ _POLICY_KEYS = {
     "ttl_by_extension",
     "query",
     "drop_params",
+    "store_error_statuses",
 }
 
 
@@ -245,6 +247,14 @@ def _policies(raw: object) -> tuple[CachePolicy, ...]:
         ext_raw = t.get("ttl_by_extension", {})
         if not isinstance(ext_raw, Mapping):
             raise ConfigError(f"{path}.ttl_by_extension: expected a table such as {{ m3u8 = 2, ts = 86400 }}")
+        errors = t.get("store_error_statuses", [])
+        if not isinstance(errors, list) or not all(
+            isinstance(e, int) and not isinstance(e, bool) and is_never_stored_status(e) for e in errors
+        ):
+            raise ConfigError(
+                f"{path}.store_error_statuses: expected a list of statuses among 400, 413, 414, 431 and "
+                "500-599, such as [503]"
+            )
         exts = {
             str(k).lower().lstrip("."): number(ext_raw, k, 0.0, f"{path}.ttl_by_extension") for k in ext_raw
         }
@@ -258,6 +268,7 @@ def _policies(raw: object) -> tuple[CachePolicy, ...]:
                 ttl_by_extension=exts,
                 query=query,
                 drop_params=tuple(drop),
+                store_error_statuses=tuple(errors),
             )
         )
     return tuple(rules)

@@ -21,6 +21,7 @@ from edge.fill.coalesce import Fill, FillHead
 from edge.request.key import CacheKey
 from edge.rules.cache_control import Directives, response_directives
 from edge.rules.deception import edge_lifetime_refusal
+from edge.rules.error_storage import error_store_reason
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
@@ -276,8 +277,8 @@ class Filler:
                 used_cdn_cc=fresh.used_cdn,
                 lifetime_s=fresh.meta_fields["lifetime_s"],
             )
-        if response.status >= 500 and reason is None:
-            reason = NoStoreReason.STATUS  # server errors are never stored, whatever they say
+        if reason is None:  # issue 12: request-caused errors and 5xx are not kept, whatever they say
+            reason = error_store_reason(response.status, plan.policy.store_error_statuses)
         replay = replay_headers(headers)
         length_s = response.header("content-length")
         length = int(length_s) if length_s and length_s.isdigit() else None

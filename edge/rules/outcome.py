@@ -48,6 +48,7 @@ class NoStoreReason(Enum):
     AMBIGUOUS_PATH = "ambiguous-path"  # `;`, encoded separators or dot segments: type unknowable
     UNKNOWN_EXTENSION = "unknown-extension"  # no media types known for the path's extension
     TYPE_MISMATCH = "type-mismatch"  # Content-Type disagrees with the path's extension
+    REQUEST_ERROR = "request-error"  # 400/413/414/431: one request's fault, never the URL's answer
 
 
 class CacheOutcome(Enum):

@@ -42,6 +42,7 @@ class CachePolicy:
     ttl_by_extension: Mapping[str, float] = field(default_factory=dict)  # "m3u8" → 2.0 (lower-case, no dot)
     query: Literal["keep", "sort", "drop"] = "keep"  # the query string in the key and upstream URL
     drop_params: tuple[str, ...] = ()  # parameter name patterns removed (fnmatch, e.g. "utm_*")
+    store_error_statuses: tuple[int, ...] = ()  # 400/413/414/431/5xx stored anyway (never by default)
 
     @property
     def rewrites(self) -> bool:

@@ -237,3 +237,34 @@ class TestInternalEndpoints:
             "Connection: close\r\n\r\n"
         ).encode())
         assert parse_responses(wire)[0].status == 200
+
+
+class TestRequestErrors:
+    @pytest.mark.parametrize("size", [5000, 8000])
+    async def test_cacheable_400_caused_by_one_request_is_not_served_to_victim(
+        self, start: StartEdge, careless: CarelessOrigin, size: int
+    ) -> None:
+        edge = start()
+        target = "/page?cc=max-age%3D600"
+        attack = await raw_get(edge, target, f"X-Junk: {'a' * size}\r\n")
+        assert attack.status == 400 and "request-error" in (attack.header("cache-status") or "")
+        victim = await raw_get(edge, target)
+        assert victim.status == 200 and json.loads(victim.body)["path"] == target
+        assert careless.counts[target] == 2
+
+    async def test_header_line_over_the_limit_gets_431_from_edge_before_origin(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start()
+        attack = await raw_get(edge, "/page?cc=max-age%3D600", f"X-Junk: {'a' * 9000}\r\n")
+        assert attack.status == 431 and not careless.counts
+        small = start(extra='[limits]\nmax_header_line_bytes = "2KiB"\n')
+        assert (await raw_get(small, "/page", f"X-Junk: {'a' * 3000}\r\n")).status == 431
+        assert (await raw_get(small, "/page", f"X-Junk: {'a' * 1000}\r\n")).status == 200
+
+    async def test_error_status_is_stored_when_policy_lists_it(self, start: StartEdge, careless: CarelessOrigin) -> None:
+        edge = start(extra='[[policies]]\nhost = "*"\nstore_error_statuses = [400]\n')
+        target = "/page?cc=max-age%3D600"
+        assert (await raw_get(edge, target, f"X-Junk: {'a' * 5000}\r\n")).status == 400
+        assert (await raw_get(edge, target)).status == 400  # the operator's choice: stored
+        assert careless.counts[target] == 1
