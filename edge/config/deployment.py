@@ -69,6 +69,7 @@ class CacheConfig:
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2: share of (Date - Last-Modified)
     heuristic_max_s: float = 86400.0  # upper bound of a heuristic lifetime
     allow_set_cookie: bool = False  # store responses carrying Set-Cookie (never by default)
+    max_variants: int = 32  # Vary variants kept per URL; one more evicts the oldest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,7 +159,15 @@ def _cache(t: Mapping[str, Any]) -> CacheConfig:
         heuristic_fraction=number(t, "heuristic_fraction", d.heuristic_fraction, "cache"),
         heuristic_max_s=number(t, "heuristic_max_s", d.heuristic_max_s, "cache"),
         allow_set_cookie=boolean(t, "allow_set_cookie", d.allow_set_cookie, "cache"),
+        max_variants=_max_variants(t, d.max_variants),
     )
+
+
+def _max_variants(t: Mapping[str, Any], default: int) -> int:
+    value = t.get("max_variants", default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"cache.max_variants: expected an integer >= 1, got {value!r}; write e.g. 32")
+    return value
 
 
 def _coalesce(t: Mapping[str, Any]) -> CoalesceConfig:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Fill, FillHead
+from edge.fill.variants import VariantLimiter
 from edge.request.key import CacheKey
 from edge.rules.cache_control import Directives, response_directives
 from edge.rules.deception import edge_lifetime_refusal
@@ -26,7 +27,7 @@ from edge.rules.freshness import compute_freshness, updated_headers_from_304
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
 from edge.rules.storable import HEURISTIC_STATUSES, no_store_reason
-from edge.store.base import Store
+from edge.store.base import RemoveReason, Store
 from edge.store.entry import EntryMeta
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -170,6 +171,7 @@ class Filler:
         self._cache = cache
         self._max_object_bytes = max_object_bytes  # the largest body any tier takes
         self._purges = purges  # None: no purge state (unit tests)
+        self._variants = VariantLimiter(max_per_url=cache.max_variants)  # issue 12: Vary cap per URL
 
     async def run(self, fill: Fill, plan: FillPlan) -> None:
         """Fetches and fills; a stale entry in the plan is revalidated with its validators."""
@@ -313,6 +315,8 @@ class Filler:
         )
         if meta is not None and store is not None and vary:
             await self._write_vary_marker(key, meta, store)
+            for victim in self._variants.add(key.id, store_key.id):  # the oldest variant makes room
+                await store.remove(victim, RemoveReason.EVICTION)
         fill.set_head(
             FillHead(
                 status=response.status,

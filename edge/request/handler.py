@@ -24,6 +24,7 @@ from edge.purge.invalidate import Invalidator, Verdict
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.forward import upstream_request
 from edge.request.key import CacheKey, make_key
+from edge.rules.accept_encoding import normalise_accept_encoding, normalise_raw_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.rules.host import is_normal_host, normalise_host
 from edge.rules.outcome import CacheOutcome, cache_status, reason_detail
@@ -183,6 +184,8 @@ class Handler:
             return "bad-request"
         host = normal_host
         request.headers["Host"] = host  # the origin and peers see the host the key names
+        ae = ",".join(request.headers.getall("accept-encoding", ())) or None  # issue 12: br, gzip or identity
+        request.headers["Accept-Encoding"] = normalise_accept_encoding(ae)  # before it can enter a Vary key
         if not request.target.startswith("/"):
             await writer.send_simple(
                 400, "request target must be an absolute path such as /index.html", close=True
@@ -494,6 +497,8 @@ class _FirstFields(Mapping[str, str]):
             lname = name.lower().decode("latin-1")
             if lname in wanted and lname not in self._values:
                 self._values[lname] = value.decode("latin-1")
+        if "accept-encoding" in wanted:  # the slow path keys on the normalised value (issue 12)
+            self._values["accept-encoding"] = normalise_raw_accept_encoding(raw_headers)
 
     def __getitem__(self, name: str) -> str:
         return self._values[name.lower()]

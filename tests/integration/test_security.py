@@ -268,3 +268,34 @@ class TestRequestErrors:
         assert (await raw_get(edge, target, f"X-Junk: {'a' * 5000}\r\n")).status == 400
         assert (await raw_get(edge, target)).status == 400  # the operator's choice: stored
         assert careless.counts[target] == 1
+
+
+class TestVariants:
+    async def test_many_accept_encoding_spellings_make_three_fetches_and_victim_gets_own_coding(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start()
+        target = "/ae/app.js"
+        spellings = [f"gzip;q=0.{1 + i % 9}, deflate, x-junk-{i}" for i in range(100)]
+        spellings += [f"br, gzip, junk-{i}" for i in range(100)] + [f"zstd, junk-{i}" for i in range(100)]
+        for value in spellings:
+            assert (await raw_get(edge, target, f"Accept-Encoding: {value}\r\n")).status == 200
+        assert careless.counts[target] == 3
+        assert {seen["accept-encoding"] for seen in careless.seen} == {"gzip", "br", "identity"}
+        for value, coding in [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("deflate", "identity"), (None, "identity")]:
+            victim = await raw_get(edge, target, f"Accept-Encoding: {value}\r\n" if value else "")
+            assert victim.body == f"/ae/app.js encoded for {coding}\n".encode(), (value, victim.body)
+            assert "hit" in (victim.header("cache-status") or "")
+
+    async def test_oldest_variant_is_evicted_when_url_exceeds_variant_cap(
+        self, start: StartEdge, careless: CarelessOrigin
+    ) -> None:
+        edge = start(cache={"max_variants": 4})
+        target = "/page?cc=max-age%3D600&vary=X-Variant"
+        for i in range(6):
+            await raw_get(edge, target, f"X-Variant: v{i}\r\n")
+        assert careless.counts[target] == 6
+        newest = await raw_get(edge, target, "X-Variant: v5\r\n")
+        assert "hit" in (newest.header("cache-status") or "") and careless.counts[target] == 6
+        oldest = await raw_get(edge, target, "X-Variant: v0\r\n")
+        assert "hit" not in (oldest.header("cache-status") or "") and careless.counts[target] == 7
