@@ -29,10 +29,11 @@ from typing import Any
 import aiohttp
 
 from cluster.config import PeerConfig
+from cluster.internal_paths import is_internal_target
 from origin.client import OriginClient
 from origin.config import TimeoutConfig
 from origin.deadline import head_deadline
-from origin.errors import ConnectError, DeadlineExceeded, UpstreamError
+from origin.errors import ConnectError, DeadlineExceeded, InvalidTarget, UpstreamError
 from origin.upstream import UpstreamRequest, UpstreamResponse
 
 __all__ = [
@@ -124,6 +125,8 @@ class PeerClient:
         first; ConnectError (retryable: fill from the origin) when the peer is marked down
         while we wait.
         """
+        if is_internal_target(request.target):  # issue 12: a client request never reaches /_edge/
+            raise InvalidTarget("internal paths are never forwarded to a peer", upstream=self._label)
         loop = asyncio.get_running_loop()
         now = loop.time()
         wait_s = self._first_byte_s

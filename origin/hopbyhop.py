@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from origin.fieldnames import fold_name
+
 __all__ = ["HOP_BY_HOP", "connection_options", "strip_hop_by_hop"]
 
 Headers = tuple[tuple[str, str], ...]
 
-# Lower-case names; compare with name.lower().
+# Lower-case names; compare with fold_name(name) (`_` read as `-`).
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -36,8 +38,8 @@ def connection_options(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     """The lower-case field names listed in every Connection header (RFC 9110 §7.6.1)."""
     names: set[str] = set()
     for name, value in headers:
-        if name.lower() == "connection":
-            names.update(token.strip().lower() for token in value.split(","))
+        if fold_name(name) == "connection":
+            names.update(fold_name(token.strip()) for token in value.split(","))
     names.discard("")
     return frozenset(names)
 
@@ -47,4 +49,4 @@ def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
     fields = tuple(headers)
     # RFC 9110 §7.6.1: a proxy removes every field named in Connection, then Connection itself.
     drop = HOP_BY_HOP | connection_options(fields)
-    return tuple((name, value) for name, value in fields if name.lower() not in drop)
+    return tuple((name, value) for name, value in fields if fold_name(name) not in drop)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from edge.config.checks import GiB, MiB, boolean, check_keys, choice, number, opt_str, parse_size
+from edge.config.errors import ConfigError
 
 __all__ = ["CacheConfig", "CoalesceConfig", "Eviction", "parse_cache", "parse_coalesce"]
 
@@ -36,6 +37,7 @@ class CacheConfig:
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2: share of (Date - Last-Modified)
     heuristic_max_s: float = 86400.0  # upper bound of a heuristic lifetime
     allow_set_cookie: bool = False  # store responses carrying Set-Cookie (never by default)
+    max_variants: int = 32  # Vary variants kept per URL; one more evicts the oldest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +68,15 @@ def parse_cache(t: Mapping[str, Any]) -> CacheConfig:
         heuristic_fraction=number(t, "heuristic_fraction", d.heuristic_fraction, "cache"),
         heuristic_max_s=number(t, "heuristic_max_s", d.heuristic_max_s, "cache"),
         allow_set_cookie=boolean(t, "allow_set_cookie", d.allow_set_cookie, "cache"),
+        max_variants=_max_variants(t, d.max_variants),
     )
+
+
+def _max_variants(t: Mapping[str, Any], default: int) -> int:
+    value = t.get("max_variants", default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"cache.max_variants: expected an integer >= 1, got {value!r}; write e.g. 32")
+    return value
 
 
 def parse_coalesce(t: Mapping[str, Any]) -> CoalesceConfig:

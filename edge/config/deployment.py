@@ -44,6 +44,7 @@ from edge.config.purge import (
 )
 from edge.config.server import ServerConfig, parse_server
 from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
+from edge.rules.error_storage import is_never_stored_status
 from edge.rules.site_policy import CachePolicy
 from edge.server.protocol import Limits
 from origin.config import OriginPoolConfig, RouteRule
@@ -127,8 +128,14 @@ class EdgeConfig:
 def _limits(t: Mapping[str, Any]) -> Limits:
     d = Limits()
     check_keys(t, set(Limits.__dataclass_fields__), "limits")
+    sizes = {
+        k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}")
+        for k in Limits.__dataclass_fields__
+        if k != "underscores_in_headers"
+    }
     return Limits(
-        **{k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}") for k in Limits.__dataclass_fields__}
+        **sizes,
+        underscores_in_headers=boolean(t, "underscores_in_headers", d.underscores_in_headers, "limits"),
     )
 
 
@@ -164,6 +171,7 @@ _POLICY_KEYS = {
     "ttl_by_extension",
     "query",
     "drop_params",
+    "store_error_statuses",
 }
 
 
@@ -191,6 +199,14 @@ def _policies(raw: object) -> tuple[CachePolicy, ...]:
         ext_raw = t.get("ttl_by_extension", {})
         if not isinstance(ext_raw, Mapping):
             raise ConfigError(f"{path}.ttl_by_extension: expected a table such as {{ m3u8 = 2, ts = 86400 }}")
+        errors = t.get("store_error_statuses", [])
+        if not isinstance(errors, list) or not all(
+            isinstance(e, int) and not isinstance(e, bool) and is_never_stored_status(e) for e in errors
+        ):
+            raise ConfigError(
+                f"{path}.store_error_statuses: expected a list of statuses among 400, 413, 414, 431 and "
+                "500-599, such as [503]"
+            )
         exts = {
             str(k).lower().lstrip("."): number(ext_raw, k, 0.0, f"{path}.ttl_by_extension") for k in ext_raw
         }
@@ -204,6 +220,7 @@ def _policies(raw: object) -> tuple[CachePolicy, ...]:
                 ttl_by_extension=exts,
                 query=query,
                 drop_params=tuple(drop),
+                store_error_statuses=tuple(errors),
             )
         )
     return tuple(rules)

@@ -16,6 +16,8 @@ from typing import Protocol
 from edge.config.deployment import CacheConfig
 from edge.request.key import CacheKey, variant_id
 from edge.rules.cache_control import Directives, response_directives
+from edge.rules.deception import edge_lifetime_refusal
+from edge.rules.error_storage import error_store_reason
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import CachePolicy
@@ -207,8 +209,18 @@ def decide_keep(
     )
     if fresh.from_policy and reason is NoStoreReason.NO_FRESHNESS:
         reason = None  # the policy gives it the freshness the origin did not
-    if status >= 500 and reason is None:
-        reason = NoStoreReason.STATUS  # server errors are never stored, whatever they say
+    if reason is None:  # issue 12: web cache deception armour for edge-added lifetimes
+        reason = edge_lifetime_refusal(
+            target=key.target,
+            status=status,
+            request_headers=client_headers,
+            response_headers=headers,
+            directives=fresh.directives,
+            used_cdn_cc=fresh.used_cdn,
+            lifetime_s=fresh.lifetime_s,
+        )
+    if reason is None:  # issue 12: request-caused errors and 5xx are not kept, whatever they say
+        reason = error_store_reason(status, policy.store_error_statuses)
     length_s = _header(headers, "content-length")
     length = int(length_s) if length_s and length_s.isdigit() else None
     if reason is None and length is not None and length > max_object_bytes:

@@ -19,10 +19,11 @@ from typing import Protocol
 from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Fill, FillHead
 from edge.fill.keep import VARY_MARKER_STATUS, decide_keep, refreshed_meta
+from edge.fill.variants import VariantLimiter
 from edge.request.key import CacheKey
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
-from edge.store.base import Store
+from edge.store.base import RemoveReason, Store
 from edge.store.entry import EntryMeta
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -85,6 +86,7 @@ class Filler:
         self._cache = cache
         self._max_object_bytes = max_object_bytes  # the largest body any tier takes
         self._purges = purges  # None: no purge state (unit tests)
+        self._variants = VariantLimiter(max_per_url=cache.max_variants)  # issue 12: Vary cap per URL
 
     async def run(self, fill: Fill[FillInfo], plan: FillPlan) -> None:
         """Fetches and fills; a stale entry in the plan is revalidated with its validators."""
@@ -190,6 +192,9 @@ class Filler:
         if keep.marker is not None and store is not None:
             async with await store.open_writer(keep.marker) as marker_writer:
                 await marker_writer.commit()
+            if keep.variant_id is not None:  # the oldest variant makes room (issue 12: Vary cap)
+                for victim in self._variants.add(key.id, keep.variant_id):
+                    await store.remove(victim, RemoveReason.EVICTION)
         head = FillHead(response.status, response.reason, keep.replay, keep.shareable, keep.length, info)
         fill.set_head(head)
         if keep.meta is None or store is None:

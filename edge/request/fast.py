@@ -16,6 +16,8 @@ from edge.fill.keep import VARY_MARKER_STATUS
 from edge.purge.invalidate import Invalidator
 from edge.request.deliver import FastHeads
 from edge.request.key import url_id, variant_id
+from edge.rules.accept_encoding import normalise_raw_accept_encoding
+from edge.rules.host import is_normal_host
 from edge.rules.outcome import CacheOutcome
 from edge.rules.site_policy import PolicySet
 from edge.server.accesslog import AccessLog
@@ -56,6 +58,8 @@ class FastPath:
         """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
         if self._policies.rewrites and b"?" in target:
             return None  # the key uses a normalised target: let the slow path compute it
+        if not is_normal_host(host):
+            return None  # an invalid Host (400) or one the slow path rewrites to its normal form
         now = self._clock()
         if now > self._purges.fast_until:
             return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
@@ -94,6 +98,8 @@ class FirstFields(Mapping[str, str]):
             lname = name.lower().decode("latin-1")
             if lname in wanted and lname not in self._values:
                 self._values[lname] = value.decode("latin-1")
+        if "accept-encoding" in wanted:  # the slow path keys on the normalised value (issue 12)
+            self._values["accept-encoding"] = normalise_raw_accept_encoding(raw_headers)
 
     def __getitem__(self, name: str) -> str:
         return self._values[name.lower()]

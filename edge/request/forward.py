@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from edge.server.request import Request
+from origin.fieldnames import fold_name
 from origin.hopbyhop import HOP_BY_HOP
 from origin.upstream import UpstreamRequest
 
@@ -67,7 +68,7 @@ VIA = "1.1 edgecache"
 def _connection_named(request: Request) -> set[str]:
     named: set[str] = set()
     for value in request.headers.getall("connection", ()):
-        named.update(token.strip().lower() for token in value.split(",") if token.strip())
+        named.update(fold_name(token.strip()) for token in value.split(",") if token.strip())
     return named
 
 
@@ -88,10 +89,10 @@ def upstream_request(
     """
     method = method or request.method
     dropped = _connection_named(request)
-    allowed = None if allowlist is None else {name.lower() for name in allowlist}
+    allowed = None if allowlist is None else {fold_name(name) for name in allowlist}
     headers: list[tuple[str, str]] = []
     for name, value in request.headers.items():
-        lname = name.lower()
+        lname = fold_name(name)  # issue 12: X_Forwarded_Host is X-Forwarded-Host to many origins
         if lname in HOP_BY_HOP or lname in EDGE_OWNED or lname in dropped:
             continue
         if fill and lname in FILL_STRIPPED:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from cluster.internal_paths import is_internal_target
 from edge.fill.coalesce import Coalescer, FillFailed, FillOutcome, JoinResult
 from edge.fill.keep import VARY_MARKER_STATUS
 from edge.fill.producer import Filler, FillInfo
@@ -28,7 +29,9 @@ from edge.request.key import make_key, variant_id
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
 from edge.request.restart import RestartReason, may_restart
+from edge.rules.accept_encoding import normalise_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
+from edge.rules.host import normalise_host
 from edge.rules.outcome import CacheOutcome, Fwd, cache_status, reason_detail
 from edge.rules.site_policy import PolicySet, normalise_target
 from edge.server.accesslog import AccessLog
@@ -137,11 +140,24 @@ class Handler:
                 400, "exactly one Host header is required; send the site's host name", close=True
             )
             return CacheOutcome.BAD_REQUEST
+        normal_host = normalise_host(host)  # issue 12: a Host never carries a path, query or escape
+        if normal_host is None:
+            await writer.send_simple(
+                400, "Host must be a host name or address with an optional port", close=True
+            )
+            return CacheOutcome.BAD_REQUEST
+        host = normal_host
+        request.headers["Host"] = host  # the origin and peers see the host the key names
+        ae = ",".join(request.headers.getall("accept-encoding", ())) or None  # issue 12: br, gzip or identity
+        request.headers["Accept-Encoding"] = normalise_accept_encoding(ae)  # before it can enter a Vary key
         if not request.target.startswith("/"):
             await writer.send_simple(
                 400, "request target must be an absolute path such as /index.html", close=True
             )
             return CacheOutcome.BAD_REQUEST
+        if is_internal_target(request.target):  # issue 12: cluster endpoints never from the public port
+            await writer.send_simple(404, "no such resource; /_edge/ is reserved for the edge's own use")
+            return CacheOutcome.NOT_FOUND
         route = self._router.match(host, request.target)
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")

@@ -44,6 +44,12 @@ class NoStoreReason(Enum):
     INCOMPLETE = "incomplete"  # the body ended early or failed mid-stream
     PURGED = "purged"  # a matching purge arrived while the fill was in flight
     BYPASS = "bypass"  # the route is configured not to cache
+    # issue 12: what the edge refuses to keep on a lifetime of its own (edge.rules.deception)
+    CREDENTIALS = "credentials"  # request had Cookie/Authorization, origin did not say shareable
+    AMBIGUOUS_PATH = "ambiguous-path"  # `;`, encoded separators or dot segments: type unknowable
+    UNKNOWN_EXTENSION = "unknown-extension"  # no media types known for the path's extension
+    TYPE_MISMATCH = "type-mismatch"  # Content-Type disagrees with the path's extension
+    REQUEST_ERROR = "request-error"  # 400/413/414/431: one request's fault, never the URL's answer
 
 
 class CacheOutcome(Enum):
@@ -62,6 +68,7 @@ class CacheOutcome(Enum):
     CLIENT_GONE = "client-gone"  # the client left before the answer was sent
     BAD_REQUEST = "bad-request"  # refused before any lookup (400): no Cache-Status
     NO_ROUTE = "no-route"  # no route for the host (404): no Cache-Status
+    NOT_FOUND = "not-found"  # a reserved path (/_edge/ on the public port, 404): no Cache-Status
 
     @property
     def log_name(self) -> str:

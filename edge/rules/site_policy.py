@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from edge.request.key import lower_host
+from edge.rules.host import normalise_host
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -41,6 +42,7 @@ class CachePolicy:
     ttl_by_extension: Mapping[str, float] = field(default_factory=dict)  # "m3u8" → 2.0 (lower-case, no dot)
     query: Literal["keep", "sort", "drop"] = "keep"  # the query string in the key and upstream URL
     drop_params: tuple[str, ...] = ()  # parameter name patterns removed (fnmatch, e.g. "utm_*")
+    store_error_statuses: tuple[int, ...] = ()  # 400/413/414/431/5xx stored anyway (never by default)
 
     @property
     def rewrites(self) -> bool:
@@ -122,7 +124,7 @@ def key_url_form(policies: PolicySet) -> Callable[[str], str]:
             return url
         host, slash, target = rest.partition("/")
         target = slash + target
-        host = lower_host(host)
+        host = normalise_host(host) or lower_host(host)  # the form request keys use (issue 12)
         if "?" in target:
             target = normalise_target(target, policies.match(host, target))
         return f"{scheme.lower()}://{host}{target}"

@@ -74,6 +74,8 @@ class Limits:
     max_header_bytes: int = 32768  # all field names + values; more gets 431
     max_headers: int = 100  # more header fields gets 431
     max_body_bytes: int = 16 * 1024 * 1024  # request bodies (POST/PUT pass-through); more gets 413
+    max_header_line_bytes: int = 8192  # one field's name + value; more gets 431 (issue 12)
+    underscores_in_headers: bool = False  # keep fields named with "_" (dropped by default, as nginx)
 
 
 class Responder(Protocol):
@@ -194,6 +196,11 @@ class HttpProtocol(GuardedConnection):
             raise _Reject(431, "request header fields too large")
         if len(headers) > self._max_headers:
             raise _Reject(431, "too many request header fields")
+        if len(name) + len(value) > self._limits.max_header_line_bytes:
+            raise _Reject(431, "a request header field is too large")
+        if b"_" in name and not self._limits.underscores_in_headers:
+            headers.pop()  # issue 12: origins may read X_Forwarded_Host as X-Forwarded-Host
+            return
         kind = _SPECIAL.get(name.lower())
         if kind is not None:
             if kind == 1 and self._host is None:

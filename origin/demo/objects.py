@@ -30,6 +30,7 @@ from origin.demo.httprules import (
     select_range,
 )
 from origin.demo.misc import echo_response
+from origin.demo.static import content_type_for
 
 __all__ = ["AUTO_LAST_MODIFIED_BASE", "ObjParams", "SyntheticObjects", "parse_params"]
 
@@ -129,7 +130,8 @@ def parse_params(name: str, query: Mapping[str, str]) -> ObjParams:
 
 
 def _headers(p: ObjParams, now: float) -> dict[str, str]:
-    headers = {"Content-Type": "application/octet-stream"}
+    # typed by the name's extension, as a file server would (the edge checks they agree)
+    headers = {"Content-Type": content_type_for(p.name)}
     if p.cache_control is not None:
         headers["Cache-Control"] = p.cache_control
     if p.surrogate_control is not None:

@@ -110,7 +110,8 @@ class TestOutcomeNames:
         assert CacheOutcome.EXPIRED.log_name == "miss"
 
     @pytest.mark.parametrize(
-        "outcome", [CacheOutcome.BAD_REQUEST, CacheOutcome.NO_ROUTE, CacheOutcome.CLIENT_GONE]
+        "outcome",
+        [CacheOutcome.BAD_REQUEST, CacheOutcome.NO_ROUTE, CacheOutcome.NOT_FOUND, CacheOutcome.CLIENT_GONE],
     )
     def test_cache_status_refuses_outcome_when_cache_never_looked(self, outcome: CacheOutcome) -> None:
         with pytest.raises(ValueError, match=outcome.name):

@@ -28,6 +28,7 @@ LOGGED = {
     CacheOutcome.CLIENT_GONE: "client-gone",
     CacheOutcome.BAD_REQUEST: "bad-request",
     CacheOutcome.NO_ROUTE: "no-route",
+    CacheOutcome.NOT_FOUND: "not-found",
 }
 
 
