@@ -9,6 +9,8 @@ import pytest
 
 from edge.store.base import RemoveReason, Store
 from edge.store.disk import DiskHit, DiskStore
+from edge.store.admission import SecondHitFilter
+from edge.store.gdsf import GDSFPolicy
 from edge.store.memory import MemoryHit, MemoryStore
 from edge.store.tiered import TieredStore
 from tests.edge.store.store_contract import KiB, MiB, StoreContract, body_of, fetch, make_meta, put
@@ -25,6 +27,17 @@ class TestTieredMemoryOnlyContract(StoreContract):
     async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
         memory = MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
         return TieredStore(memory, None)
+
+
+class TestTieredGDSFSecondHitContract(StoreContract):
+    """The default node: GDSF in RAM, S3-FIFO on disk behind the second-hit filter."""
+
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        memory = MemoryStore(
+            max_bytes=max_bytes, max_object_bytes=max_object_bytes, policy=GDSFPolicy(max_bytes)
+        )
+        disk = await DiskStore.open(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+        return TieredStore(memory, disk, admission=SecondHitFilter(1000))
 
 
 @pytest.fixture
@@ -123,3 +136,54 @@ class TestTieredPromotion:
         assert tiered.memory.peek(meta.key) is None
         assert tiered.disk is not None and await tiered.disk.lookup(meta.key) is None
         assert await tiered.lookup(meta.key) is None
+
+
+class TestTieredDiskAdmission:
+    async def test_writer_skips_disk_on_first_miss_and_writes_on_second_when_second_hit(
+        self, tmp_path: Path
+    ) -> None:
+        memory = MemoryStore(max_bytes=8 * MiB, max_object_bytes=64 * KiB)
+        disk = await DiskStore.open(tmp_path, max_bytes=64 * MiB, max_object_bytes=16 * MiB)
+        store = TieredStore(memory, disk, admission=SecondHitFilter(1000))
+        try:
+            meta, body = make_meta("segment"), body_of(MiB)
+            assert not await put(store, meta, body)  # first miss: too big for RAM, not admitted
+            assert await store.lookup(meta.key) is None and store.disk_skipped == 1
+            assert await put(store, meta, body)  # second miss within the window
+            found = await fetch(disk, meta.key)
+            assert found is not None and found[1] == body
+            assert store.disk_write_bytes == MiB
+        finally:
+            await store.close()
+
+    async def test_writer_keeps_small_body_in_memory_when_disk_not_admitted(
+        self, tmp_path: Path
+    ) -> None:
+        memory = MemoryStore(max_bytes=8 * MiB, max_object_bytes=64 * KiB)
+        disk = await DiskStore.open(tmp_path, max_bytes=64 * MiB, max_object_bytes=16 * MiB)
+        store = TieredStore(memory, disk, admission=SecondHitFilter(1000))
+        try:
+            meta, body = make_meta("asset"), body_of(10 * KiB)
+            assert await put(store, meta, body)
+            assert meta.key not in disk and memory.peek(meta.key) is not None
+            found = await fetch(store, meta.key)
+            assert found is not None and found[1] == body
+        finally:
+            await store.close()
+
+    async def test_writer_replaces_disk_copy_when_key_already_on_disk(self, tmp_path: Path) -> None:
+        memory = MemoryStore(max_bytes=8 * MiB, max_object_bytes=64 * KiB)
+        disk = await DiskStore.open(tmp_path, max_bytes=64 * MiB, max_object_bytes=16 * MiB)
+        filt = SecondHitFilter(1000)
+        store = TieredStore(memory, disk, admission=filt)
+        try:
+            meta = make_meta("refresh")
+            await put(store, meta, body_of(MiB, seed=1))
+            await put(store, meta, body_of(MiB, seed=1))  # admitted on the second miss
+            filt_count = filt.count(meta.key)
+            assert await put(store, meta.replace(etag='"v2"'), body_of(MiB, seed=2))
+            assert filt.count(meta.key) == filt_count  # not asked: on disk already
+            found = await fetch(disk, meta.key)
+            assert found is not None and found[1] == body_of(MiB, seed=2)
+        finally:
+            await store.close()
