@@ -32,9 +32,11 @@ from edge.request.handler import Handler
 from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.protocol import HttpProtocol, Responder
+from edge.store.admission import AdmissionMode, make_admission
 from edge.store.base import Store
 from edge.store.disk import DiskStore
 from edge.store.eviction import EvictionPolicy, LRUPolicy
+from edge.store.gdsf import GDSFPolicy
 from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
@@ -68,7 +70,14 @@ def check_parsers() -> None:
 
 
 def _policy(name: str, max_bytes: int) -> EvictionPolicy:
+    if name == "gdsf":
+        return GDSFPolicy(max_bytes)
     return S3FIFOPolicy(max_bytes) if name == "s3fifo" else LRUPolicy(max_bytes)
+
+
+def _disk_policy(name: str, max_bytes: int) -> EvictionPolicy:
+    # GDSF ranks by hits per byte, right for RAM; the disk tier is there for byte hits.
+    return _policy("s3fifo" if name == "gdsf" else name, max_bytes)
 
 
 class EdgeNode:
@@ -97,7 +106,7 @@ class EdgeNode:
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
-            max_object_bytes=cache.memory_max_object_bytes,
+            max_object_bytes=cache.memory_object_cap(has_disk=cfg.disk_dir is not None),
             policy=_policy(cache.policy, cache.memory_bytes),
         )
         disk_dir = cfg.disk_dir
@@ -109,7 +118,7 @@ class EdgeNode:
                 disk_dir,
                 max_bytes=cache.disk_bytes,
                 max_object_bytes=cache.disk_max_object_bytes,
-                policy=_policy(cache.policy, cache.disk_bytes),
+                policy=_disk_policy(cache.policy, cache.disk_bytes),
             )
             log.info(
                 "disk tier %s: %d objects, %d bytes indexed in %.2fs",
@@ -120,7 +129,8 @@ class EdgeNode:
             )
             spool_dir = disk_dir / "spool"
             spool_dir.mkdir(parents=True, exist_ok=True)
-        self.store = TieredStore(memory, disk)
+        admission = make_admission(AdmissionMode(cache.disk_admission), cache.disk_admission_window)
+        self.store = TieredStore(memory, disk, admission=admission)
         self._session = make_session()
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
@@ -286,7 +296,7 @@ class EdgeNode:
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
         hot = MemoryStore(
             max_bytes=hot_bytes,
-            max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+            max_object_bytes=min(hot_bytes, cfg.cache.memory_object_cap(has_disk=cfg.disk_dir is not None)),
             policy=_policy(cfg.cache.policy, hot_bytes),
         )
         membership = Membership(

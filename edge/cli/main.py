@@ -4,7 +4,7 @@
     python -m edge purge --admin http://127.0.0.2:7080 --token T (--url U | --prefix P | --tag T --host H
                    | --all HOST) [--soft]        (see edge/cli/purge.py; exit 0 acked, 3 pending)
     python -m edge --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080 [--memory 256MiB]
-                   [--disk-dir DIR --disk 2GiB]
+                   [--disk-dir DIR --disk 2GiB] [--policy gdsf|s3fifo|lru] [--memory-max-object 64KiB]
 
 Exit codes: 0 after a clean stop, 2 for a bad command line or config, 1 when the node fails.
 """
@@ -18,7 +18,7 @@ import signal
 import sys
 
 from edge.app import EdgeNode, StartupError
-from edge.config.deployment import ConfigError, EdgeConfig, load, parse_size, quickstart
+from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
 
 __all__ = ["build_parser", "main"]
 
@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--disk", metavar="SIZE", default="2GiB", help="disk tier budget, e.g. 2GiB (default 2GiB)"
     )
+    q.add_argument(
+        "--policy",
+        choices=["gdsf", "s3fifo", "lru"],
+        default=None,
+        help="memory tier eviction policy (default gdsf, size-aware); "
+        "the disk tier runs s3fifo (lru under lru)",
+    )
+    q.add_argument(
+        "--memory-max-object",
+        metavar="SIZE",
+        default=None,
+        help="largest body kept in RAM, e.g. 256KiB (default 64KiB with --disk-dir, where larger ones "
+        "are sent from disk; 8MiB without)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
     o.add_argument(
@@ -84,6 +98,17 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         disk_dir=args.disk_dir,
         disk_bytes=parse_size(args.disk, "--disk"),
         access_log=not args.no_access_log,
+        cache=_quick_cache(args),
+    )
+
+
+def _quick_cache(args: argparse.Namespace) -> CacheConfig:
+    d = CacheConfig()
+    return CacheConfig(
+        policy=args.policy or d.policy,
+        memory_max_object_bytes=None
+        if args.memory_max_object is None
+        else parse_size(args.memory_max_object, "--memory-max-object"),
     )
 
 

@@ -9,6 +9,7 @@ the dotted key and saying what to do. Sizes accept integers (bytes) or strings s
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from cluster.config import ClusterConfig, PeerConfig
 from edge.config.checks import (
     GiB,
+    KiB,
     MiB,
     boolean,
     check_keys,
@@ -60,14 +62,27 @@ class CacheConfig:
     """Stores and HTTP caching knobs (`[cache]`)."""
 
     memory_bytes: int = 256 * MiB  # memory tier budget
-    memory_max_object_bytes: int = 8 * MiB  # larger bodies live on disk only
+    memory_max_object_bytes: int | None = None  # larger bodies live on disk only; None: memory_object_cap
     disk_dir: str | None = None  # disk tier directory ("{node}" is replaced); None = memory only
     disk_bytes: int = 2 * GiB  # disk tier budget
     disk_max_object_bytes: int = 1 * GiB  # larger bodies are served but not stored
-    policy: Literal["s3fifo", "lru"] = "s3fifo"  # eviction policy of both tiers
+    policy: Literal["gdsf", "s3fifo", "lru"] = "gdsf"  # memory tier policy; disk: s3fifo (lru if "lru")
+    disk_admission: Literal["all", "second_hit"] = "second_hit"  # which fills are written to disk
+    disk_admission_window: int = 0  # second_hit: misses a first request is remembered; 0 = auto
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2: share of (Date - Last-Modified)
     heuristic_max_s: float = 86400.0  # upper bound of a heuristic lifetime
     allow_set_cookie: bool = False  # store responses carrying Set-Cookie (never by default)
+
+    def memory_object_cap(self, *, has_disk: bool) -> int:
+        """The largest body the memory tier takes: memory_max_object_bytes, else by tiering.
+
+        With a disk tier, 64 KiB: bench/hitratio measured it best for object hits (larger
+        bodies cost RAM that many small objects would use better, and are sent from disk).
+        Without one, RAM is the only place an object can be cached, so 8 MiB.
+        """
+        if self.memory_max_object_bytes is not None:
+            return self.memory_max_object_bytes
+        return 64 * KiB if has_disk else 8 * MiB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,19 +156,29 @@ def _cache(t: Mapping[str, Any]) -> CacheConfig:
     d = CacheConfig()
     check_keys(t, set(CacheConfig.__dataclass_fields__), "cache")
     policy = t.get("policy", d.policy)
-    if policy not in ("s3fifo", "lru"):
-        raise ConfigError(f'cache.policy: expected "s3fifo" or "lru", got {policy!r}')
+    if policy not in ("gdsf", "s3fifo", "lru"):
+        raise ConfigError(f'cache.policy: expected "gdsf", "s3fifo" or "lru", got {policy!r}')
+    admission = t.get("disk_admission", d.disk_admission)
+    if admission not in ("all", "second_hit"):
+        raise ConfigError(f'cache.disk_admission: expected "all" or "second_hit", got {admission!r}')
+    window = t.get("disk_admission_window", d.disk_admission_window)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ConfigError(
+            f"cache.disk_admission_window: expected a number of misses, 0 = auto; got {window!r}"
+        )
     return CacheConfig(
         memory_bytes=parse_size(t.get("memory_bytes", d.memory_bytes), "cache.memory_bytes"),
-        memory_max_object_bytes=parse_size(
-            t.get("memory_max_object_bytes", d.memory_max_object_bytes), "cache.memory_max_object_bytes"
-        ),
+        memory_max_object_bytes=None
+        if t.get("memory_max_object_bytes") is None
+        else parse_size(t["memory_max_object_bytes"], "cache.memory_max_object_bytes"),
         disk_dir=opt_str(t, "disk_dir", "cache"),
         disk_bytes=parse_size(t.get("disk_bytes", d.disk_bytes), "cache.disk_bytes"),
         disk_max_object_bytes=parse_size(
             t.get("disk_max_object_bytes", d.disk_max_object_bytes), "cache.disk_max_object_bytes"
         ),
         policy=policy,
+        disk_admission=admission,
+        disk_admission_window=window,
         heuristic_fraction=number(t, "heuristic_fraction", d.heuristic_fraction, "cache"),
         heuristic_max_s=number(t, "heuristic_max_s", d.heuristic_max_s, "cache"),
         allow_set_cookie=boolean(t, "allow_set_cookie", d.allow_set_cookie, "cache"),
@@ -318,6 +343,7 @@ def quickstart(
     disk_dir: str | None = None,
     disk_bytes: int = 2 * GiB,
     access_log: bool = True,
+    cache: CacheConfig | None = None,
 ) -> EdgeConfig:
     """One node in front of one origin, forwarding every path and method."""
     host, port = parse_addr(listen, "--listen")
@@ -326,7 +352,9 @@ def quickstart(
     return EdgeConfig(
         node=node,
         nodes={"edge": node},
-        cache=CacheConfig(memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes),
+        cache=dataclasses.replace(
+            cache or CacheConfig(), memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes
+        ),
         pools=pool,
         routes=(RouteRule(host="*", path_prefix="/", pool="default"),),
         access_log=access_log,

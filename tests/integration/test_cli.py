@@ -20,7 +20,7 @@ class TestCommandLine:
         result = _run(["--help"])
         assert result.returncode == 0
         for flag in ("--config", "--node", "--origin", "--listen", "--memory", "--disk-dir", "--disk",
-                     "--no-access-log", "--log-level"):
+                     "--policy", "--memory-max-object", "--no-access-log", "--log-level"):
             assert flag in result.stdout
 
     def test_node_exits_2_naming_key_when_config_has_unknown_key(self, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, origin_stats
 
 KiB = 1024
-SMALL_MEMORY = {"memory_max_object_bytes": 64 * KiB}  # every object below goes to disk only
+# every object below goes to disk only, on its first fill (no second-hit admission)
+SMALL_MEMORY = {"memory_max_object_bytes": 64 * KiB, "disk_admission": "all"}
 SIZES = (200 * KiB, 1536 * KiB, 300 * KiB + 7, 900 * KiB)
 
 
@@ -180,3 +181,26 @@ def flip_byte(path: Path, offset: int) -> None:
         byte = f.read(1)
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0xFF]))
+
+
+
+
+class TestSecondHitAdmission:
+    async def test_disk_tier_writes_object_on_second_miss_when_admission_is_default(
+            self, origin: Proc, edge_factory: EdgeFactory) -> None:
+        edge = edge_factory(disk=True, cache={"memory_max_object_bytes": 64 * KiB})  # second_hit
+        path = target("admit", 256 * KiB)
+        first = await get(edge, path)
+        assert not is_hit(first[1]), first[1]  # too big for RAM, and a first miss is not written to disk
+        for _ in range(100):  # until a request starts a fill of its own (not joining the first)
+            second = await get(edge, path)
+            if "collapsed" not in second[1]:
+                break
+        assert not is_hit(second[1]), second[1]  # nothing was stored: the second request misses too
+        for _ in range(100):
+            third = await get(edge, path)
+            if is_hit(third[1]):
+                break
+        assert is_hit(third[1]), third[1]
+        assert first[2] == second[2] == third[2] == synthetic.body("admit", 256 * KiB)
+        assert object_file(edge, path).exists() and count(origin, path) == 2  # the second miss was written
