@@ -13,8 +13,11 @@ size ranks objects by hits per byte of RAM, which is what an object-hit-optimal 
 victim: a large, cold body does not enter RAM unless its frequency earns the room, so the
 store drops it at once and the disk tier (sendfile) keeps serving it.
 
-Bookkeeping is a binary heap with lazy deletion: a touch pushes a fresh (H, seq, key) entry
-and the stale one is skipped when it reaches the top; the heap is rebuilt when stale entries
+Bookkeeping is a binary heap of (H, seq, key) entries, kept lazily so that a hit, the hot
+path, is O(1): touch() only raises the key's H in its dict entry. Heap priorities are thus
+lower bounds; eviction pops the top and, if the key's H has risen since, pushes it back at
+its real H instead of evicting it, so the victim is always the key with the lowest current H.
+Entries of forgotten keys are skipped when they surface, and the heap is rebuilt when they
 outnumber live ones, so it stays within about twice the resident keys.
 """
 
@@ -81,6 +84,7 @@ class GDSFPolicy:
             self._used += size - int(item[2])
             item[2] = size
             self._reprice(key, item, int(item[1]) + 1)
+            self._push(key, item)  # a larger size can lower H: the heap entry must follow
         elif size > self._max_bytes:
             return [key]
         else:
@@ -88,6 +92,7 @@ class GDSFPolicy:
             self._items[key] = item
             self._used += size
             self._reprice(key, item, 1)
+            self._push(key, item)
         victims: list[bytes] = []
         while self._used > self._max_bytes:
             victims.append(self._evict())
@@ -112,23 +117,31 @@ class GDSFPolicy:
         return len(self._items)
 
     def _reprice(self, key: bytes, item: list[float | int], freq: int) -> None:
+        # H only rises here (the clock never falls), so the heap entry stays a lower bound.
         freq = min(freq, MAX_FREQ)
         size = int(item[2])
-        priority = self._clock + (freq if self._byte_hits or not size else freq / size)
+        item[0] = self._clock + (freq if self._byte_hits or not size else freq / size)
+        item[1] = freq
+
+    def _push(self, key: bytes, item: list[float | int]) -> None:
         self._seq += 1
-        item[0], item[1], item[3] = priority, freq, self._seq
-        heapq.heappush(self._heap, (priority, self._seq, key))
+        item[3] = self._seq
+        heapq.heappush(self._heap, (float(item[0]), self._seq, key))
         if len(self._heap) > 2 * len(self._items) + 64:
             self._compact()
 
     def _evict(self) -> bytes:
         # Called only while used > max_bytes, so at least one live entry is in the heap.
-        heap, items = self._heap, self._items
+        items = self._items
         while True:
-            priority, seq, key = heapq.heappop(heap)
+            priority, seq, key = heapq.heappop(self._heap)  # _push may have rebuilt the heap
             item = items.get(key)
-            if item is not None and item[3] == seq:
-                break
+            if item is None or item[3] != seq:
+                continue  # forgotten, or re-admitted under a newer entry
+            if priority < item[0]:
+                self._push(key, item)  # touched since it was pushed: back in at its real H
+                continue
+            break
         del items[key]
         self._used -= int(item[2])
         self._clock = priority

@@ -144,3 +144,34 @@ class TestGDSFBookkeeping:
             assert policy.used_bytes == sum(resident.values()) <= 10_000
             assert len(policy) == len(resident)
             assert all(key in policy for key in resident)
+
+    def test_gdsf_evicts_same_keys_as_eager_reference_when_driven_randomly(self) -> None:
+        # A plain-Python GDSF that re-prices eagerly and scans for the minimum: the lazy heap
+        # must pick the same victims (ties broken by the order keys were last pushed).
+        rng = random.Random(3)
+        policy = GDSFPolicy(5_000)
+        prio: dict[bytes, float] = {}
+        freq: dict[bytes, int] = {}
+        size: dict[bytes, int] = {}
+        clock = 0.0
+        for _ in range(5_000):
+            key = k(f"e{rng.randrange(200)}")
+            if key in prio:
+                policy.touch(key)
+                freq[key] += 1
+                prio[key] = clock + freq[key] / size[key]
+                continue
+            n = rng.randrange(1, 800)
+            victims = policy.admit(key, n)
+            prio[key], freq[key], size[key] = clock + 1 / n, 1, n
+            expected = []
+            while sum(size.values()) > 5_000:
+                low = min(prio.values())
+                lowest = [v for v in prio if prio[v] == low and v in victims]
+                assert lowest, "the policy kept a key with the minimum H and evicted another"
+                victim = lowest[0]
+                clock = low
+                expected.append(victim)
+                del prio[victim], freq[victim], size[victim]
+            assert sorted(victims) == sorted(expected)
+            assert policy.clock == clock
