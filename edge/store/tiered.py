@@ -6,9 +6,8 @@ whether it stays (S3-FIFO keeps one-hit wonders out of its main queue, GDSF drop
 hits per byte do not earn the room), so a second-hit rule here would only delay warm objects.
 A writer writes every chunk to disk, if the disk admission filter (edge/store/admission.py)
 admits the fill, and tees it into a memory writer while the body still fits the memory tier;
-commit publishes both. Per-key
-locks keep the two tiers in the same order when writers, promotions and removals of one key
-race: whatever commits last is what both tiers hold.
+commit publishes both. Per-key locks keep the two tiers in the same order when writers,
+promotions and removals of one key race: whatever commits last is what both tiers hold.
 """
 
 from __future__ import annotations
