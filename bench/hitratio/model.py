@@ -7,7 +7,7 @@ ENTRY_OVERHEAD_BYTES in RAM, body + the reserved file head on disk). It holds no
 a 1.5 M-request, 32 GiB trace replays in seconds per configuration:
 
   lookup:  memory hit -> touch | disk hit -> touch, offer to memory if <= the memory cap
-  miss:    disk writer if the key is on disk or the admission filter admits it;
+  miss:    disk writer if the admission filter admits it, or the disk never evicted yet;
            commit: disk first (policy admit), then memory if <= the cap (policy admit)
 
 tests/bench/test_hitratio_model.py replays a trace through a real TieredStore (real files)
@@ -120,6 +120,7 @@ class TierModel:
         self.disk = make_policy(spec.disk_policy, disk_bytes)
         self.admission = make_admission(spec.admission, spec.admission_window)
         self.cap = spec.memory_max_object_bytes
+        self.disk_evicted = False  # until the disk first evicts, every miss is written
         self.tally = Tally()
 
     def request(self, key: bytes, size: int, head: int = DISK_HEAD_BYTES) -> Served:
@@ -140,10 +141,10 @@ class TierModel:
                 t.promotions += 1
             return Served.DISK
         t.miss_bytes += size
-        if self.admission.should_admit(key, len(disk)):
+        if self.admission.should_admit(key, len(disk)) or not self.disk_evicted:
             t.disk_write_bytes += size
-            if head + size <= self.disk_bytes:
-                disk.admit(key, head + size)
+            if head + size <= self.disk_bytes and disk.admit(key, head + size):
+                self.disk_evicted = True
         if size <= self.cap and size + ENTRY_OVERHEAD_BYTES <= self.memory_bytes:
             memory.admit(key, size + ENTRY_OVERHEAD_BYTES)
         return Served.ORIGIN

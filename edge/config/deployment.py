@@ -68,7 +68,7 @@ class CacheConfig:
     disk_max_object_bytes: int = 1 * GiB  # larger bodies are served but not stored
     policy: Literal["gdsf", "s3fifo", "lru"] = "gdsf"  # memory tier policy; disk: s3fifo (lru if "lru")
     disk_admission: Literal["all", "second_hit"] = "second_hit"  # which fills are written to disk
-    disk_admission_window: int = 0  # second_hit: misses a first request is remembered; 0 = auto
+    disk_admission_window: int = 0  # second_hit: misses a first miss is remembered; 0 = adaptive
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2: share of (Date - Last-Modified)
     heuristic_max_s: float = 86400.0  # upper bound of a heuristic lifetime
     allow_set_cookie: bool = False  # store responses carrying Set-Cookie (never by default)

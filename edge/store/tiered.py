@@ -69,9 +69,15 @@ class TieredStore:
         writer = None
         if self.disk is not None:
             # A replacement of a stored object is always admitted: skipping it would leave
-            # the old body on disk.
+            # the old body on disk. Until the disk first evicts it has room to spare, so
+            # every miss is written (the filter still counts it).
             disk = self.disk
-            if meta.key in disk or self.admission.should_admit(meta.key, disk.stats.entries):
+            stats = disk.stats
+            if (
+                meta.key in disk
+                or self.admission.should_admit(meta.key, stats.entries)
+                or stats.evictions == 0
+            ):
                 writer = await disk.open_writer(meta)
             else:
                 self.disk_skipped += 1

@@ -21,6 +21,7 @@ from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, origin_stats
 
 KiB = 1024
+MiB = 1024 * KiB
 # every object below goes to disk only, on its first fill (no second-hit admission)
 SMALL_MEMORY = {"memory_max_object_bytes": 64 * KiB, "disk_admission": "all"}
 SIZES = (200 * KiB, 1536 * KiB, 300 * KiB + 7, 900 * KiB)
@@ -185,13 +186,18 @@ def flip_byte(path: Path, offset: int) -> None:
 
 
 
+
 class TestSecondHitAdmission:
-    async def test_disk_tier_writes_object_on_second_miss_when_admission_is_default(
+    async def test_disk_tier_writes_object_on_second_miss_when_disk_is_full(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
-        edge = edge_factory(disk=True, cache={"memory_max_object_bytes": 64 * KiB})  # second_hit
+        # the default admission (second_hit) on a 1 MiB disk that four 300 KiB objects overflow
+        edge = edge_factory(disk=True, cache={"memory_max_object_bytes": 64 * KiB, "disk_bytes": MiB})
+        fillers = [(f"filler{i}", 300 * KiB) for i in range(4)]
+        await fill(edge, fillers)  # written on first miss while the disk had room; then it evicts
+        assert not all(object_file(edge, target(name, size)).exists() for name, size in fillers)
         path = target("admit", 256 * KiB)
         first = await get(edge, path)
-        assert not is_hit(first[1]), first[1]  # too big for RAM, and a first miss is not written to disk
+        assert not is_hit(first[1]), first[1]  # too big for RAM, and a first miss is not written
         for _ in range(100):  # until a request starts a fill of its own (not joining the first)
             second = await get(edge, path)
             if "collapsed" not in second[1]:

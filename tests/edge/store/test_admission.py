@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import xxhash
 
-from edge.store.admission import AdmissionMode, AdmitAll, SecondHitFilter, make_admission
+from edge.store.admission import (
+    WINDOW_PER_OBJECT,
+    AdmissionMode,
+    AdmitAll,
+    SecondHitFilter,
+    make_admission,
+)
 
 
 def key(i: int) -> bytes:
@@ -43,12 +49,12 @@ class TestSecondHitFilter:
         f = SecondHitFilter(None, min_window=100)
         assert f.window == 100
         for i in range(100):
-            f.should_admit(key(i), 5000)  # the generation rolls: next one lasts 5000 misses
-        assert f.window == 5000
-        f.should_admit(key(-1), 5000)
+            f.should_admit(key(i), 10_000)  # the generation rolls: next one lasts 5000 misses
+        assert f.window == 5000 == 10_000 * WINDOW_PER_OBJECT
+        f.should_admit(key(-1), 10_000)
         for i in range(1000, 5000):
-            f.should_admit(key(i), 5000)
-        assert f.should_admit(key(-1), 5000)  # 4000 misses later: still within the window
+            f.should_admit(key(i), 10_000)
+        assert f.should_admit(key(-1), 10_000)  # 4000 misses later: still within the window
         for i in range(5000, 5000 + 5000):
             f.should_admit(key(i), 50)  # the disk shrank: the next window is the minimum
         assert f.window == 100
