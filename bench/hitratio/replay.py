@@ -16,6 +16,7 @@ Traces are generated with ../shared/traces/gen_trace.py into --trace-dir (reused
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -165,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     summary += f"\n\nmemory {args.memory_share:.0%} + disk {args.disk_share:.0%} of each trace's working set"
     print(summary)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"hitratio-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-    out.write_text(f"{' '.join(sys.argv)}\n{summary}\n")
+    out = RESULTS / f"hitratio-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"argv": sys.argv, "report": summary.splitlines()}, indent=1) + "\n")
     say(f"written to {out}")
     return 0
 
