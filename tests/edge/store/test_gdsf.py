@@ -62,6 +62,16 @@ class TestGDSFRanking:
         assert policy.frequency(k("unknown")) == 0 and policy.priority(k("unknown")) is None
 
 
+class TestGDSFByteHits:
+    def test_lfuda_ignores_size_when_pricing_by_bytes(self) -> None:
+        policy = GDSFPolicy(100, byte_hits=True)  # H = L + frequency: LFU with dynamic aging
+        policy.admit(k("big"), 60)
+        policy.touch(k("big"))
+        policy.admit(k("small"), 30)
+        assert policy.admit(k("other"), 30) == [k("small")]  # fewer hits, whatever its size
+        assert policy.priority(k("big")) == pytest.approx(2.0)
+
+
 class TestGDSFAging:
     def test_gdsf_raises_clock_to_victim_priority_when_evicting(self) -> None:
         policy = GDSFPolicy(20)
