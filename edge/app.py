@@ -36,9 +36,11 @@ from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.protocol import HttpProtocol, Responder
+from edge.store.admission import AdmissionMode, make_admission
 from edge.store.base import Store
 from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
+from edge.store.gdsf import GDSFPolicy
 from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
@@ -73,11 +75,18 @@ def check_parsers() -> None:
 
 def _policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
     match kind:
+        case Eviction.GDSF:
+            return GDSFPolicy(max_bytes)
         case Eviction.S3FIFO:
             return S3FIFOPolicy(max_bytes)
         case Eviction.LRU:
             return LRUPolicy(max_bytes)
     assert_never(kind)  # mypy fails here when a new Eviction has no policy above
+
+
+def _disk_policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
+    # GDSF ranks by hits per byte, right for RAM; the disk tier is there for byte hits.
+    return _policy(Eviction.S3FIFO if kind is Eviction.GDSF else kind, max_bytes)
 
 
 class EdgeNode:
@@ -112,7 +121,7 @@ class EdgeNode:
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
-            max_object_bytes=cache.memory_max_object_bytes,
+            max_object_bytes=cache.memory_object_cap(has_disk=cfg.disk_dir is not None),
             policy=_policy(cache.policy, cache.memory_bytes),
         )
         disk_dir = cfg.disk_dir
@@ -121,7 +130,8 @@ class EdgeNode:
         if disk_dir is not None:
             disk = await self._open_disk(disk_dir)
             spool_dir = disk_dir / "spool"
-        self.store = TieredStore(memory, disk)
+        admission = make_admission(AdmissionMode(cache.disk_admission), cache.disk_admission_window)
+        self.store = TieredStore(memory, disk, admission=admission)
         self._session = make_session()
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
@@ -210,7 +220,7 @@ class EdgeNode:
                 disk_dir,
                 max_bytes=cache.disk_bytes,
                 max_object_bytes=cache.disk_max_object_bytes,
-                policy=_policy(cache.policy, cache.disk_bytes),
+                policy=_disk_policy(cache.policy, cache.disk_bytes),
             )
         except DiskUnusable as exc:
             raise StartupError(f"{where}: {exc}") from exc
@@ -347,7 +357,7 @@ class EdgeNode:
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
         hot = MemoryStore(
             max_bytes=hot_bytes,
-            max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+            max_object_bytes=min(hot_bytes, cfg.cache.memory_object_cap(has_disk=cfg.disk_dir is not None)),
             policy=_policy(cfg.cache.policy, hot_bytes),
         )
         membership = Membership(
