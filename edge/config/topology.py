@@ -15,6 +15,7 @@ from cluster.config import ClusterConfig, PeerConfig
 from edge.config.checks import check_keys, number, opt_str, parse_addr
 from edge.config.errors import ConfigError
 from edge.config.purge import PURGE_SYNC_KEYS
+from edge.config.secrets import read_secret, secret_keys
 
 __all__ = ["NodeConfig", "RegionConfig", "parse_cluster", "parse_nodes", "parse_regions"]
 
@@ -120,13 +121,14 @@ def parse_cluster(
             )
     if not t and not clustered:
         return None, peers
-    check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS, *PURGE_SYNC_KEYS}, "cluster")
-    secret = t.get("secret")
-    if not isinstance(secret, str) or not secret:
+    check_keys(t, {*secret_keys("secret"), *_CLUSTER_NUMBERS, *_CLUSTER_INTS, *PURGE_SYNC_KEYS}, "cluster")
+    secret = read_secret(t, "secret", "cluster")
+    if secret is None:
         raise ConfigError(
-            "cluster.secret: missing; set a shared secret string that every node of the deployment uses"
+            "cluster.secret: missing; set secret_file (or secret_env, or secret) to a shared secret "
+            "that every node of the deployment uses"
         )
-    values: dict[str, Any] = {"secret": secret}
+    values: dict[str, Any] = {"secret": secret[0]}
     for key in _CLUSTER_NUMBERS:
         if key in t:
             values[key] = number(t, key, 0.0, "cluster")
