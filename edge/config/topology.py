@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.config import ClusterConfig, PeerConfig
+from cluster.discovery import DiscoveryConfig
 from edge.config.checks import check_keys, number, opt_str, parse_addr
+from edge.config.discovery import DISCOVERY_KEYS, parse_discovery
 from edge.config.errors import ConfigError
 from edge.config.purge import PURGE_SYNC_KEYS
 from edge.config.secrets import read_secret, secret_keys
@@ -48,6 +50,7 @@ class RegionConfig:
 
     name: str
     parent: str | None = None  # the shield region this region's owners fill from; None = the origin
+    discovery: DiscoveryConfig | None = None  # its nodes also come from DNS (cluster/discovery.py)
 
 
 def parse_nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
@@ -153,13 +156,13 @@ def parse_regions(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> dict
         path = f"regions.{name}"
         if not isinstance(body, Mapping):
             raise ConfigError(f'{path}: expected a table such as {{ parent = "shield" }}')
-        check_keys(body, {"parent"}, path)
+        check_keys(body, {"parent", *DISCOVERY_KEYS}, path)
         parent = opt_str(body, "parent", path)
         if parent is not None and parent not in names:
             raise ConfigError(f"{path}.parent: no node is in region {parent!r}; name a region your nodes use")
         if parent == name:
             raise ConfigError(f"{path}.parent: a region cannot be its own parent")
-        regions[name] = RegionConfig(name=name, parent=parent)
+        regions[name] = RegionConfig(name=name, parent=parent, discovery=parse_discovery(body, name, path))
     for name in names:
         regions.setdefault(name, RegionConfig(name=name))
     for name in regions:  # no cycles: walk up at most len(regions) steps

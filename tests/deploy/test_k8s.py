@@ -239,6 +239,10 @@ def test_statefulset_agrees_with_config_toml(region: str, tmp_path: Path) -> Non
             == f"http://{pod}.{peers['metadata']['name']}.{namespace}.svc.cluster.local:{_port(node, 'peer')}"
         )
         assert peers["spec"]["ports"][0]["port"] == _port(node, "peer")
+        discovery = cfg.regions[region].discovery  # SRV records of the headless Service's port
+        assert discovery is not None and discovery.record.value == "SRV"
+        port_name = peers["spec"]["ports"][0]["name"]
+        assert discovery.name == f"_{port_name}._tcp.{peers['metadata']['name']}.{namespace}.svc.cluster.local"
         assert cfg.node.port == _port(node, "http") and cfg.node.admin_port == _port(node, "admin")
         assert str(cfg.disk_dir) == mounts["cache"]
         assert _quantity(claim["spec"]["resources"]["requests"]["storage"]) > cfg.cache.disk_bytes
