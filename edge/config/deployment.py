@@ -9,8 +9,9 @@ what to do. Sizes accept integers (bytes) or strings such as "256MiB", "2GiB", "
 Each section is validated next to the dataclass it builds: `[cache]`/`[coalesce]` in
 cache.py, `[nodes]`/`[regions]`/`[cluster]` in topology.py, `[admin]` and the purge keys in
 purge.py, `[origins]`/`[[routes]]` in origins.py, `[server]` in server.py, `[limits]` in
-limits.py; here the top level, `[demo]` and `[[policies]]`. Types owned by other packages (origin/config.py, cluster/config.py,
-edge.rules' CachePolicy) are built here but never import this reader.
+limits.py; here the top level, `[demo]` and `[[policies]]`. Types owned by other packages
+(origin/config.py, cluster/config.py, edge.rules' CachePolicy) are built here but never
+import this reader.
 """
 
 from __future__ import annotations
