@@ -18,6 +18,8 @@ from typing import assert_never
 
 import aiohttp
 
+from cluster.config import PeerConfig
+from cluster.discovery import DnsDiscovery
 from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
 from cluster.propagate import PurgeHub
@@ -103,6 +105,7 @@ class EdgeNode:
         self.port = config.node.port
         self._internal: asyncio.Server | None = None  # the peer listener
         self._membership: Membership | None = None
+        self._discovery: DnsDiscovery | None = None  # this region's nodes from DNS, when configured
         self.routing: PeerRouting | None = None
         self.invalidator: Invalidator | None = None
         self.purges: PurgeHub | None = None
@@ -209,6 +212,8 @@ class EdgeNode:
         hub.start()
         if self._membership is not None:
             self._membership.start()
+        if self._discovery is not None:
+            self._discovery.start()
 
     async def _open_disk(self, disk_dir: Path) -> DiskStore:
         """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
@@ -338,21 +343,27 @@ class EdgeNode:
         cfg = self.config
         cluster = cfg.cluster
         parents = cfg.parent_peers
-        if cluster is None or cfg.node.internal_url is None or (len(cfg.region_peers) < 2 and not parents):
+        region = cfg.regions.get(cfg.node.region)
+        discovery = region.discovery if region is not None else None
+        lone = len(cfg.region_peers) < 2 and not parents and discovery is None
+        if cluster is None or cfg.node.internal_url is None or lone:
             return None
         assert self._session is not None
-        peers: dict[str, Upstream] = {
-            p.name: PeerClient(
+        session = self._session
+
+        def client(p: PeerConfig) -> PeerClient:
+            return PeerClient(
                 p,
                 self_name=cfg.node.name,
                 secret=cluster.secret,
-                session=self._session,
+                session=session,
                 timeouts=cluster.peer_timeouts,
                 margin_s=cluster.peer_deadline_margin_s,
                 down=functools.partial(lambda name: membership.down_event(name), p.name),
             )
-            for p in (*cfg.region_peers, *parents)
-            if p.name != cfg.node.name
+
+        peers: dict[str, Upstream] = {
+            p.name: client(p) for p in (*cfg.region_peers, *parents) if p.name != cfg.node.name
         }
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
         hot = MemoryStore(
@@ -380,10 +391,21 @@ class EdgeNode:
         )
         self._membership = membership
         self.routing = routing
+        if discovery is not None:
+            self._discovery = DnsDiscovery(
+                dataclasses.replace(discovery, fail_after=cluster.fail_after),
+                membership,
+                self_name=cfg.node.name,
+                self_url=cfg.node.internal_url,
+                on_join=lambda peer: peers.__setitem__(peer.name, client(peer)),
+                on_leave=lambda name: peers.pop(name, None),
+            )
         return routing
 
     async def stop(self) -> None:
         """Stops listening, ends in-flight work under a deadline, closes everything."""
+        if self._discovery is not None:
+            await self._discovery.stop()
         if self._membership is not None:
             await self._membership.stop()
         if self._admin is not None:
