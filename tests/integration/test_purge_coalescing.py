@@ -94,7 +94,8 @@ async def test_fill_from_owner_after_purge_is_shared_when_within_peer_window(
     kind: str, tmp_path: Path, vorigin: VersionedOrigin, session: aiohttp.ClientSession
 ) -> None:
     nodes = ("a", "b")
-    cluster = await PurgeCluster(tmp_path, vorigin, [NodeSpec(n, "r1") for n in nodes], max_lag_s=10.0).start()
+    specs = [NodeSpec(n, "r1") for n in nodes]
+    cluster = await PurgeCluster(tmp_path, vorigin, specs, max_lag_s=10.0).start()
     try:
         name = owned_by("b", nodes, f"peer-{kind}-")
         path = f"/v/{name}"
