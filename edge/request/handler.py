@@ -28,6 +28,7 @@ from edge.purge.invalidate import Invalidator, Verdict
 from edge.request.context import RequestContext
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.fast import FastAnswer, FastPath
+from edge.request.hints import forward_hints
 from edge.request.key import make_key, variant_id
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
@@ -119,7 +120,8 @@ class Handler:
         started = time.monotonic()
         outcome = CacheOutcome.ERROR
         try:
-            outcome = await self._recv(request, writer, from_peer)
+            with forward_hints(writer, enabled=not from_peer):  # issue 11: 103 Early Hints
+                outcome = await self._recv(request, writer, from_peer)
         except ClientGone:
             outcome = CacheOutcome.CLIENT_GONE
             writer.abort()
