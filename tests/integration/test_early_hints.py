@@ -109,7 +109,9 @@ async def test_client_gets_origin_103_before_the_origin_answers_when_request_is_
     assert hinting_origin.requests == 1
 
 
-async def test_http10_client_gets_no_103_when_origin_sends_one(edge: Proc, hinting_origin: HintingOrigin) -> None:
+async def test_http10_client_gets_no_103_when_origin_sends_one(
+    edge: Proc, hinting_origin: HintingOrigin
+) -> None:
     hinting_origin.release.set()
     reader, writer = await asyncio.open_connection(edge.host, edge.port)
     try:

@@ -27,7 +27,9 @@ HINTS = (
 FINAL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nLink: </style.css>; rel=preload\r\n\r\nok"
 
 
-async def hints_then_final(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def hints_then_final(
+    server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     """Two 103s, then (once the test releases it) the final response."""
     if not await server.read_head(reader):
         return
