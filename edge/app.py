@@ -316,8 +316,14 @@ class EdgeNode:
             "peers": [dataclasses.asdict(p) for p in self._membership.status()] if self._membership else [],
             "origins": [dataclasses.asdict(pool.status()) for pool in self._pools.values()],
             "listener": self.connections.stats() if self.connections is not None else {},
+            "fills": self._fill_stats(),
             "access_log": self._access_log.stats() if self._access_log is not None else {},
         }
+
+    def _fill_stats(self) -> dict[str, int]:
+        """Fills in flight and the requests waiting on them (issue 11: coalescing is visible)."""
+        co = self._coalescer
+        return {"in_flight": co.in_flight, "waiting": co.waiting} if co is not None else {}
 
     async def _listen(
         self, responder: Responder, host: str, port: int, where: str, conns: Connections
