@@ -1,8 +1,9 @@
 """The only wiring place: builds one node's stores, origin pools, coalescer and listener.
 
 `EdgeNode(config)` is started with `await node.start()` and stopped with
-`await node.stop()`, which closes the listener, cancels request tasks and fills under a
-deadline, and closes the stores and client sessions.
+`await node.drain()` (graceful: edge.server.lifecycle) or `await node.stop()`, which closes
+the listener, cancels request tasks and fills under a deadline, and closes the stores and
+client sessions.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from edge.request.handler import Handler
 from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
+from edge.server.lifecycle import Lifecycle, PublicGate, announce_s
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
 from edge.store.disk import DiskStore, DiskUnusable
@@ -100,6 +102,9 @@ class EdgeNode:
         self._admin: Admin | None = None
         self.connections: Connections | None = None  # the public listener's, built in start()
         self._access_log: AccessLog | None = None
+        self.lifecycle = Lifecycle()  # starting → ready → draining (edge.server.lifecycle)
+        self._gate = PublicGate(self.lifecycle, config.server)  # the public listener's responder
+        self._internal_connections: Connections | None = None
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -109,6 +114,14 @@ class EdgeNode:
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
             self._access_log = AccessLog(sys.stdout, cfg.node.name, cfg.server.access_log_buffer_lines)
+        # bound first: a port in use fails before any disk work, and readiness answers
+        # "starting" (503) while the disk index loads; requests wait for the start
+        self._server = await self._listen(
+            self._gate, cfg.node.host, cfg.node.port, "[nodes] listen or --listen", self.connections
+        )
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
@@ -151,13 +164,16 @@ class EdgeNode:
             access_log=self._access_log,
         )
         if cfg.cluster is not None and cfg.node.internal_host is not None:
-            gate = PeerGate(handler, cfg.cluster.secret, purges=hub)
+            gate = PeerGate(
+                handler, cfg.cluster.secret, purges=hub, serving=lambda: self.lifecycle.serving_peers
+            )
+            self._internal_connections = Connections.for_listener(cfg.server, nofile)
             self._internal = await self._listen(
                 gate,
                 cfg.node.internal_host,
                 cfg.node.internal_port,
                 f"nodes.{cfg.node.name}.internal",
-                Connections.for_listener(cfg.server, nofile),
+                self._internal_connections,
             )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
         # catch up on purges missed while down before serving anything cached (bounded: each
@@ -170,12 +186,7 @@ class EdgeNode:
                 len(cfg.peers) - 1,
                 hub.log.generation,
             )
-        self._server = await self._listen(
-            handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen", self.connections
-        )
-        sockets = self._server.sockets
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._gate.serve(handler)
         log.info(
             "node %s listening on http://%s:%d (at most %d client connections)",
             cfg.node.name,
@@ -199,6 +210,7 @@ class EdgeNode:
         hub.start()
         if self._membership is not None:
             self._membership.start()
+        self.lifecycle.ready()
 
     async def _open_disk(self, disk_dir: Path) -> DiskStore:
         """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
@@ -372,25 +384,65 @@ class EdgeNode:
         self.routing = routing
         return routing
 
-    async def stop(self) -> None:
-        """Stops listening, ends in-flight work under a deadline, closes everything."""
+    async def drain(self) -> None:
+        """A graceful stop (SIGTERM, SIGINT): announce, stop accepting, finish, close.
+
+        The order is edge.server.lifecycle's: readiness and peer health turn 503 while the
+        listeners still serve, then stop() lets in-flight requests and fills finish, all
+        within `[server] drain_timeout_s`.
+        """
+        server = self.config.server
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + server.drain_timeout_s
+        if not self.lifecycle.drain():
+            return
+        cluster = self.config.cluster
+        ring_peers = self._membership is not None and len(self.config.region_peers) > 1
+        announce = announce_s(server, cluster.leave_within_s if cluster is not None and ring_peers else None)
+        log.info(
+            "draining node %s: readiness 503 for %.1fs, then at most %.1fs for in-flight work",
+            self.config.node.name,
+            announce,
+            max(0.0, server.drain_timeout_s - announce),
+        )
+        if announce > 0:
+            await asyncio.sleep(announce)
+        await self.stop(drain_until=deadline)
+
+    async def stop(self, drain_until: float | None = None) -> None:
+        """Stops listening, ends in-flight work, closes everything.
+
+        With `drain_until` (loop time), requests and fills run until then and are cancelled
+        after; without it, requests are cancelled at once and fills get FILL_GRACE_S.
+        """
+        self.lifecycle.drain()
+        self._gate.draining()
+        loop = asyncio.get_running_loop()
+        for server in (self._server, self._internal):
+            if server is not None:
+                server.close()  # stop accepting; open connections stay
+        for conns in (self.connections, self._internal_connections):
+            if conns is not None:
+                conns.drain()  # idle ones closed now, busy ones after their answer
+        if drain_until is not None and self._tasks:
+            _, running = await asyncio.wait(list(self._tasks), timeout=max(0.0, drain_until - loop.time()))
+            if running:
+                log.warning("drain timeout: cutting off %d requests still running", len(running))
         if self._membership is not None:
             await self._membership.stop()
         if self._admin is not None:
             await self._admin.stop()
         if self.purges is not None:
             await self.purges.stop()
-        for server in (self._server, self._internal):
-            if server is not None:
-                server.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_DEADLINE_S)
         if self._coalescer is not None:
-            left = await self._coalescer.drain(FILL_GRACE_S)
+            grace = FILL_GRACE_S if drain_until is None else max(0.0, drain_until - loop.time())
+            left = await self._coalescer.drain(grace)
             if left:
-                log.info("abandoning %d fills still running after %.0fs", left, FILL_GRACE_S)
+                log.info("abandoning %d fills still running after %.1fs", left, grace)
         await self._close_resources()
         if self._server is not None:
             try:

@@ -1,0 +1,187 @@
+"""Integration: a node's lifecycle under signals, as real processes on loopback (issue 10).
+
+- SIGTERM with requests in flight: every one completes with its full, correct body, the
+  readiness endpoint turns 503 before the listener closes, new connections are then refused,
+  and the process exits 0;
+- in a region, a draining node's peers take it out of their ring while it still serves;
+- readiness and liveness answer on their listeners; `/_edge/` stays 404 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from origin.demo import synthetic
+from tests.integration.cluster_harness import Region, allocate, peer_events, write_cluster_config
+from tests.integration.harness import Proc
+from tests.integration.test_staying_up import procs, start_node, write_node_config  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.timeout(120)
+
+SLOW_SIZE = 200_000  # bytes, sent at RATE: about two seconds per response
+RATE = 100_000
+
+
+def slow_target(name: str) -> str:
+    return f"/obj/{name}?size={SLOW_SIZE}&rate={RATE}&cc=max-age=3600"
+
+
+async def ready_status(proc: Proc) -> int | None:
+    """GET /_edge/ready on a fresh connection: its status, or None when the connection is refused."""
+    try:
+        reader, writer = await asyncio.open_connection(proc.host, proc.port)
+    except ConnectionRefusedError:
+        return None
+    try:
+        writer.write(f"GET /_edge/ready HTTP/1.1\r\nHost: {proc.host}\r\nConnection: close\r\n\r\n".encode())
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n")
+        return int(head.split()[1])
+    except (asyncio.IncompleteReadError, ConnectionResetError):
+        return None  # accepted by the kernel's backlog as the listener closed
+    finally:
+        writer.close()
+
+
+def refuses(proc: Proc) -> bool:
+    try:
+        with socket.create_connection((proc.host, proc.port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+async def wait_exit(proc: Proc, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while proc.popen.poll() is None:
+        assert time.monotonic() < deadline, f"node did not exit within {timeout_s}s:\n{proc.log()}"
+        await asyncio.sleep(0.05)
+    return proc.popen.returncode
+
+
+class TestGracefulStop:
+    async def test_sigterm_completes_in_flight_requests_and_exits_0_when_requests_are_running(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        config = write_node_config(tmp_path, origin.url, server={"drain_announce_s": 1.0})
+        proc = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(proc)
+        assert await ready_status(proc) == 200
+        names = [f"drain-{i}" for i in range(8)]
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            responses = [await session.get(proc.url + slow_target(name)) for name in names]
+            try:
+                # every request has its head: in flight, its body still coming at RATE
+                assert [r.status for r in responses] == [200] * len(names)
+                proc.popen.send_signal(signal.SIGTERM)
+                seen: list[int | None] = []
+                deadline = time.monotonic() + 20
+                while not seen or seen[-1] is not None:
+                    assert time.monotonic() < deadline, seen
+                    seen.append(await ready_status(proc))
+                # readiness said 503 (draining) before the listener stopped accepting
+                flipped = [s for s in seen if s != 200]
+                assert flipped[0] == 503 and None in flipped, seen
+                assert refuses(proc)
+                bodies = [await r.read() for r in responses]
+            finally:
+                for r in responses:
+                    r.release()
+        for name, body in zip(names, bodies, strict=True):
+            assert body == synthetic.body(name, SLOW_SIZE), name
+        assert await wait_exit(proc, 40) == 0
+        log = proc.log()
+        assert "Traceback" not in log and "draining node edge1" in log, log
+
+    async def test_sigint_drains_like_sigterm_when_nothing_is_running(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        config = write_node_config(tmp_path, origin.url, server={})
+        proc = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(proc)
+        proc.popen.send_signal(signal.SIGINT)
+        assert await wait_exit(proc, 20) == 0
+        assert "draining node edge1" in proc.log()
+
+    async def test_keep_alive_connection_is_closed_after_its_answer_when_draining(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        config = write_node_config(tmp_path, origin.url, server={"drain_announce_s": 0})
+        proc = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(proc)
+        reader, writer = await asyncio.open_connection(proc.host, proc.port)
+        try:
+            request = f"GET {slow_target('drain-ka')} HTTP/1.1\r\nHost: {proc.host}\r\n\r\n".encode()
+            writer.write(request)
+            async with asyncio.timeout(20):
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                proc.popen.send_signal(signal.SIGTERM)
+                body = await reader.readexactly(SLOW_SIZE)
+                writer.write(request)  # a second request on the kept-alive connection
+                try:
+                    rest = await reader.read()  # the node closes it: no answer, no hang
+                except ConnectionResetError:
+                    rest = b""  # closed before our request arrived: the kernel answers RST
+        finally:
+            writer.close()
+        assert body == synthetic.body("drain-ka", SLOW_SIZE)
+        assert rest == b""
+        assert await wait_exit(proc, 40) == 0
+
+
+class TestProbes:
+    async def test_readiness_is_public_and_liveness_is_on_admin_when_ready(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        config = write_node_config(tmp_path, origin.url, server={"ready_path": "/_edge/ready"})
+        proc = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(proc)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(proc.url + "/_edge/ready") as r:
+                assert (r.status, r.headers["Cache-Control"]) == (200, "no-store")
+            async with s.get(proc.url + "/_edge/live") as r:
+                assert r.status == 404  # every other /_edge/ path stays closed on the public port
+            async with s.get(f"http://{proc.extra['admin']}/_edge/live") as r:
+                assert (r.status, await r.text()) == (200, "alive\n")
+
+
+class TestRegionDrain:
+    async def test_peers_take_a_draining_node_out_of_their_ring_while_it_still_serves(
+        self, tmp_path: Path, origin: Proc
+    ) -> None:
+        nodes = allocate(["a", "b"])
+        config = write_cluster_config(
+            tmp_path / "region.toml",
+            origin_url=origin.url,
+            nodes=nodes,
+            cluster={"secret": "drain-secret", "probe_interval_s": 0.2, "probe_timeout_s": 0.3, "fail_after": 2},
+            server={},  # drain_announce_s derived: the peers' leave time (0.7 s)
+        )
+        region = Region(tmp_path / "logs")
+        try:
+            region.start(config, nodes)
+            a, b = region.procs["a"], region.procs["b"]
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.get(a.url + slow_target("region-drain")) as held:
+                    assert held.status == 200
+                    a.popen.send_signal(signal.SIGTERM)
+                    deadline = time.monotonic() + 20
+                    while ("a", "down") not in peer_events(b):
+                        assert time.monotonic() < deadline, b.log()
+                        await asyncio.sleep(0.05)
+                    assert a.popen.poll() is None  # b dropped a while a was still draining
+                    body = await held.read()
+            assert body == synthetic.body("region-drain", SLOW_SIZE)
+            assert await wait_exit(a, 40) == 0
+        finally:
+            region.stop()
