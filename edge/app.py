@@ -27,6 +27,7 @@ from cluster.purge_wire import HttpPurgeTransport
 from cluster.ring import Ring
 from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
+from edge.config.reload import LiveChange, ReloadPlan, log_reload, merge_live, plan_reload
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
@@ -105,6 +106,8 @@ class EdgeNode:
         self.lifecycle = Lifecycle()  # starting → ready → draining (edge.server.lifecycle)
         self._gate = PublicGate(self.lifecycle, config.server)  # the public listener's responder
         self._internal_connections: Connections | None = None
+        self._peer_gate: PeerGate | None = None
+        self._largest = 0  # the largest object any tier stores
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -139,8 +142,7 @@ class EdgeNode:
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
             pool.start()
-        upstreams: dict[str, Upstream] = dict(self._pools)
-        routing = self._build_routing(memory.max_bytes)
+        self._build_routing(memory.max_bytes)
         co = cfg.coalesce
         self._coalescer = Coalescer(
             spool_dir=spool_dir,
@@ -149,22 +151,11 @@ class EdgeNode:
             idle_timeout_s=co.idle_timeout_s,
             pass_memo_s=co.pass_memo_s,
         )
-        largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
-        invalidator, hub = await self._build_purging()
-        handler = Handler(
-            store=self.store,
-            coalescer=self._coalescer,
-            filler=Filler(cache=cache, max_object_bytes=largest, purges=invalidator),
-            routing=routing,
-            policies=PolicySet(cfg.policies),
-            purges=invalidator,
-            router=Router(cfg.routes),
-            upstreams=upstreams,
-            allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
-            access_log=self._access_log,
-        )
+        self._largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
+        _, hub = await self._build_purging()
+        handler = self._build_handler(cfg)
         if cfg.cluster is not None and cfg.node.internal_host is not None:
-            gate = PeerGate(
+            gate = self._peer_gate = PeerGate(
                 handler, cfg.cluster.secret, purges=hub, serving=lambda: self.lifecycle.serving_peers
             )
             self._internal_connections = Connections.for_listener(cfg.server, nofile)
@@ -211,6 +202,65 @@ class EdgeNode:
         if self._membership is not None:
             self._membership.start()
         self.lifecycle.ready()
+
+    def _build_handler(self, cfg: EdgeConfig) -> Handler:
+        """The request handler for a config (at start, and on each reload); stores stay the same."""
+        assert self.store is not None and self._coalescer is not None and self.invalidator is not None
+        return Handler(
+            store=self.store,
+            coalescer=self._coalescer,
+            filler=Filler(cache=cfg.cache, max_object_bytes=self._largest, purges=self.invalidator),
+            routing=self.routing,
+            policies=PolicySet(cfg.policies),
+            purges=self.invalidator,
+            router=Router(cfg.routes),
+            upstreams=dict(self._pools),
+            allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
+            access_log=self._access_log if cfg.access_log else None,
+        )
+
+    async def reload(self, new: EdgeConfig) -> ReloadPlan:
+        """SIGHUP with a validated config: applies what can change live (edge.config.reload).
+
+        New requests use the new handler; requests in flight finish with the one they began
+        with. Stores, running fills and open connections are kept.
+        """
+        plan = plan_reload(self.config, new)
+        membership = LiveChange.MEMBERSHIP in plan.live and self.routing is not None
+        if membership and len(new.region_peers) < 2 and not new.parent_peers:
+            membership = False  # leaving every ring takes the peer listener away: a restart
+            plan = ReloadPlan(plan.live - {LiveChange.MEMBERSHIP}, (*plan.restart_only, "nodes (ring)"))
+        applied = merge_live(self.config, new, plan.live)
+        if LiveChange.POOLS in plan.live:
+            assert self._session is not None
+            old_pools, self._pools = self._pools, build_pools(new.pools, self._session)
+            for pool in self._pools.values():
+                pool.start()
+            for pool in old_pools.values():
+                await pool.close()  # stops its health checks; fetches in flight go on
+        if LiveChange.ADMIN in plan.live and self._admin is not None:
+            self._admin.reconfigure(new.admin)
+        if LiveChange.ACCESS_LOG in plan.live and new.access_log and self._access_log is None:
+            lines = self.config.server.access_log_buffer_lines
+            self._access_log = AccessLog(sys.stdout, new.node.name, lines)
+        self.config = applied
+        if membership:
+            await self._rejoin(applied)
+        handler = self._build_handler(applied)
+        self._gate.serve(handler)
+        if self._peer_gate is not None:
+            self._peer_gate.serve(handler)
+        log_reload(plan)
+        return plan
+
+    async def _rejoin(self, cfg: EdgeConfig) -> None:
+        """A reload changed the region's nodes: new ring, peer clients and probes; same hot store."""
+        assert self._membership is not None and self.routing is not None and self.purges is not None
+        await self._membership.stop()
+        self._build_routing(cfg.cache.memory_bytes, hot=self.routing.hot)
+        self.purges.set_peers(cfg.peers)
+        if self._membership is not None:
+            self._membership.start()
 
     async def _open_disk(self, disk_dir: Path) -> DiskStore:
         """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
@@ -335,7 +385,7 @@ class EdgeNode:
                 f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}"
             ) from exc
 
-    def _build_routing(self, memory_bytes: int) -> PeerRouting | None:
+    def _build_routing(self, memory_bytes: int, hot: MemoryStore | None = None) -> PeerRouting | None:
         """The region's ring, peer clients, membership and hot-key store (None for a lone node)."""
         cfg = self.config
         cluster = cfg.cluster
@@ -356,12 +406,13 @@ class EdgeNode:
             for p in (*cfg.region_peers, *parents)
             if p.name != cfg.node.name
         }
-        hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
-        hot = MemoryStore(
-            max_bytes=hot_bytes,
-            max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
-            policy=_policy(cfg.cache.policy, hot_bytes),
-        )
+        if hot is None:  # a reload keeps the one the invalidator already purges
+            hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
+            hot = MemoryStore(
+                max_bytes=hot_bytes,
+                max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+                policy=_policy(cfg.cache.policy, hot_bytes),
+            )
         membership = Membership(
             cfg.node.name,
             cfg.peers,

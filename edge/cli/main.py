@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from edge.cli.serve import serve
 
-        return uvloop.run(serve(cfg))
+        reload = (lambda: _config(args)) if args.config else None  # SIGHUP reads the file again
+        return uvloop.run(serve(cfg, reload))
     except StartupError as exc:
         print(f"edgecache: cannot start: {exc}", file=sys.stderr)
         return 1

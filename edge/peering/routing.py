@@ -168,6 +168,10 @@ class PeerGate:
         self._purges = purges  # None: this node takes no purges from peers
         self._serving = serving  # False while draining: health says 503 so peers drop this node
 
+    def serve(self, handler: _PeerHandler) -> None:
+        """Installs the handler built from a reloaded config (requests in flight keep theirs)."""
+        self._handler = handler
+
     def try_fast(
         self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
     ) -> bytes | tuple[bytes, bytes] | None:

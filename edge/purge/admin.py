@@ -174,6 +174,15 @@ class Admin:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
+    def reconfigure(self, config: AdminConfig) -> None:
+        """A config reload: new tokens and rate limits (a kept token keeps its bucket's level)."""
+        same_rate = (config.rate_per_s, config.burst) == (self._config.rate_per_s, self._config.burst)
+        old = self._buckets if same_rate else {}
+        self._config = config
+        now = self._clock()
+        rate, burst = config.rate_per_s, config.burst
+        self._buckets = {t.name: old.get(t.name) or TokenBucket(rate, burst, now) for t in config.tokens}
+
     def app(self) -> web.Application:
         """The aiohttp application (also used by tests on a test server)."""
         app = web.Application(client_max_size=_MAX_BODY_BYTES)

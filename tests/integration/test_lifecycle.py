@@ -185,3 +185,116 @@ class TestRegionDrain:
             assert await wait_exit(a, 40) == 0
         finally:
             region.stop()
+
+
+def reload_config(path: Path, *, host: str, port: int, origin_url: str, hosts: list[str],
+                  admin: str, listen_port: int | None = None) -> Path:
+    """One node, one pool, a route per host in `hosts` (the reload tests change these)."""
+    lines = [
+        "access_log = true",
+        "[nodes.edge1]",
+        f'listen = "{host}:{listen_port or port}"',
+        f'admin = "{admin}"',
+        "[origins.demo]",
+        f'servers = ["{origin_url}"]',
+    ]
+    for name in hosts:
+        lines += ["[[routes]]", f'host = "{name}"', 'path_prefix = "/"', 'origin = "demo"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def wait_log(proc: Proc, text: str, count: int = 1, timeout_s: float = 20) -> None:
+    """Waits until the node's log holds `text` `count` times (the only sign a signal was handled)."""
+    deadline = time.monotonic() + timeout_s
+    while proc.log_path.read_text(errors="replace").count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout_s}s:\n{proc.log()}"
+        await asyncio.sleep(0.05)
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, target: str) -> tuple[int, bytes]:
+    """One request on an open keep-alive connection: (status, body)."""
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    async with asyncio.timeout(20):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        length = next(int(line.split(":")[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:"))
+        return int(head.split()[1]), await reader.readexactly(length)
+
+
+class TestReload:
+    async def test_sighup_applies_a_new_route_on_open_connections_and_keeps_the_cache(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        from tests.integration.conftest import next_loopback
+        from tests.integration.harness import free_port
+
+        host = next_loopback()
+        port, admin = free_port(host), f"{host}:{free_port(host)}"
+        config = reload_config(tmp_path / "edge.toml", host=host, port=port, origin_url=origin.url,
+                               hosts=["a.test"], admin=admin)
+        proc = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(proc)
+        cached = "/obj/reload-kept?size=5000&cc=max-age=3600"
+        reader, writer = await asyncio.open_connection(proc.host, proc.port)
+        try:
+            assert (await exchange(reader, writer, "a.test", cached))[0] == 200
+            assert (await exchange(reader, writer, "b.test", cached))[0] == 404  # no route yet
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.get(proc.url + slow_target("reload-flight"), headers={"Host": "a.test"}) as held:
+                    assert held.status == 200
+                    reload_config(config, host=host, port=port, origin_url=origin.url,
+                                  hosts=["a.test", "b.test"], admin=admin)
+                    proc.popen.send_signal(signal.SIGHUP)
+                    await wait_log(proc, "SIGHUP: config reloaded; applied: routes")
+                    body = await held.read()  # the request in flight finishes untouched
+            assert body == synthetic.body("reload-flight", SLOW_SIZE)
+            # the same connection, after the reload: the new route answers, the cache is kept
+            status, got = await exchange(reader, writer, "b.test", cached)
+            assert (status, got) == (200, synthetic.body("reload-kept", 5000))
+            count = origin_count_for(origin, cached)
+            assert (await exchange(reader, writer, "a.test", cached))[0] == 200
+            assert origin_count_for(origin, cached) == count  # a hit: the cache was not emptied
+        finally:
+            writer.close()
+        assert proc.popen.poll() is None and "Traceback" not in proc.log()
+
+    async def test_sighup_with_a_broken_file_keeps_the_running_config(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        from tests.integration.conftest import next_loopback
+        from tests.integration.harness import free_port
+
+        host = next_loopback()
+        port, admin = free_port(host), f"{host}:{free_port(host)}"
+        config = reload_config(tmp_path / "edge.toml", host=host, port=port, origin_url=origin.url,
+                               hosts=["a.test"], admin=admin)
+        proc = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(proc)
+        target = "/obj/reload-broken?size=100&cc=max-age=3600"
+        reader, writer = await asyncio.open_connection(proc.host, proc.port)
+        try:
+            assert (await exchange(reader, writer, "a.test", target))[0] == 200
+            config.write_text(config.read_text() + "\n[[routes]]\nhost = 'b.test'\norigin = 'nowhere'\n")
+            proc.popen.send_signal(signal.SIGHUP)
+            await wait_log(proc, "SIGHUP: config not reloaded, the running config stays: routes[1].origin")
+            config.write_text("this is [not toml")
+            proc.popen.send_signal(signal.SIGHUP)
+            await wait_log(proc, "SIGHUP: config not reloaded", count=2)
+            assert (await exchange(reader, writer, "a.test", target))[0] == 200
+            assert (await exchange(reader, writer, "b.test", target))[0] == 404
+            # a change that needs a restart is reported, and the running address stays
+            reload_config(config, host=host, port=port, origin_url=origin.url, hosts=["a.test"],
+                          admin=admin, listen_port=free_port(host))
+            proc.popen.send_signal(signal.SIGHUP)
+            await wait_log(proc, "SIGHUP: nodes.edge1.listen changed but needs a restart")
+            assert (await exchange(reader, writer, "a.test", target))[0] == 200
+        finally:
+            writer.close()
+        assert proc.popen.poll() is None and "Traceback" not in proc.log()
+
+
+def origin_count_for(origin: Proc, target: str) -> int:
+    from tests.integration.harness import origin_count
+
+    return origin_count(origin, target)
