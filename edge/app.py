@@ -40,6 +40,7 @@ from edge.server.connections import Connections, raise_fd_limit
 from edge.server.lifecycle import Lifecycle, PublicGate, announce_s
 from edge.server.protocol import HttpProtocol, Responder
 from edge.store.base import Store
+from edge.store.dirlock import DirLock
 from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
 from edge.store.memory import MemoryStore
@@ -108,6 +109,7 @@ class EdgeNode:
         self._internal_connections: Connections | None = None
         self._peer_gate: PeerGate | None = None
         self._largest = 0  # the largest object any tier stores
+        self._dir_lock: DirLock | None = None  # held on the disk directory until the node ends
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -268,6 +270,7 @@ class EdgeNode:
         started = time.monotonic()
         where = "disk tier"
         try:
+            self._dir_lock = await asyncio.to_thread(DirLock.acquire, disk_dir)  # one node per directory
             disk = await DiskStore.open(
                 disk_dir,
                 max_bytes=cache.disk_bytes,
@@ -515,3 +518,5 @@ class EdgeNode:
             await self.store.close()
         if self._access_log is not None:
             self._access_log.close()
+        if self._dir_lock is not None:
+            self._dir_lock.release()

@@ -298,3 +298,35 @@ def origin_count_for(origin: Proc, target: str) -> int:
     from tests.integration.harness import origin_count
 
     return origin_count(origin, target)
+
+
+class TestStartupRefusals:
+    async def test_second_node_on_the_same_disk_dir_exits_1_naming_the_holder(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        from tests.integration.test_cli import _one_line_error, _quick
+
+        config = write_node_config(tmp_path, origin.url, server={}, disk=True)
+        first = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(first)
+        result = await asyncio.to_thread(_quick, tmp_path / "cache")
+        assert result.returncode == 1
+        line = _one_line_error(result)
+        assert "is in use by another edgecache node" in line and f"pid {first.popen.pid}" in line, line
+        assert first.popen.poll() is None  # the first node goes on serving
+        first.kill9()  # the kernel drops the lock with the process: no stale lock
+        again = start_node(config, tmp_path / "logs", stdout=None)
+        procs.append(again)
+        assert await ready_status(again) == 200
+
+    def test_port_in_use_exits_1_with_one_line(self) -> None:
+        from tests.integration.test_cli import _one_line_error, _run
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            result = _run(["--origin", "http://127.0.0.1:1", "--listen", f"127.0.0.2:{port}"])
+        assert result.returncode == 1
+        line = _one_line_error(result)
+        assert line.startswith("edgecache: cannot start: cannot listen on 127.0.0.2:") and "in use" in line, line
