@@ -118,7 +118,7 @@ class EdgeNode:
         nofile = raise_fd_limit()
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
-            self._access_log = AccessLog(sys.stdout, cfg.node.name, cfg.server.access_log_buffer_lines)
+            self._access_log = await self._open_access_log(cfg)
         # bound first: a port in use fails before any disk work, and readiness answers
         # "starting" (503) while the disk index loads; requests wait for the start
         self._server = await self._listen(
@@ -242,9 +242,8 @@ class EdgeNode:
                 await pool.close()  # stops its health checks; fetches in flight go on
         if LiveChange.ADMIN in plan.live and self._admin is not None:
             self._admin.reconfigure(new.admin)
-        if LiveChange.ACCESS_LOG in plan.live and new.access_log and self._access_log is None:
-            lines = self.config.server.access_log_buffer_lines
-            self._access_log = AccessLog(sys.stdout, new.node.name, lines)
+        if LiveChange.ACCESS_LOG in plan.live and new.access_log:
+            await self._swap_access_log(new)
         self.config = applied
         if membership:
             await self._rejoin(applied)
@@ -254,6 +253,37 @@ class EdgeNode:
             self._peer_gate.serve(handler)
         log_reload(plan)
         return plan
+
+    async def _open_access_log(self, cfg: EdgeConfig) -> AccessLog:
+        """The access log on stdout, or appending to access_log_file (a StartupError if it cannot)."""
+        lines, path = cfg.server.access_log_buffer_lines, cfg.access_log_file
+        try:
+            return await asyncio.to_thread(
+                AccessLog, sys.stdout, cfg.node.name, lines, Path(path) if path else None
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"access_log_file {path}: cannot open it for appending ({exc.strerror}); make its "
+                "directory writable by this user or pick another path"
+            ) from exc
+
+    async def _swap_access_log(self, new: EdgeConfig) -> None:
+        """A reload turned the access log on or moved it to another file."""
+        old = self._access_log
+        if old is not None and new.access_log_file == self.config.access_log_file:
+            return
+        try:
+            self._access_log = await self._open_access_log(new)
+        except StartupError as exc:
+            log.error("SIGHUP: keeping the access log as it was: %s", exc)
+            return
+        if old is not None:  # requests in flight may still write to it: their lines are lost
+            await asyncio.to_thread(old.close)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopens the access-log file (after logrotate moved it)."""
+        if self._access_log is not None:
+            self._access_log.reopen()
 
     async def _rejoin(self, cfg: EdgeConfig) -> None:
         """A reload changed the region's nodes: new ring, peer clients and probes; same hot store."""

@@ -7,6 +7,7 @@
                      the running config and logs why; what changed is applied without dropping
                      a connection or emptying the cache, and what needs a restart is logged
                      (edge.config.reload)
+    SIGUSR1          reopen access_log_file (logrotate's postrotate); nothing on stdout
 
 Signal handlers only queue what was asked; the main coroutine acts on it.
 """
@@ -62,6 +63,7 @@ async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, ask, _Ask.STOP)
     loop.add_signal_handler(signal.SIGHUP, ask, _Ask.RELOAD)
+    loop.add_signal_handler(signal.SIGUSR1, node.reopen_logs)  # only sets a flag for the log's thread
     while await asks.get() is not _Ask.STOP:
         await _reload(node, reload)
     log.info("stopping node %s: draining", cfg.node.name)

@@ -2,7 +2,7 @@
 
 `plan_reload(old, new)` compares two validated configs of the same node. Routes, origin
 pools, cache policies (TTL rules, key normalisation), the admin API's tokens and rate
-limits, the access log switch and the region's membership (nodes, weights, the cluster's
+limits, the access log (on or off, which file) and the region's membership (nodes, weights, the cluster's
 probe settings) are applied in place: the stores, the coalescer's running fills and every
 open connection are kept. Everything bound at start is reported as needing a restart and
 keeps its running value: the listening addresses, the disk and state directories, the
@@ -71,7 +71,7 @@ _LIVE: dict[LiveChange, Callable[[EdgeConfig], object]] = {
     LiveChange.POOLS: lambda c: c.pools,
     LiveChange.POLICIES: lambda c: c.policies,
     LiveChange.ADMIN: lambda c: c.admin,
-    LiveChange.ACCESS_LOG: lambda c: c.access_log,
+    LiveChange.ACCESS_LOG: lambda c: (c.access_log, c.access_log_file),
     LiveChange.MEMBERSHIP: lambda c: (c.peers, c.regions, c.cluster),
 }
 
@@ -99,6 +99,7 @@ def merge_live(old: EdgeConfig, new: EdgeConfig, live: frozenset[LiveChange]) ->
         fields["admin"] = new.admin
     if LiveChange.ACCESS_LOG in live:
         fields["access_log"] = new.access_log
+        fields["access_log_file"] = new.access_log_file
     if LiveChange.MEMBERSHIP in live:
         bound = old.node
         node = dataclasses.replace(

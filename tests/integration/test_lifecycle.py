@@ -330,3 +330,46 @@ class TestStartupRefusals:
         assert result.returncode == 1
         line = _one_line_error(result)
         assert line.startswith("edgecache: cannot start: cannot listen on 127.0.0.2:") and "in use" in line, line
+
+
+class TestAccessLogFile:
+    async def test_sigusr1_reopens_the_access_log_file_after_logrotate_moved_it(
+        self, tmp_path: Path, origin: Proc, procs: list[Proc]
+    ) -> None:
+        from tests.integration.test_staying_up import get_many
+
+        config = write_node_config(tmp_path, origin.url, server={})
+        log_file = tmp_path / "access.log"
+        config.write_text(f'access_log_file = "{log_file}"\n' + config.read_text())
+        stdout = tmp_path / "stdout.txt"
+        with open(stdout, "wb") as out:
+            proc = start_node(config, tmp_path / "logs", stdout=out.fileno())
+        procs.append(proc)
+        assert await get_many(proc.url, ["/obj/rotate-before?size=10"]) == [200]
+        await wait_file_line(log_file, "rotate-before")
+        rotated = tmp_path / "access.log.1"
+        log_file.rename(rotated)  # what logrotate does before its postrotate kill -USR1
+        proc.popen.send_signal(signal.SIGUSR1)
+        await wait_log(proc, "access log reopened")
+        assert await get_many(proc.url, ["/obj/rotate-after?size=10"]) == [200]
+        await wait_file_line(log_file, "rotate-after")
+        assert "rotate-before" not in log_file.read_text()
+        assert "rotate-after" not in rotated.read_text() and "rotate-before" in rotated.read_text()
+        assert "rotate" not in stdout.read_text()  # the file replaces stdout
+
+    def test_access_log_file_that_cannot_be_opened_exits_1_with_one_line(self, tmp_path: Path) -> None:
+        from tests.integration.test_cli import _one_line_error, _run
+
+        config = write_node_config(tmp_path, "http://127.0.0.1:1", server={})
+        config.write_text(f'access_log_file = "{tmp_path}/no/such/dir/access.log"\n' + config.read_text())
+        result = _run(["--config", str(config), "--node", "edge1"])
+        assert result.returncode == 1
+        assert "access_log_file" in _one_line_error(result)
+
+
+async def wait_file_line(path: Path, text: str, timeout_s: float = 20) -> None:
+    """Waits until the access-log file holds a line with `text` (its writer thread is asynchronous)."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{text!r} not in {path} within {timeout_s}s"
+        await asyncio.sleep(0.05)
