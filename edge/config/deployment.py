@@ -16,6 +16,7 @@ import this reader.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -304,6 +305,7 @@ def quickstart(
     disk_dir: str | None = None,
     disk_bytes: int = 2 * GiB,
     access_log: bool = True,
+    cache: CacheConfig | None = None,
 ) -> EdgeConfig:
     """One node in front of one origin, forwarding every path and method."""
     host, port = parse_addr(listen, "--listen")
@@ -312,7 +314,9 @@ def quickstart(
     return EdgeConfig(
         node=node,
         nodes={"edge": node},
-        cache=CacheConfig(memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes),
+        cache=dataclasses.replace(
+            cache or CacheConfig(), memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes
+        ),
         pools=pool,
         routes=(RouteRule(host="*", path_prefix="/", pool="default"),),
         access_log=access_log,
