@@ -28,6 +28,8 @@ from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
+from edge.fill.sliced_fill import SlicedFill
+from edge.fill.slices import SliceSource
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
@@ -138,10 +140,16 @@ class EdgeNode:
         )
         largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
         invalidator, hub = await self._build_purging()
+        slices = SliceSource(
+            coalescer=self._coalescer, cache=cache, max_object_bytes=largest, guard=invalidator
+        )
         handler = Handler(
             store=self.store,
             coalescer=self._coalescer,
-            filler=Filler(cache=cache, max_object_bytes=largest, purges=invalidator),
+            filler=Filler(
+                cache=cache, max_object_bytes=largest, purges=invalidator, slicer=SlicedFill(slices)
+            ),
+            slices=slices,
             routing=routing,
             policies=PolicySet(cfg.policies),
             purges=invalidator,

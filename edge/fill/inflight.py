@@ -134,6 +134,11 @@ class Fill(Generic[T]):
         return self._outcome
 
     @property
+    def holders(self) -> int:
+        """Joiners that have not released their share yet (clients still on this fill)."""
+        return self._holds
+
+    @property
     def bytes_received(self) -> int:
         """Body bytes spooled so far."""
         return self._spool.size

@@ -23,12 +23,13 @@ from edge.fill.variants import VariantLimiter
 from edge.request.key import CacheKey
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
+from edge.rules.slicing import SLICED_MAX_BYTES, sliceable_head
 from edge.store.base import RemoveReason, Store
 from edge.store.entry import EntryMeta
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["VARY_MARKER_STATUS", "FillGuard", "FillInfo", "FillPlan", "Filler"]
+__all__ = ["VARY_MARKER_STATUS", "FillGuard", "FillInfo", "FillPlan", "Filler", "Slicer"]
 
 log = logging.getLogger("edge.fill.producer")
 
@@ -79,13 +80,39 @@ class FillGuard(Protocol):
     def admits(self, meta: EntryMeta) -> bool: ...
 
 
+class Slicer(Protocol):
+    """Keeps a large response as slices (edge.fill.sliced_fill.SlicedFill; issue 14)."""
+
+    def takes(
+        self, response: UpstreamResponse, meta: EntryMeta, length: int | None, plan: FillPlan
+    ) -> bool: ...
+
+    async def run(
+        self,
+        fill: Fill[FillInfo],
+        response: UpstreamResponse,
+        meta: EntryMeta,
+        length: int,
+        plan: FillPlan,
+        store: Store,
+    ) -> None: ...
+
+
 class Filler:
     """Runs fills for one node: upstream fetch → head → spool + store → commit."""
 
-    def __init__(self, *, cache: CacheConfig, max_object_bytes: int, purges: FillGuard | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cache: CacheConfig,
+        max_object_bytes: int,
+        purges: FillGuard | None = None,
+        slicer: Slicer | None = None,
+    ) -> None:
         self._cache = cache
         self._max_object_bytes = max_object_bytes  # the largest body any tier takes
         self._purges = purges  # None: no purge state (unit tests)
+        self.slicer = slicer  # large objects kept as slices (issue 14); None: always whole
         self._variants = VariantLimiter(max_per_url=cache.max_variants)  # issue 12: Vary cap per URL
 
     async def run(self, fill: Fill[FillInfo], plan: FillPlan) -> None:
@@ -99,6 +126,13 @@ class Filler:
             await self._run(fill, dataclasses.replace(plan, purge_gen=gen))
         finally:
             self._purges.end_fill(gen)
+
+    def _object_cap(self, response: UpstreamResponse, plan: FillPlan) -> int:
+        """The largest body kept: any tier's, or no limit for one kept as slices (issue 14)."""
+        sliced = self.slicer is not None and plan.source is None
+        if sliced and sliceable_head(response.status, response.headers, plan.policy.slice_bytes):
+            return SLICED_MAX_BYTES
+        return self._max_object_bytes
 
     def _admits(self, meta: EntryMeta) -> bool:
         return self._purges is None or self._purges.admits(meta)
@@ -176,7 +210,7 @@ class Filler:
             authorization=plan.authorization,
             has_store=store is not None,
             cache=self._cache,
-            max_object_bytes=self._max_object_bytes,
+            max_object_bytes=self._object_cap(response, plan),
             policy=plan.policy,
             purge_gen=plan.purge_gen,
         )
@@ -204,6 +238,13 @@ class Filler:
             fill.finish()
             return
         meta = keep.meta
+        if (
+            self.slicer is not None
+            and keep.length is not None
+            and self.slicer.takes(response, meta, keep.length, plan)
+        ):
+            await self.slicer.run(fill, response, meta, keep.length, plan, store)  # issue 14
+            return
         async with await store.open_writer(meta) as writer:
             async for chunk in response.body:
                 await fill.append(chunk)

@@ -43,6 +43,8 @@ class CachePolicy:
     query: Literal["keep", "sort", "drop"] = "keep"  # the query string in the key and upstream URL
     drop_params: tuple[str, ...] = ()  # parameter name patterns removed (fnmatch, e.g. "utm_*")
     store_error_statuses: tuple[int, ...] = ()  # 400/413/414/431/5xx stored anyway (never by default)
+    slice_bytes: int = 1024 * 1024  # larger objects are fetched and kept as slices of this size; 0 = off
+    slice_read_ahead: int = 2  # slices fetched ahead of a client reading a partial object
 
     @property
     def rewrites(self) -> bool:
