@@ -19,6 +19,7 @@ from typing import Protocol
 from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Fill, FillHead
 from edge.fill.keep import VARY_MARKER_STATUS, decide_keep, refreshed_meta
+from edge.fill.streaming import settle_playlist
 from edge.fill.variants import VariantLimiter
 from edge.request.key import CacheKey
 from edge.rules.outcome import NoStoreReason
@@ -255,3 +256,5 @@ class Filler:
                 log.info("not storing %s: %s", key.url, NoStoreReason.PURGED.name)
             elif not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
+            else:
+                await settle_playlist(fill, meta, store, plan.policy, key.target)  # issue 14: live or VOD

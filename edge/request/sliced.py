@@ -5,8 +5,8 @@ against the whole object (its total length and validators), then each slice the 
 covers comes from the store (memory bytes or a sendfile span) or from its coalesced fill
 (edge.fill.slices). While slices are being fetched, the next `slice_read_ahead` ones inside
 the client's range are started too (a player's open-ended range runs to the end of the
-object; a closed seek costs only the slices it covers). A client that leaves stops the loop: no slice beyond the
-read-ahead is asked for.
+object; a closed seek costs only the slices it covers). A client that leaves stops the
+loop: no slice beyond the read-ahead is asked for.
 
 `cold` answers a Range request whose start lies past the first slice of an object this node
 has never seen: it asks the origin for that one slice (coalesced: every client seeking there
