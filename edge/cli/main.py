@@ -24,12 +24,18 @@ from importlib import metadata
 
 from edge.app import EdgeNode, StartupError
 from edge.config.deployment import ConfigError, EdgeConfig, load, parse_size, quickstart
+from edge.config.media import quick_media
 
 __all__ = ["build_parser", "main", "version"]
 
 # Quick-start flags and their defaults (None in argparse, so a flag given with --config shows).
 DEFAULT_LISTEN, DEFAULT_MEMORY, DEFAULT_DISK = "127.0.0.1:8080", "256MiB", "2GiB"
 _QUICK_FLAGS = {"origin": "--origin", "listen": "--listen", "memory": "--memory", "disk_dir": "--disk-dir"}
+_QUICK_FLAGS |= {
+    "slice_size": "--slice-size",
+    "fill_idle_timeout": "--fill-idle-timeout",
+    "playlist_ttl": "--playlist-ttl",
+}
 
 EPILOG = """Either --config and --node, or --origin (and --listen) for a one-node quick start.
 
@@ -80,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help=f"disk tier budget, e.g. 2GiB (default {DEFAULT_DISK}); needs --disk-dir",
     )
+    q.add_argument(  # issue 14: large objects and streaming
+        "--slice-size",
+        metavar="SIZE",
+        help="fetch and keep objects above SIZE as slices of it (default 1MiB; 0 = off)",
+    )
+    q.add_argument(
+        "--fill-idle-timeout",
+        metavar="S",
+        help="longest gap between a fill's body bytes, seconds (default 10)",
+    )
+    q.add_argument(
+        "--playlist-ttl",
+        metavar="S",
+        help="lifetime of live HLS/DASH playlists (default: half the target duration)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
     o.add_argument(
@@ -119,13 +140,19 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
     if args.config:
         cfg = load(args.config, args.node)
         return replace(cfg, access_log=False) if args.no_access_log else cfg
-    return quickstart(
+    cfg = quickstart(
         origin=args.origin,
         listen=args.listen or DEFAULT_LISTEN,
         memory_bytes=parse_size(args.memory or DEFAULT_MEMORY, "--memory"),
         disk_dir=args.disk_dir,
         disk_bytes=parse_size(args.disk or DEFAULT_DISK, "--disk"),
         access_log=not args.no_access_log,
+    )
+    return quick_media(  # issue 14
+        cfg,
+        slice_size=args.slice_size,
+        fill_idle_timeout=args.fill_idle_timeout,
+        playlist_ttl=args.playlist_ttl,
     )
 
 

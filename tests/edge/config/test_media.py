@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config.deployment import ConfigError, parse
+from edge.config.deployment import ConfigError, EdgeConfig, parse, quickstart
+from edge.config.media import quick_media
 from edge.rules.site_policy import DEFAULT_POLICY
 
 BASE = {
@@ -48,3 +49,33 @@ def test_keys_are_read() -> None:
 def test_mistakes_name_the_key(keys: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse(policy_with(**keys), "edge1")
+
+
+class TestQuickStartFlags:
+    def base(self) -> EdgeConfig:
+        return quickstart(origin="http://127.0.0.1:8000", listen="127.0.0.2:8080")
+
+    def test_flags_set_the_policy_and_the_idle_timeouts(self) -> None:
+        cfg = quick_media(self.base(), slice_size="4MiB", fill_idle_timeout="45", playlist_ttl="1.5")
+        (rule,) = cfg.policies
+        assert (rule.slice_bytes, rule.playlist_ttl_s, rule.streaming) == (4 << 20, 1.5, True)
+        assert cfg.coalesce.idle_timeout_s == 45
+        assert all(pool.timeouts.idle_s == 45 for pool in cfg.pools.values())
+
+    def test_no_flags_change_nothing(self) -> None:
+        base = self.base()
+        assert quick_media(base, slice_size=None, fill_idle_timeout=None, playlist_ttl=None) == base
+
+    @pytest.mark.parametrize(
+        ("flags", "message"),
+        [
+            ({"slice_size": "10"}, r"slice_bytes: expected 0"),
+            ({"fill_idle_timeout": "0"}, r"^--fill-idle-timeout: expected seconds > 0"),
+            ({"fill_idle_timeout": "soon"}, r"^--fill-idle-timeout: expected a number"),
+            ({"playlist_ttl": "-1"}, r"^--playlist-ttl: expected a non-negative"),
+        ],
+    )
+    def test_bad_flags_name_themselves(self, flags: dict[str, str], message: str) -> None:
+        given = {"slice_size": None, "fill_idle_timeout": None, "playlist_ttl": None, **flags}
+        with pytest.raises(ConfigError, match=message):
+            quick_media(self.base(), **given)
