@@ -102,3 +102,18 @@ async def test_players_polling_a_live_playlist_cost_one_request_per_lifetime(
     # 750 polls over `elapsed` seconds; the playlist lives 0.5 s: about elapsed / 0.5 refreshes
     refreshes = scripted.counts["/live/poll.m3u8"] - 1
     assert refreshes <= elapsed / 0.5 + 2, (refreshes, elapsed)
+
+
+async def test_demo_live_stream_playlist_and_segment(
+    edge: Proc, origin: Proc, client: aiohttp.ClientSession
+) -> None:
+    first = await fetch(client, edge.url + "/live/index.m3u8")
+    assert first.status == 200 and first.body.startswith(b"#EXTM3U")
+    again = await fetch(client, edge.url + "/live/index.m3u8")
+    if "hit" in again.cache_status:  # unless the stream rolled in between (then it was refetched)
+        assert ttl_of(again.cache_status) <= 1  # half of the demo's 2 s target duration
+    segment = first.body.decode().strip().splitlines()[-1]
+    for _ in range(2):
+        seg = await fetch(client, edge.url + "/live/" + segment)
+        assert seg.status == 200 and len(seg.body) % 188 == 0
+    assert "hit" in seg.cache_status and ttl_of(seg.cache_status) > 80000
