@@ -18,6 +18,8 @@ from typing import assert_never
 
 import aiohttp
 
+from cluster.config import PeerConfig
+from cluster.discovery import DnsDiscovery
 from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
 from cluster.propagate import PurgeHub
@@ -38,9 +40,11 @@ from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.protocol import HttpProtocol, Responder
+from edge.store.admission import AdmissionMode, make_admission
 from edge.store.base import Store
 from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
+from edge.store.gdsf import GDSFPolicy
 from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
@@ -75,11 +79,18 @@ def check_parsers() -> None:
 
 def _policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
     match kind:
+        case Eviction.GDSF:
+            return GDSFPolicy(max_bytes)
         case Eviction.S3FIFO:
             return S3FIFOPolicy(max_bytes)
         case Eviction.LRU:
             return LRUPolicy(max_bytes)
     assert_never(kind)  # mypy fails here when a new Eviction has no policy above
+
+
+def _disk_policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
+    # GDSF ranks by hits per byte, right for RAM; the disk tier is there for byte hits.
+    return _policy(Eviction.S3FIFO if kind is Eviction.GDSF else kind, max_bytes)
 
 
 class EdgeNode:
@@ -96,6 +107,7 @@ class EdgeNode:
         self.port = config.node.port
         self._internal: asyncio.Server | None = None  # the peer listener
         self._membership: Membership | None = None
+        self._discovery: DnsDiscovery | None = None  # this region's nodes from DNS, when configured
         self.routing: PeerRouting | None = None
         self.invalidator: Invalidator | None = None
         self.purges: PurgeHub | None = None
@@ -114,7 +126,7 @@ class EdgeNode:
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
-            max_object_bytes=cache.memory_max_object_bytes,
+            max_object_bytes=cache.memory_object_cap(has_disk=cfg.disk_dir is not None),
             policy=_policy(cache.policy, cache.memory_bytes),
         )
         disk_dir = cfg.disk_dir
@@ -123,7 +135,8 @@ class EdgeNode:
         if disk_dir is not None:
             disk = await self._open_disk(disk_dir)
             spool_dir = disk_dir / "spool"
-        self.store = TieredStore(memory, disk)
+        admission = make_admission(AdmissionMode(cache.disk_admission), cache.disk_admission_window)
+        self.store = TieredStore(memory, disk, admission=admission)
         self._session = make_session()
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
@@ -207,6 +220,8 @@ class EdgeNode:
         hub.start()
         if self._membership is not None:
             self._membership.start()
+        if self._discovery is not None:
+            self._discovery.start()
 
     async def _open_disk(self, disk_dir: Path) -> DiskStore:
         """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
@@ -218,7 +233,7 @@ class EdgeNode:
                 disk_dir,
                 max_bytes=cache.disk_bytes,
                 max_object_bytes=cache.disk_max_object_bytes,
-                policy=_policy(cache.policy, cache.disk_bytes),
+                policy=_disk_policy(cache.policy, cache.disk_bytes),
             )
         except DiskUnusable as exc:
             raise StartupError(f"{where}: {exc}") from exc
@@ -336,26 +351,32 @@ class EdgeNode:
         cfg = self.config
         cluster = cfg.cluster
         parents = cfg.parent_peers
-        if cluster is None or cfg.node.internal_url is None or (len(cfg.region_peers) < 2 and not parents):
+        region = cfg.regions.get(cfg.node.region)
+        discovery = region.discovery if region is not None else None
+        lone = len(cfg.region_peers) < 2 and not parents and discovery is None
+        if cluster is None or cfg.node.internal_url is None or lone:
             return None
         assert self._session is not None
-        peers: dict[str, Upstream] = {
-            p.name: PeerClient(
+        session = self._session
+
+        def client(p: PeerConfig) -> PeerClient:
+            return PeerClient(
                 p,
                 self_name=cfg.node.name,
                 secret=cluster.secret,
-                session=self._session,
+                session=session,
                 timeouts=cluster.peer_timeouts,
                 margin_s=cluster.peer_deadline_margin_s,
                 down=functools.partial(lambda name: membership.down_event(name), p.name),
             )
-            for p in (*cfg.region_peers, *parents)
-            if p.name != cfg.node.name
+
+        peers: dict[str, Upstream] = {
+            p.name: client(p) for p in (*cfg.region_peers, *parents) if p.name != cfg.node.name
         }
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
         hot = MemoryStore(
             max_bytes=hot_bytes,
-            max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+            max_object_bytes=min(hot_bytes, cfg.cache.memory_object_cap(has_disk=cfg.disk_dir is not None)),
             policy=_policy(cfg.cache.policy, hot_bytes),
         )
         membership = Membership(
@@ -378,10 +399,21 @@ class EdgeNode:
         )
         self._membership = membership
         self.routing = routing
+        if discovery is not None:
+            self._discovery = DnsDiscovery(
+                dataclasses.replace(discovery, fail_after=cluster.fail_after),
+                membership,
+                self_name=cfg.node.name,
+                self_url=cfg.node.internal_url,
+                on_join=lambda peer: peers.__setitem__(peer.name, client(peer)),
+                on_leave=lambda name: peers.pop(name, None),
+            )
         return routing
 
     async def stop(self) -> None:
         """Stops listening, ends in-flight work under a deadline, closes everything."""
+        if self._discovery is not None:
+            await self._discovery.stop()
         if self._membership is not None:
             await self._membership.stop()
         if self._admin is not None:
