@@ -25,7 +25,7 @@ from importlib import metadata
 from edge.app import EdgeNode, StartupError
 from edge.config.cache import Eviction
 from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
-from edge.config.media import quick_media
+from edge.config.quick_media import quick_media
 
 __all__ = ["build_parser", "main", "version"]
 

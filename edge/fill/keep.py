@@ -21,9 +21,9 @@ from edge.rules.error_storage import error_store_reason
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import CachePolicy
-from edge.rules.slicing import SLICED_STATUS
 from edge.rules.storable import HEURISTIC_STATUSES, no_store_reason
 from edge.store.entry import EntryMeta
+from edge.store.sliced import SLICED_STATUS
 from origin.hopbyhop import HOP_BY_HOP
 
 __all__ = [

@@ -17,11 +17,11 @@ import logging
 
 from edge.fill.coalesce import Fill
 from edge.fill.producer import FillInfo, FillPlan
-from edge.fill.slices import ChunkCutter, SliceJob, SliceSource, commit_record
+from edge.fill.slices import ChunkCutter, SliceJob, SliceSource, commit_record, span_of
 from edge.rules.slicing import accepts_ranges, slice_count, worth_slicing
 from edge.store.base import Store
 from edge.store.entry import EntryMeta
-from edge.store.sliced import record_of, span_of
+from edge.store.sliced import record_of
 from origin.errors import BodyError
 from origin.upstream import UpstreamResponse
 

@@ -40,17 +40,31 @@ from edge.rules.slicing import (
     SliceSpan,
     check_slice,
     slice_count,
+    slice_span,
     worth_slicing,
 )
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.entry import EntryMeta
-from edge.store.sliced import drop_object, record_of, slice_id, slice_matches, slice_meta, span_of
+from edge.store.sliced import drop_object, record_of, slice_id, slice_matches, slice_meta
 from origin.errors import BodyError, UpstreamError
 from origin.upstream import Headers, Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["ChunkCutter", "SliceChanged", "SliceJob", "SliceRefused", "SliceSource", "commit_record"]
+__all__ = [
+    "ChunkCutter",
+    "SliceChanged",
+    "SliceJob",
+    "SliceRefused",
+    "SliceSource",
+    "commit_record",
+    "span_of",
+]
 
 log = logging.getLogger("edge.fill.slices")
+
+
+def span_of(record: EntryMeta, index: int) -> SliceSpan:
+    """The byte span of slice `index` of a sliced object's record."""
+    return slice_span(index, record.total_length, record.slice_bytes)
 
 
 class SliceChanged(UpstreamError):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from edge.fill.coalesce import Fill, FillFailed
 from edge.fill.producer import FillInfo
-from edge.fill.slices import SliceJob, SliceRefused, SliceSource
+from edge.fill.slices import SliceJob, SliceRefused, SliceSource, span_of
 from edge.peering.routing import PeerRouting
 from edge.request.context import RequestContext
 from edge.request.deliver import plan_response, send_head
@@ -32,7 +32,6 @@ from edge.rules.outcome import CacheOutcome, Fwd, cache_status
 from edge.rules.slicing import cold_slice_index, slice_count, slices_for
 from edge.store.base import Store
 from edge.store.entry import EntryMeta
-from edge.store.sliced import span_of
 from origin.errors import UpstreamError
 
 __all__ = ["SlicedServer"]

@@ -17,7 +17,6 @@ from enum import Enum
 
 __all__ = [
     "SLICED_MAX_BYTES",
-    "SLICED_STATUS",
     "SliceCheck",
     "SliceExpect",
     "SliceSpan",
@@ -34,10 +33,6 @@ __all__ = [
 
 # The largest object kept as slices: each slice must fit a tier, the whole object need not.
 SLICED_MAX_BYTES = 1 << 40
-
-# A stored entry with this status is a sliced object's record: the object's 200 head, its
-# validators, total length and slice size; its body lives in slice entries (edge.store.sliced).
-SLICED_STATUS = 1
 
 
 class SliceCheck(Enum):

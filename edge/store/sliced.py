@@ -19,22 +19,27 @@ from __future__ import annotations
 
 import xxhash
 
-from edge.rules.slicing import SLICED_STATUS, SliceSpan, slice_count, slice_span
 from edge.store.base import RemoveReason, Store
 from edge.store.entry import EntryMeta
 
 __all__ = [
+    "SLICED_STATUS",
     "SLICE_LIFETIME_S",
     "drop_object",
     "is_sliced",
     "record_of",
     "slice_id",
+    "slice_length",
     "slice_matches",
     "slice_meta",
-    "span_of",
+    "slice_total",
 ]
 
 SLICE_LIFETIME_S = 10 * 365 * 86400.0  # slices never expire on their own: the record decides
+
+# A stored entry with this status is a sliced object's record: the object's 200 head, its
+# validators, total length and slice size; its body lives in slice entries.
+SLICED_STATUS = 1
 
 
 def is_sliced(meta: EntryMeta) -> bool:
@@ -57,9 +62,15 @@ def slice_id(record: EntryMeta, index: int) -> bytes:
     return xxhash.xxh3_128_digest(record.key + b"\0slice\0" + _version(record) + index.to_bytes(8, "big"))
 
 
-def span_of(record: EntryMeta, index: int) -> SliceSpan:
-    """The byte span of slice `index`."""
-    return slice_span(index, record.total_length, record.slice_bytes)
+def slice_length(record: EntryMeta, index: int) -> int:
+    """How many bytes slice `index` of the object holds (the last one may be short)."""
+    start = index * record.slice_bytes
+    return max(0, min(start + record.slice_bytes, record.total_length) - start)
+
+
+def slice_total(record: EntryMeta) -> int:
+    """How many slices the object has."""
+    return -(-record.total_length // record.slice_bytes)
 
 
 def slice_meta(record: EntryMeta, index: int, purge_gen: int) -> EntryMeta:
@@ -83,12 +94,12 @@ def slice_matches(meta: EntryMeta, record: EntryMeta, index: int) -> bool:
         and meta.last_modified == record.last_modified
         and meta.total_length == record.total_length
         and meta.slice_bytes == record.slice_bytes
-        and meta.body_length == span_of(record, index).length
+        and meta.body_length == slice_length(record, index)
     )
 
 
 async def drop_object(store: Store, record: EntryMeta) -> None:
     """Removes a sliced object: its record, then every slice of this version."""
     await store.remove(record.key, RemoveReason.REPLACED)
-    for index in range(slice_count(record.total_length, record.slice_bytes)):
+    for index in range(slice_total(record)):
         await store.remove(slice_id(record, index), RemoveReason.REPLACED)

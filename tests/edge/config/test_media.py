@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.config.deployment import ConfigError, EdgeConfig, parse, quickstart
-from edge.config.media import quick_media
+from edge.config.quick_media import quick_media
 from edge.rules.site_policy import DEFAULT_POLICY
 
 BASE = {
