@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,6 +19,8 @@ from aiohttp import web
 
 from origin.demo import synthetic
 from tests.integration.conftest import EdgeFactory
+from tests.integration.purge_harness import HOST as PURGE_HOST
+from tests.integration.purge_harness import NodeSpec, PurgeCluster
 from tests.integration.harness import (
     Proc,
     ScriptedOrigin,
@@ -257,3 +260,23 @@ async def test_many_cold_seeks_to_one_slice_cost_one_origin_request(
     assert all(r.status == 206 and r.body == expected for r in replies)
     assert ranges_seen(origin, target) == [slice_range(9)]
     assert origin_stats(origin)["paths"][target] == 1
+
+
+async def test_purged_slices_are_never_served_again(
+    tmp_path: Path, changing: ChangingOrigin, client: aiohttp.ClientSession
+) -> None:
+    node = PurgeCluster(tmp_path, changing, [NodeSpec("n1", "r1", disk=True)])  # type: ignore[arg-type]
+    await node.start()
+    try:
+        whole = await node.get(client, "n1", "/m/video")
+        assert whole.status == 200 and whole.body == changing.body(1)
+        assert changing.ranges == [None, slice_range(1), slice_range(2)]
+        status, _ = await node.purge(client, "n1", {"url": f"http://{PURGE_HOST}/m/video"})
+        assert status == 200
+        # same version at the origin: the slices still stored under its ids must not be reused
+        after = await node.get(client, "n1", "/m/video")
+        assert after.status == 200 and after.body == changing.body(1)
+        again = changing.ranges[3:]
+        assert again[0] is None and sorted(r for r in again if r is not None) == [slice_range(1), slice_range(2)]
+    finally:
+        await node.close()
