@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from servers import HOST, Services, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +121,8 @@ class Relay:
 def edge_config(path: Path, name: str, port: int, origin_port: int, slice_bytes: int, disk: Path) -> Path:
     path.write_text(
         f'access_log = false\n[nodes.{name}]\nlisten = "{HOST}:{port}"\n'
-        f'[cache]\nmemory_bytes = "1GiB"\nmemory_max_object_bytes = "128MiB"\ndisk_dir = "{disk}"\ndisk_bytes = "8GiB"\n'
+        f'[cache]\nmemory_bytes = "1GiB"\nmemory_max_object_bytes = "128MiB"\n'
+        f'disk_dir = "{disk}"\ndisk_bytes = "8GiB"\n'
         f'[origins.demo]\nservers = ["http://{HOST}:{origin_port}"]\n'
         f'[[routes]]\nhost = "*"\norigin = "demo"\n'
         f"[[policies]]\nslice_bytes = {slice_bytes}\n"
@@ -186,15 +186,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     say = print
     try:
         origin_port = free_port()
-        services.start("origin", [sys.executable, "-m", "origin.demo", "--listen", f"{HOST}:{origin_port}"],
-                       origin_port, say).wait_ready(30)
+        services.start(
+            "origin",
+            [sys.executable, "-m", "origin.demo", "--listen", f"{HOST}:{origin_port}"],
+            origin_port,
+            say,
+        ).wait_ready(30)
         servers: dict[str, int] = {}
         for name, size in SLICES.items():
             relays[name] = await Relay(origin_port).start()
             port = free_port()
             cfg = edge_config(tmp / f"{name}.toml", "n", port, relays[name].port, size, tmp / f"disk-{name}")
-            services.start(name, [sys.executable, "-m", "edge", "--config", str(cfg), "--node", "n"],
-                           port, say).wait_ready(30)
+            services.start(
+                name, [sys.executable, "-m", "edge", "--config", str(cfg), "--node", "n"], port, say
+            ).wait_ready(30)
             servers[name] = port
         nginx = nginx_with_slice()
         if nginx is None:
@@ -205,10 +210,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             prefix = tmp / "nginx"
             prefix.mkdir()
             conf = prefix / "nginx.conf"
-            conf.write_text(NGINX_SLICE.format(prefix=prefix, listen=f"{HOST}:{port}",
-                                               origin=f"{HOST}:{relays['nginx-slice-1m'].port}"))
-            services.start("nginx-slice-1m", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-                           port, say).wait_ready(30)
+            conf.write_text(
+                NGINX_SLICE.format(
+                    prefix=prefix, listen=f"{HOST}:{port}", origin=f"{HOST}:{relays['nginx-slice-1m'].port}"
+                )
+            )
+            services.start(
+                "nginx-slice-1m", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], port, say
+            ).wait_ready(30)
             servers["nginx-slice-1m"] = port
         results: dict[str, object] = {"size": args.size, "rows": []}
         await asyncio.sleep(1.0)  # let the servers' start-up traffic (health checks) settle
@@ -218,7 +227,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             for rate in [] if args.only_hits else args.rates:
                 for name, port in servers.items():
                     relay = relays[name]
-                    target = f"/obj/seek-{name}-{int(rate)}?size={args.size}&rate={int(rate)}&etag=auto&cc=max-age=3600"
+                    query = f"size={args.size}&rate={int(rate)}&etag=auto&cc=max-age=3600"
+                    target = f"/obj/seek-{name}-{int(rate)}?{query}"
                     before = relay.bytes
                     ttfb, total = await seek(session, f"http://{HOST}:{port}{target}", args.size - MiB + 4096)
                     seek_bytes = await relay.quiet(args.size / rate + 30) - before
@@ -226,8 +236,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     before = await relay.quiet(5)
                     await leave(session, f"http://{HOST}:{port}{target}")
                     leave_bytes = await relay.quiet(args.size / rate + 30) - before
-                    row = {"server": name, "rate": rate, "seek_ttfb_s": round(ttfb, 3), "seek_total_s": round(total, 3),
-                           "seek_origin_mib": round(seek_bytes / MiB, 2), "leave_origin_mib": round(leave_bytes / MiB, 2)}
+                    row = {
+                        "server": name,
+                        "rate": rate,
+                        "seek_ttfb_s": round(ttfb, 3),
+                        "seek_total_s": round(total, 3),
+                        "seek_origin_mib": round(seek_bytes / MiB, 2),
+                        "leave_origin_mib": round(leave_bytes / MiB, 2),
+                    }
                     rows.append(row)
                     say(json.dumps(row))
             for name, port in servers.items():

@@ -19,8 +19,6 @@ from aiohttp import web
 
 from origin.demo import synthetic
 from tests.integration.conftest import EdgeFactory
-from tests.integration.purge_harness import HOST as PURGE_HOST
-from tests.integration.purge_harness import NodeSpec, PurgeCluster
 from tests.integration.harness import (
     Proc,
     ScriptedOrigin,
@@ -29,6 +27,8 @@ from tests.integration.harness import (
     origin_requests,
     origin_stats,
 )
+from tests.integration.purge_harness import HOST as PURGE_HOST
+from tests.integration.purge_harness import NodeSpec, PurgeCluster
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -120,7 +120,9 @@ async def test_client_that_leaves_stops_the_fill_at_a_slice_boundary(
     seen = ranges_seen(origin, target)
     assert seen[0] is None and len(seen) <= 3, seen  # the whole GET, then at most two slices
     # the partial object completes itself as a client asks for the rest
-    whole = await fetch(client, edge.url + target_for(unique_name, size, rate=8_000_000), headers={"Range": "bytes=0-99"})
+    whole = await fetch(
+        client, edge.url + target_for(unique_name, size, rate=8_000_000), headers={"Range": "bytes=0-99"}
+    )
     assert whole.status == 206 and whole.body == part(unique_name, size, 0, 100)
     assert origin_count(origin, target) == len(seen)  # slice 0 was kept
 
@@ -254,7 +256,10 @@ async def test_many_cold_seeks_to_one_slice_cost_one_origin_request(
     target = target_for(unique_name, size, rate=8_000_000)
     start = 9 * MiB + 5
     replies = await asyncio.gather(
-        *(fetch(client, edge.url + target, headers={"Range": f"bytes={start}-{start + 999}"}) for _ in range(20))
+        *(
+            fetch(client, edge.url + target, headers={"Range": f"bytes={start}-{start + 999}"})
+            for _ in range(20)
+        )
     )
     expected = part(unique_name, size, start, start + 1000)
     assert all(r.status == 206 and r.body == expected for r in replies)
@@ -277,6 +282,9 @@ async def test_purged_slices_are_never_served_again(
         after = await node.get(client, "n1", "/m/video")
         assert after.status == 200 and after.body == changing.body(1)
         again = changing.ranges[3:]
-        assert again[0] is None and sorted(r for r in again if r is not None) == [slice_range(1), slice_range(2)]
+        assert again[0] is None and sorted(r for r in again if r is not None) == [
+            slice_range(1),
+            slice_range(2),
+        ]
     finally:
         await node.close()

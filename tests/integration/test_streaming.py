@@ -24,7 +24,12 @@ HLS = "application/vnd.apple.mpegurl"
 
 
 def live_playlist(target_duration: int) -> bytes:
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target_duration}", "#EXT-X-MEDIA-SEQUENCE:7"]
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{target_duration}",
+        "#EXT-X-MEDIA-SEQUENCE:7",
+    ]
     for n in range(7, 10):
         lines += [f"#EXTINF:{target_duration}.0,", f"seg{n}.ts"]
     return ("\n".join(lines) + "\n").encode()

@@ -27,7 +27,9 @@ def test_defaults_slice_and_know_streaming() -> None:
 
 def test_keys_are_read() -> None:
     rule = parse(
-        policy_with(slice_bytes="4MiB", slice_read_ahead=0, streaming=False, playlist_ttl_s=1.5, vod_playlist_ttl_s=60),
+        policy_with(
+            slice_bytes="4MiB", slice_read_ahead=0, streaming=False, playlist_ttl_s=1.5, vod_playlist_ttl_s=60
+        ),
         "edge1",
     ).policies[0]
     assert (rule.slice_bytes, rule.slice_read_ahead, rule.streaming) == (4 << 20, 0, False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from edge.rules.slicing import (
@@ -27,7 +29,7 @@ class TestArithmetic:
         spans = [slice_span(k, TOTAL, MiB) for k in range(slice_count(TOTAL, MiB))]
         assert len(spans) == 6
         assert spans[0] == SliceSpan(0, 0, MiB) and spans[-1] == SliceSpan(5, 5 * MiB, TOTAL)
-        assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a.end == b.start for a, b in itertools.pairwise(spans))
         assert spans[-1].range_header == f"bytes={5 * MiB}-{TOTAL - 1}"
 
     def test_slices_for_a_range(self) -> None:
@@ -102,7 +104,10 @@ class TestCheck:
         assert check_slice(206, self.headers(2 * MiB, 3 * MiB - 1), self.expect) == (SliceCheck.OK, TOTAL)
 
     def test_another_version_is_changed(self) -> None:
-        assert check_slice(206, self.headers(2 * MiB, 3 * MiB - 1, etag='"v2"'), self.expect)[0] is SliceCheck.CHANGED
+        assert (
+            check_slice(206, self.headers(2 * MiB, 3 * MiB - 1, etag='"v2"'), self.expect)[0]
+            is SliceCheck.CHANGED
+        )
         grown = self.headers(2 * MiB, 3 * MiB - 1, total=TOTAL + 1)
         assert check_slice(206, grown, self.expect)[0] is SliceCheck.CHANGED
 
@@ -111,7 +116,11 @@ class TestCheck:
         assert check_slice(206, [("ETag", '"v1"')], self.expect)[0] is SliceCheck.WRONG_RANGE
 
     def test_a_200_is_the_whole_object_and_checked_too(self) -> None:
-        whole = [("Content-Length", str(TOTAL)), ("ETag", '"v1"'), ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT")]
+        whole = [
+            ("Content-Length", str(TOTAL)),
+            ("ETag", '"v1"'),
+            ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        ]
         assert check_slice(200, whole, self.expect) == (SliceCheck.WHOLE, TOTAL)
         assert check_slice(200, [("Content-Length", "5"), *whole[1:]], self.expect)[0] is SliceCheck.CHANGED
 
