@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.request.key import make_key
+from edge.rules.key import make_key
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO.parent / "shared" / "traces" / "gen_trace.py"

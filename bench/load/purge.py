@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))
 import aiohttp
 
 from cluster.purge import Purge, PurgeKind
-from edge.store.entry import EntryMeta
 from edge.purge.invalidate import Invalidator
-from edge.request.key import make_key
+from edge.rules.key import make_key
+from edge.store.entry import EntryMeta
 from edge.store.memory import MemoryStore
 from edge.store.tiered import TieredStore
 from tests.integration.purge_harness import HOST, NodeSpec, PurgeCluster, VersionedOrigin

@@ -17,14 +17,14 @@ import httptools
 import pytest
 
 from edge.config.deployment import CacheConfig
-from edge.store.entry import EntryMeta
+from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
 from edge.request.handler import Handler
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from edge.server.protocol import HttpProtocol, Limits
+from edge.store.entry import EntryMeta
 from edge.store.memory import MemoryStore
 from edge.store.tiered import TieredStore
-from edge.fill.coalesce import Coalescer
 from origin.config import RouteRule
 from origin.routes import Router
 

@@ -10,9 +10,9 @@ from typing import TypeVar
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from edge.store.entry import EntryMeta
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from edge.store.disk import DiskStore
+from edge.store.entry import EntryMeta
 from edge.store.memory import MemoryStore
 from edge.store.tiered import TieredStore
 

@@ -51,7 +51,7 @@ DEMO_PATHS = (
 def _print_urls(cfg: EdgeConfig, first: str, demo_host: str, demo_port: int) -> None:
     """Prints curl commands to try and which node owns each demo URL."""
     from cluster.ring import Ring
-    from edge.request.key import make_key
+    from edge.rules.key import make_key
 
     nodes = cfg.nodes
     region = [n for n in nodes.values() if n.region == cfg.node.region]

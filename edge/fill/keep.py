@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge.config.deployment import CacheConfig
-from edge.request.key import CacheKey, variant_id
 from edge.rules.cache_control import Directives, response_directives
 from edge.rules.deception import edge_lifetime_refusal
 from edge.rules.error_storage import error_store_reason
 from edge.rules.freshness import compute_freshness, updated_headers_from_304
+from edge.rules.key import CacheKey, variant_id
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import CachePolicy
 from edge.rules.storable import HEURISTIC_STATUSES, no_store_reason

@@ -21,7 +21,7 @@ from edge.fill.coalesce import Fill, FillHead
 from edge.fill.keep import VARY_MARKER_STATUS, decide_keep, refreshed_meta
 from edge.fill.streaming import settle_playlist
 from edge.fill.variants import VariantLimiter
-from edge.request.key import CacheKey
+from edge.rules.key import CacheKey
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
 from edge.rules.slicing import SLICED_MAX_BYTES, sliceable_head

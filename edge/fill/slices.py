@@ -31,7 +31,7 @@ from edge.config.cache import CacheConfig
 from edge.fill.coalesce import Coalescer, Fill, FillHead, JoinResult
 from edge.fill.keep import decide_keep
 from edge.fill.producer import FillGuard, FillInfo
-from edge.request.key import CacheKey
+from edge.rules.key import CacheKey
 from edge.rules.site_policy import CachePolicy
 from edge.rules.slicing import (
     SLICED_MAX_BYTES,

@@ -88,7 +88,7 @@ def _normalise_url(raw: object, field: str) -> tuple[str, str]:
         raise BadPurge(f"{field}: URL contains whitespace")
     host = parts.netloc.lower()
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query or raw.endswith("?") else "")
-    return f"http://{host}{target}", host  # keys always use "http" (edge.request.key.make_key)
+    return f"http://{host}{target}", host  # keys always use "http" (edge.rules.key.make_key)
 
 
 def _host(raw: object, field: str) -> str:

@@ -43,7 +43,7 @@ from enum import Enum
 from pathlib import Path
 
 from cluster.purge import Purge, PurgeKind
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from edge.store.base import RemoveReason, Store
 from edge.store.entry import EntryMeta
 

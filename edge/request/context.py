@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.request.key import CacheKey
+from edge.rules.key import CacheKey
 from edge.rules.site_policy import CachePolicy
 from edge.server.request import Request
 from edge.server.writer import Writer

@@ -2,7 +2,7 @@
 
 `FastPath.try_fast` runs for every plain GET/HEAD before a Request object exists, so it
 stays allocation-light: it hashes the request's own bytes with the key's hash
-(`edge.request.key.url_id`), peeks the memory tier, selects a Vary variant straight from
+(`edge.rules.key.url_id`), peeks the memory tier, selects a Vary variant straight from
 the raw header bytes, and returns a prebuilt response (`FastHeads`). Anything it cannot
 answer alone (no entry, stale, purge rules pending, a normalised query) it declines with
 None and the slow path (`Handler.handle`) takes the request.
@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Mapping
 from edge.fill.keep import VARY_MARKER_STATUS
 from edge.purge.invalidate import Invalidator
 from edge.request.deliver import FastHeads
-from edge.request.key import url_id, variant_id
 from edge.rules.accept_encoding import normalise_raw_accept_encoding
 from edge.rules.host import is_normal_host
+from edge.rules.key import url_id, variant_id
 from edge.rules.outcome import CacheOutcome
 from edge.rules.site_policy import PolicySet
 from edge.server.accesslog import AccessLog

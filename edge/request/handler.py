@@ -30,7 +30,6 @@ from edge.request.context import RequestContext
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.fast import FastAnswer, FastPath
 from edge.request.hints import forward_hints
-from edge.request.key import make_key, variant_id
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
 from edge.request.restart import RestartReason, may_restart
@@ -39,6 +38,7 @@ from edge.request.stale import whole_body
 from edge.rules.accept_encoding import normalise_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.rules.host import normalise_host
+from edge.rules.key import make_key, variant_id
 from edge.rules.outcome import CacheOutcome, Fwd, cache_status, reason_detail
 from edge.rules.site_policy import PolicySet, normalise_target
 from edge.server.accesslog import AccessLog

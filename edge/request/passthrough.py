@@ -12,8 +12,8 @@ from edge.fill.keep import replay_headers
 from edge.request.context import RequestContext
 from edge.request.deliver import FastHeads
 from edge.request.forward import upstream_request
-from edge.request.key import CacheKey, make_key
 from edge.rules.cache_control import for_clients
+from edge.rules.key import CacheKey, make_key
 from edge.rules.outcome import CacheOutcome, Fwd, cache_status
 from edge.store.base import RemoveReason, Store
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge.request.key import lower_host
 from edge.rules.host import normalise_host
+from edge.rules.key import lower_host
 from edge.rules.streaming import LIVE_FALLBACK_TTL_S, MediaKind, media_kind
 
 __all__ = [

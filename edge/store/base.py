@@ -4,7 +4,7 @@ After Pingora's split, a read is *lookup → Hit* and a fill is *open_writer →
 A Writer that is dropped without commit() has failed: nothing it wrote is ever visible. A
 commit is atomic: a concurrent lookup sees the old object or the new one, never a mix, and
 of two writers for one key the last to commit wins. Keys are the 16-byte ids of
-`edge.request.key.CacheKey` (`EntryMeta.key`); stores never see URLs. Every store passes
+`edge.rules.key.CacheKey` (`EntryMeta.key`); stores never see URLs. Every store passes
 `tests/edge/store/store_contract.py`.
 """
 

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from cluster.ring import DEFAULT_VNODES, Ring
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from tests.integration.conftest import next_loopback
 from tests.integration.harness import Proc, Reply, fetch, free_port, start_edge, write_config
 

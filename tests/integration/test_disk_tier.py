@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from origin.demo import synthetic
 from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, origin_stats

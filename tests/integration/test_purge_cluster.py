@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from cluster.ring import Ring
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from tests.integration.purge_harness import HOST, NodeSpec, PurgeCluster, VersionedOrigin, wait_for
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,7 +16,7 @@ from edge.fill.keep import (
     replay_headers,
     vary_names,
 )
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
 from edge.store.entry import EntryMeta

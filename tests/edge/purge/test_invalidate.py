@@ -10,13 +10,13 @@ import pytest
 
 from cluster.purge import Purge, PurgeKind
 from edge.config.deployment import CacheConfig
-from edge.store.entry import EntryMeta
+from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler, FillPlan
 from edge.purge.invalidate import Invalidator, Verdict
-from edge.request.key import make_key
+from edge.rules.key import make_key
+from edge.store.entry import EntryMeta
 from edge.store.memory import MemoryStore
 from edge.store.tiered import TieredStore
-from edge.fill.coalesce import Coalescer
 from origin.upstream import UpstreamRequest
 from tests.fakes import FakeClock, FakeUpstream, read_fill
 

@@ -24,7 +24,7 @@ from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler, FillInfo, FillPlan
 from edge.purge.invalidate import Invalidator
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from edge.store.base import Hit, RefuseReason, RemoveReason
 from edge.store.entry import EntryMeta
 from edge.store.memory import MemoryStore

@@ -6,8 +6,8 @@ import pytest
 from multidict import CIMultiDict
 
 from edge.request.fast import FirstFields
-from edge.request.key import make_key
 from edge.rules.accept_encoding import normalise_accept_encoding
+from edge.rules.key import make_key
 
 RAW = [
     [(b"Host", b"a"), (b"Accept-Encoding", b"gzip, br")],
@@ -41,12 +41,12 @@ def test_fast_path_serves_each_variant_and_declines_unknown_one_when_object_vari
     from pathlib import Path
 
     from edge.config.deployment import CacheConfig
-    from edge.store.entry import EntryMeta
+    from edge.fill.coalesce import Coalescer
     from edge.fill.producer import VARY_MARKER_STATUS, Filler
     from edge.request.handler import Handler
+    from edge.store.entry import EntryMeta
     from edge.store.memory import MemoryStore
     from edge.store.tiered import TieredStore
-    from edge.fill.coalesce import Coalescer
     from origin.config import RouteRule
     from origin.routes import Router
 
@@ -83,12 +83,12 @@ def test_fast_path_counts_a_hit_only_when_it_answers(tmp_path: object) -> None:
     from pathlib import Path
 
     from edge.config.deployment import CacheConfig
-    from edge.store.entry import EntryMeta
+    from edge.fill.coalesce import Coalescer
     from edge.fill.producer import Filler
     from edge.request.handler import Handler
+    from edge.store.entry import EntryMeta
     from edge.store.memory import MemoryStore
     from edge.store.tiered import TieredStore
-    from edge.fill.coalesce import Coalescer
     from origin.config import RouteRule
     from origin.routes import Router
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import xxhash
 
-from edge.store.entry import EntryMeta
-from edge.request.key import make_key
+from edge.rules.key import make_key
 from edge.store.base import CHUNK_BYTES, Hit, RefuseReason, RemoveReason, Store
+from edge.store.entry import EntryMeta
 
 StoreFactory = Callable[..., Awaitable[Store]]
 

@@ -1,11 +1,11 @@
-"""Key ids are hashed in one place: the slow path's CacheKey and the fast path agree (edge/request/key.py)."""
+"""Key ids are hashed in one place: the slow path's CacheKey and the fast path agree (edge/rules/key.py)."""
 
 from __future__ import annotations
 
 import pytest
 from multidict import CIMultiDict
 
-from edge.request.key import make_key, url_id, variant_id
+from edge.rules.key import make_key, url_id, variant_id
 
 pytestmark = pytest.mark.timeout(10)
 
