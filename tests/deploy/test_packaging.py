@@ -80,7 +80,7 @@ def test_wheel_holds_the_node_and_nothing_else(wheel: Path) -> None:
     assert tops - {"edge", "cluster", "origin"} == {next(t for t in tops if t.endswith(".dist-info"))}
     for package in ("edge", "cluster", "origin"):
         assert f"{package}/py.typed" in names
-    for module in ("edge/app.py", "edge/cli/main.py", "cluster/ring.py", "origin/pool.py"):
+    for module in ("edge/app/__init__.py", "edge/app/node.py", "edge/cli/main.py", "cluster/ring.py", "origin/pool.py"):
         assert module in names
     assert not [n for n in names if n.startswith("origin/demo/")], "the demo origin stays out of the wheel"
     assert not [n for n in names if n.startswith(("tests/", "bench/", "deploy/"))]

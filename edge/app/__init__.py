@@ -1,0 +1,22 @@
+"""The only wiring place: builds one node's stores, origin pools, coalescer and listener.
+
+`EdgeNode(config)` is started with `await node.start()` and stopped with
+`await node.drain()` (graceful: edge.server.lifecycle) or `await node.stop()`, which closes
+the listener, cancels request tasks and fills under a deadline, and closes the stores and
+client sessions.
+
+The wiring is cut by idea; each module builds one part from explicit parameters:
+    node.py      EdgeNode: start, reload, drain and stop, in order
+    startup.py   StartupError and the parser check run before anything opens
+    stores.py    the eviction policies, the disk tier under its directory lock, the tiered store
+    peering.py   the region's ring, peer clients, membership and hot-key store
+    purging.py   the purge journal, the invalidator and the hub that propagates purges
+    serving.py   the request handler for a config, and the listening sockets
+    logs.py      the access log: open at start, swap on reload
+    status.py    what GET /status shows
+"""
+
+from edge.app.node import EdgeNode
+from edge.app.startup import StartupError, check_parsers
+
+__all__ = ["EdgeNode", "StartupError", "check_parsers"]

@@ -1,0 +1,65 @@
+"""Purging: the journal, the invalidator that applies purges to the stores, the hub that spreads them."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from cluster.propagate import PurgeHub
+from cluster.purge import PurgeLog
+from cluster.purge_wire import HttpPurgeTransport
+from edge.app.startup import StartupError
+from edge.config.deployment import EdgeConfig
+from edge.purge.invalidate import Invalidator
+from edge.rules.site_policy import PolicySet, key_url_form
+from edge.store.base import Store
+from edge.store.tiered import TieredStore
+
+__all__ = ["build_purging"]
+
+
+async def build_purging(
+    cfg: EdgeConfig, store: TieredStore, stores: list[Store], session: aiohttp.ClientSession
+) -> tuple[Invalidator, PurgeHub]:
+    """Opens the purge journal, re-applies purges not yet swept, and builds the hub.
+
+    `stores` are the ones purges apply to (the tiered store, and the hot-key store in a
+    region). A journal or sweep state that cannot be read is a StartupError.
+    """
+    state = cfg.state_dir
+    sync = cfg.purge_sync
+    # a peer's copy may predate a purge that had not reached it yet: see edge.purge.invalidate
+    window = sync.max_lag_s + sync.sync_interval_s + cfg.admin.purge_timeout_s
+    invalidator = Invalidator(
+        stores,
+        state_path=state / "swept" if state is not None else None,
+        peer_window_s=window,
+        normalise_url=key_url_form(PolicySet(cfg.policies)),
+    )
+    try:
+        journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
+        await invalidator.load(journal.generation)
+    except OSError as exc:
+        raise StartupError(
+            f"purge state in {state}: {exc.strerror or exc} on {exc.filename or state}; make "
+            f"nodes.{cfg.node.name}.state_dir (default <disk_dir>/purge) a writable directory"
+        ) from exc
+    for gen, purge in journal.after(invalidator.swept_through):
+        await invalidator.apply(purge, gen)
+    invalidator.start()
+    peers = cfg.peers if cfg.cluster is not None and cfg.node.internal_url is not None else ()
+    transport = HttpPurgeTransport(
+        session, secret=cfg.cluster.secret if cfg.cluster else "", self_name=cfg.node.name
+    )
+    hub = PurgeHub(
+        journal,
+        invalidator,
+        invalidator,
+        self_name=cfg.node.name,
+        peers=peers,
+        transport=transport,
+        sync_interval_s=sync.sync_interval_s,
+        max_lag_s=sync.max_lag_s,
+        sync_timeout_s=cfg.admin.purge_timeout_s,
+        trusted_at_start=store.stats.entries == 0,
+    )
+    return invalidator, hub

@@ -1,0 +1,93 @@
+"""What the listeners serve: the request handler for a config, and the listening sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from edge.app.startup import StartupError
+from edge.config.deployment import EdgeConfig
+from edge.config.limits import Limits
+from edge.fill.coalesce import Coalescer
+from edge.fill.producer import Filler
+from edge.fill.sliced_fill import SlicedFill
+from edge.fill.slices import SliceSource
+from edge.peering.routing import PeerRouting
+from edge.purge.invalidate import Invalidator
+from edge.request.handler import Handler
+from edge.rules.site_policy import PolicySet
+from edge.server.accesslog import AccessLog
+from edge.server.connections import Connections
+from edge.server.protocol import HttpProtocol, Responder
+from edge.store.tiered import TieredStore
+from origin.pool import OriginPool
+from origin.routes import Router
+
+__all__ = ["build_handler", "listen"]
+
+
+def build_handler(
+    cfg: EdgeConfig,
+    *,
+    store: TieredStore,
+    coalescer: Coalescer,
+    invalidator: Invalidator,
+    routing: PeerRouting | None,
+    pools: Mapping[str, OriginPool],
+    largest: int,
+    access_log: AccessLog | None,
+) -> Handler:
+    """The request handler for a config (at start, and on each reload); stores stay the same.
+
+    `largest` is the largest object any tier stores.
+    """
+    slices = SliceSource(  # issue 14: large objects as slices
+        coalescer=coalescer, cache=cfg.cache, max_object_bytes=largest, guard=invalidator
+    )
+    return Handler(
+        store=store,
+        coalescer=coalescer,
+        filler=Filler(
+            cache=cfg.cache,
+            max_object_bytes=largest,
+            purges=invalidator,
+            slicer=SlicedFill(slices),
+        ),
+        slices=slices,
+        routing=routing,
+        policies=PolicySet(cfg.policies),
+        purges=invalidator,
+        router=Router(cfg.routes),
+        upstreams=dict(pools),
+        allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
+        access_log=access_log if cfg.access_log else None,
+    )
+
+
+async def listen(
+    responder: Responder,
+    host: str,
+    port: int,
+    *,
+    where: str,
+    conns: Connections,
+    limits: Limits,
+    tasks: set[asyncio.Task[None]],
+) -> asyncio.Server:
+    """A listener on host:port whose connections answer with `responder`; request tasks go in `tasks`.
+
+    An address it cannot bind is a StartupError naming `where` (the config key to change).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(
+            lambda: HttpProtocol(responder, limits, tasks, conns),
+            host,
+            port,
+            reuse_address=True,
+            backlog=2048,
+        )
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}"
+        ) from exc
