@@ -11,7 +11,8 @@ The wiring is cut by idea; each module builds one part from explicit parameters:
     stores.py    the eviction policies, the disk tier under its directory lock, the tiered store
     peering.py   the region's ring, peer clients, membership and hot-key store
     purging.py   the purge journal, the invalidator and the hub that propagates purges
-    serving.py   the request handler for a config, and the listening sockets
+    serving.py   the request handler for a config, the listening sockets, the admin API
+    shutdown.py  the steps of a stop: stop accepting, wait for requests and fills, close
     logs.py      the access log: open at start, swap on reload
     status.py    what GET /status shows
 """

@@ -18,8 +18,9 @@ from cluster.members import Membership
 from cluster.propagate import PurgeHub
 from edge.app.logs import open_access_log, swap_access_log
 from edge.app.peering import build_peering
-from edge.app.purging import build_purging
-from edge.app.serving import build_handler, listen
+from edge.app.purging import build_purging, catch_up
+from edge.app.serving import build_handler, listen, start_admin
+from edge.app.shutdown import close_resources, finish_fills, stop_accepting, wait_closed, wait_requests
 from edge.app.startup import StartupError, check_parsers
 from edge.app.status import node_status
 from edge.app.stores import lock_disk_dir, memory_store, open_disk, tiered_store
@@ -137,16 +138,7 @@ class EdgeNode:
                 self._internal_connections,
             )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
-        # catch up on purges missed while down before serving anything cached (bounded: each
-        # peer gets one timeout; a node that reached none serves under the purge-lag rule)
-        synced = await hub.sync_round()
-        if hub.has_peers:
-            log.info(
-                "purge catch-up at start: %d of %d peers answered; generation %d",
-                synced,
-                len(cfg.peers) - 1,
-                hub.log.generation,
-            )
+        await catch_up(hub, cfg)  # before serving anything cached
         self._gate.serve(handler)
         log.info(
             "node %s listening on http://%s:%d (at most %d client connections)",
@@ -158,16 +150,10 @@ class EdgeNode:
         if cfg.node.admin_host is not None:
             self._admin = Admin(cfg.admin, hub, self.purge_status)
             try:
-                await self._admin.start(cfg.node.admin_host, cfg.node.admin_port)
-            except OSError as exc:
+                await start_admin(self._admin, cfg)
+            except StartupError:
                 await self._close_resources()
-                raise StartupError(
-                    f"cannot listen on {cfg.node.admin_host}:{cfg.node.admin_port}: {exc.strerror}; "
-                    f"pick a free address in nodes.{cfg.node.name}.admin"
-                ) from exc
-            log.info(
-                "node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, self._admin.port
-            )
+                raise
         hub.start()
         if self._membership is not None:
             self._membership.start()
@@ -311,16 +297,9 @@ class EdgeNode:
         self.lifecycle.drain()
         self._gate.draining()
         loop = asyncio.get_running_loop()
-        for server in (self._server, self._internal):
-            if server is not None:
-                server.close()  # stop accepting; open connections stay
-        for conns in (self.connections, self._internal_connections):
-            if conns is not None:
-                conns.drain()  # idle ones closed now, busy ones after their answer
-        if drain_until is not None and self._tasks:
-            _, running = await asyncio.wait(list(self._tasks), timeout=max(0.0, drain_until - loop.time()))
-            if running:
-                log.warning("drain timeout: cutting off %d requests still running", len(running))
+        stop_accepting((self._server, self._internal), (self.connections, self._internal_connections))
+        if drain_until is not None:
+            await wait_requests(self._tasks, drain_until - loop.time())
         if self._discovery is not None:
             await self._discovery.stop()
         if self._membership is not None:
@@ -335,29 +314,18 @@ class EdgeNode:
             await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_DEADLINE_S)
         if self._coalescer is not None:
             grace = FILL_GRACE_S if drain_until is None else max(0.0, drain_until - loop.time())
-            left = await self._coalescer.drain(grace)
-            if left:
-                log.info("abandoning %d fills still running after %.1fs", left, grace)
+            await finish_fills(self._coalescer, grace)
         await self._close_resources()
         if self._server is not None:
-            try:
-                async with asyncio.timeout(SHUTDOWN_DEADLINE_S):
-                    await self._server.wait_closed()
-            except TimeoutError:
-                log.warning("listener did not close within %.0fs", SHUTDOWN_DEADLINE_S)
+            await wait_closed(self._server, SHUTDOWN_DEADLINE_S)
 
     async def _close_resources(self) -> None:
-        if self.invalidator is not None:
-            await self.invalidator.close()
-        if self._coalescer is not None:
-            await self._coalescer.close()
-        for pool in self._pools.values():
-            await pool.close()
-        if self._session is not None:
-            await self._session.close()
-        if self.store is not None:
-            await self.store.close()
-        if self._access_log is not None:
-            self._access_log.close()
-        if self._dir_lock is not None:
-            self._dir_lock.release()
+        await close_resources(
+            invalidator=self.invalidator,
+            coalescer=self._coalescer,
+            pools=self._pools,
+            session=self._session,
+            store=self.store,
+            access_log=self._access_log,
+            dir_lock=self._dir_lock,
+        )

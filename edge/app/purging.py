@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 
 from cluster.propagate import PurgeHub
@@ -14,7 +16,9 @@ from edge.rules.site_policy import PolicySet, key_url_form
 from edge.store.base import Store
 from edge.store.tiered import TieredStore
 
-__all__ = ["build_purging"]
+__all__ = ["build_purging", "catch_up"]
+
+log = logging.getLogger("edge.app")
 
 
 async def build_purging(
@@ -63,3 +67,19 @@ async def build_purging(
         trusted_at_start=store.stats.entries == 0,
     )
     return invalidator, hub
+
+
+async def catch_up(hub: PurgeHub, cfg: EdgeConfig) -> None:
+    """Catches up on purges missed while down, once, at start.
+
+    Bounded: each peer gets one timeout; a node that reached none serves under the purge-lag
+    rule.
+    """
+    synced = await hub.sync_round()
+    if hub.has_peers:
+        log.info(
+            "purge catch-up at start: %d of %d peers answered; generation %d",
+            synced,
+            len(cfg.peers) - 1,
+            hub.log.generation,
+        )

@@ -1,8 +1,9 @@
-"""What the listeners serve: the request handler for a config, and the listening sockets."""
+"""What the listeners serve: the request handler for a config, the listening sockets, the admin API."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from edge.app.startup import StartupError
@@ -13,6 +14,7 @@ from edge.fill.producer import Filler
 from edge.fill.sliced_fill import SlicedFill
 from edge.fill.slices import SliceSource
 from edge.peering.routing import PeerRouting
+from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
 from edge.request.handler import Handler
 from edge.rules.site_policy import PolicySet
@@ -23,7 +25,9 @@ from edge.store.tiered import TieredStore
 from origin.pool import OriginPool
 from origin.routes import Router
 
-__all__ = ["build_handler", "listen"]
+__all__ = ["build_handler", "listen", "start_admin"]
+
+log = logging.getLogger("edge.app")
 
 
 def build_handler(
@@ -91,3 +95,16 @@ async def listen(
         raise StartupError(
             f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}"
         ) from exc
+
+
+async def start_admin(admin: Admin, cfg: EdgeConfig) -> None:
+    """Starts the admin API on `[nodes.NAME] admin`; an address it cannot bind is a StartupError."""
+    assert cfg.node.admin_host is not None
+    try:
+        await admin.start(cfg.node.admin_host, cfg.node.admin_port)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {cfg.node.admin_host}:{cfg.node.admin_port}: {exc.strerror}; "
+            f"pick a free address in nodes.{cfg.node.name}.admin"
+        ) from exc
+    log.info("node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, admin.port)
