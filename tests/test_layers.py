@@ -5,6 +5,9 @@
 2. No cycles between modules: module-level imports, those under `if TYPE_CHECKING:`
    included (a cycle of types is still a cycle of knowledge), form a DAG, inside a package and
    across packages. Imports inside functions do not count; keep them rare.
+3. Folders import only the folders CONTRIBUTING.md's table lets them (FOLDERS below, the same
+   table): imports inside functions and under `if TYPE_CHECKING:` count. A new arrow between
+   folders is a decision: add it to both, or move the code.
 """
 
 from __future__ import annotations
@@ -27,9 +30,46 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-MODULES = {
-    _module_name(path): path for package in ALLOWED for path in sorted((ROOT / package).rglob("*.py"))
+# folder → the other folders it may import (CONTRIBUTING.md, "The tree, one screen")
+FOLDERS: dict[str, set[str]] = {
+    "edge": {"edge.cli"},  # edge/__main__.py
+    "edge.app": {
+        "edge.config",
+        "edge.fill",
+        "edge.peering",
+        "edge.purge",
+        "edge.request",
+        "edge.rules",
+        "edge.server",
+        "edge.store",
+        "cluster",
+        "origin",
+    },
+    "edge.cli": {"edge.app", "edge.config", "edge.rules", "cluster"},
+    "edge.config": {"edge.rules", "cluster", "origin"},
+    "edge.server": {"edge.config"},
+    "edge.request": {
+        "edge.fill",
+        "edge.peering",
+        "edge.purge",
+        "edge.rules",
+        "edge.server",
+        "edge.store",
+        "cluster",
+        "origin",
+    },
+    "edge.fill": {"edge.config", "edge.rules", "edge.store", "origin"},
+    "edge.rules": {"edge.store", "origin"},
+    "edge.store": set(),
+    "edge.peering": {"edge.server", "edge.store", "cluster", "origin"},
+    "edge.purge": {"edge.config", "edge.rules", "edge.store", "cluster"},
+    "origin": set(),
+    "origin.demo": set(),
+    "cluster": {"origin"},
 }
+
+
+MODULES = {_module_name(path): path for package in ALLOWED for path in sorted((ROOT / package).rglob("*.py"))}
 
 
 def _our_imports(path: Path) -> set[str]:
@@ -41,6 +81,39 @@ def _our_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module.split(".")[0])
     return found & set(ALLOWED)
+
+
+def _folder(module: str) -> str:
+    """The folder a module lives in: `edge.fill.keep` → `edge.fill`; top-level files → the package."""
+    parts = module.split(".")
+    if len(parts) >= 2 and (ROOT / parts[0] / parts[1]).is_dir():
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every module of ours this file names in an import, wherever the import sits."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] in ALLOWED}
+
+
+def _folder_offenders(imports: dict[str, set[str]], allowed: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Each module that imports a folder its own folder may not import, with those folders."""
+    offenders: dict[str, list[str]] = {}
+    for module, names in sorted(imports.items()):
+        folder = _folder(module)
+        if folder not in allowed:
+            offenders[module] = [f"its folder {folder} is not in FOLDERS / CONTRIBUTING.md"]
+            continue
+        wrong = {_folder(name) for name in names} - allowed[folder] - {folder}
+        if wrong:
+            offenders[module] = sorted(wrong)
+    return offenders
 
 
 def _top_level_imports(path: Path) -> set[str]:
@@ -124,3 +197,20 @@ def test_cycle_finder_reports_a_two_module_cycle() -> None:
     """The checker itself: a back-edge makes a cycle, a chain does not."""
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_folders_import_only_what_the_contributing_table_allows_when_parsed() -> None:
+    imports = {name: _all_imports(path) for name, path in MODULES.items()}
+    offenders = {str(MODULES[m].relative_to(ROOT)): f for m, f in _folder_offenders(imports, FOLDERS).items()}
+    assert offenders == {}, f"imports across folders that CONTRIBUTING.md does not allow: {offenders}"
+
+
+def test_folder_table_lists_every_folder_and_only_real_ones() -> None:
+    assert {_folder(name) for name in MODULES} == set(FOLDERS)
+
+
+def test_folder_checker_names_the_module_of_a_back_arrow() -> None:
+    """The checker itself: rules importing request (a back-arrow) is reported, by module."""
+    imports = {"edge.rules.freshness": {"edge.request.handler", "edge.store.entry"}, "edge.store.base": set()}
+    assert _folder_offenders(imports, FOLDERS) == {"edge.rules.freshness": ["edge.request"]}
+    assert _folder_offenders({"edge.fill.keep": {"edge.rules.key"}}, FOLDERS) == {}

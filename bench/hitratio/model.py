@@ -40,7 +40,7 @@ class Served(Enum):
 
 
 def make_policy(name: str, max_bytes: int) -> EvictionPolicy:
-    """One policy by its config name (the node's own mapping in edge.app)."""
+    """One policy by its config name (the node's own mapping in edge.app.stores)."""
     if name == "gdsf":
         return GDSFPolicy(max_bytes)
     if name == "lfuda":

@@ -18,7 +18,7 @@ __all__ = ["CacheConfig", "CoalesceConfig", "Eviction", "parse_cache", "parse_co
 
 
 class Eviction(StrEnum):
-    """The eviction policy of the memory and disk tiers (`[cache] policy`); app.py builds it."""
+    """The eviction policy of the memory and disk tiers (`[cache] policy`); edge/app/stores.py builds it."""
 
     GDSF = "gdsf"  # edge/store/gdsf.py: size-aware, frequency with aging (memory); disk runs S3-FIFO
     S3FIFO = "s3fifo"  # edge/store/s3fifo.py: scan-resistant; one-hit wonders leave first
