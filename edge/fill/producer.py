@@ -197,6 +197,10 @@ class Filler:
         )
         # a purge that arrived during the revalidation wins over its 304
         updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
+        if updated and store is not None and not self._admits(meta):
+            # it arrived while the update was written: the sweep may already have passed the key
+            await store.remove(stale.key, RemoveReason.PURGE)
+            updated = False
         info = FillInfo(
             meta=meta if updated else None,
             reason=None,
@@ -269,5 +273,10 @@ class Filler:
                 log.info("not storing %s: %s", key.url, NoStoreReason.PURGED.name)
             elif not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
+            elif not self._admits(meta):
+                # it arrived while the commit was published: the sweep may already have passed
+                # the key, and its rule is dropped when this fill ends, so nothing else would
+                await store.remove(meta.key, RemoveReason.PURGE)
+                log.info("removed %s: %s during its commit", key.url, NoStoreReason.PURGED.name)
             else:
                 await settle_playlist(fill, meta, store, plan.policy, key.target)  # issue 14: live or VOD
