@@ -28,10 +28,15 @@ from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
+from edge.metrics.collector import Sources, registry_for, store_readers
+from edge.metrics.counts import RequestCounts
+from edge.metrics.http import metrics_routes
+from edge.metrics.origin import MeteredUpstream, OriginCounts
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
 from edge.request.handler import Handler
+from edge.rules.outcome import cache_name
 from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
@@ -100,6 +105,9 @@ class EdgeNode:
         self._admin: Admin | None = None
         self.connections: Connections | None = None  # the public listener's, built in start()
         self._access_log: AccessLog | None = None
+        # request, origin and peer counters: plain ints read by the /metrics collector
+        self.counts, self.peer_counts, self.origin_counts = RequestCounts(), RequestCounts(), OriginCounts()
+        self._internal_conns: Connections | None = None
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -108,7 +116,9 @@ class EdgeNode:
         nofile = raise_fd_limit()
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
-            self._access_log = AccessLog(sys.stdout, cfg.node.name, cfg.server.access_log_buffer_lines)
+            self._access_log = AccessLog(
+                sys.stdout, cfg.node.name, cfg.server.access_log_buffer_lines, cfg.server.access_log_format
+            )
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
@@ -126,7 +136,9 @@ class EdgeNode:
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
             pool.start()
-        upstreams: dict[str, Upstream] = dict(self._pools)
+        upstreams: dict[str, Upstream] = {
+            name: MeteredUpstream(name, pool, self.origin_counts) for name, pool in self._pools.items()
+        }
         routing = self._build_routing(memory.max_bytes)
         co = cfg.coalesce
         self._coalescer = Coalescer(
@@ -149,15 +161,19 @@ class EdgeNode:
             upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=self._access_log,
+            counts=self.counts,
+            peer_counts=self.peer_counts,
+            cache_name=cache_name(cfg.node.name if cfg.cluster is not None else None),
         )
         if cfg.cluster is not None and cfg.node.internal_host is not None:
-            gate = PeerGate(handler, cfg.cluster.secret, purges=hub)
+            gate = PeerGate(handler.for_peers(), cfg.cluster.secret, purges=hub)
+            self._internal_conns = Connections.for_listener(cfg.server, nofile)
             self._internal = await self._listen(
                 gate,
                 cfg.node.internal_host,
                 cfg.node.internal_port,
                 f"nodes.{cfg.node.name}.internal",
-                Connections.for_listener(cfg.server, nofile),
+                self._internal_conns,
             )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
         # catch up on purges missed while down before serving anything cached (bounded: each
@@ -184,7 +200,9 @@ class EdgeNode:
             self.connections.max_connections,
         )
         if cfg.node.admin_host is not None:
-            self._admin = Admin(cfg.admin, hub, self.purge_status)
+            self._admin = Admin(
+                cfg.admin, hub, self.purge_status, extra_routes=metrics_routes(registry_for(self._sources()))
+            )
             try:
                 await self._admin.start(cfg.node.admin_host, cfg.node.admin_port)
             except OSError as exc:
@@ -303,6 +321,29 @@ class EdgeNode:
             "listener": self.connections.stats() if self.connections is not None else {},
             "access_log": self._access_log.stats() if self._access_log is not None else {},
         }
+
+    def _sources(self) -> Sources:
+        """Where /metrics reads each counter."""
+        assert self.store is not None and self.purges is not None and self.invalidator is not None
+        cfg, membership, disk, invalidator = self.config, self._membership, self.store.disk, self.invalidator
+        listeners = {"public": self.connections} if self.connections is not None else {}
+        if self._internal_conns is not None:
+            listeners["internal"] = self._internal_conns
+        return Sources(
+            node=cfg.node.name,
+            region=cfg.node.region,
+            clients=self.counts,
+            peers=self.peer_counts,
+            origins=self.origin_counts,
+            stores=store_readers(self.store, self.routing.hot if self.routing is not None else None),
+            disk_written=(lambda: disk.bytes_written) if disk is not None else None,
+            listeners=listeners,
+            access_log=self._access_log,
+            ring=(lambda: membership.ring) if membership is not None else None,
+            peer_status=membership.status if membership is not None else None,
+            purge_status=self.purges.status,
+            purges_invalidated=lambda: invalidator.removed,
+        )
 
     async def _listen(
         self, responder: Responder, host: str, port: int, where: str, conns: Connections

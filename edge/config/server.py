@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from edge.config.checks import check_keys, number
 from edge.config.errors import ConfigError
@@ -46,6 +46,9 @@ class ServerConfig:
     max_connections_per_ip: int = 0
     # access-log lines waiting for the writer thread; beyond it lines are dropped and counted
     access_log_buffer_lines: int = 10_000
+    # "json" (one JSON object a line) or "combined" (the Apache/nginx combined format plus
+    # cache=, upstream= and us= fields)
+    access_log_format: Literal["json", "combined"] = "json"
 
 
 _POSITIVE = ("head_timeout_s", "idle_timeout_s", "body_timeout_s", "send_timeout_s", "request_timeout_s")
@@ -72,4 +75,13 @@ def parse_server(t: Mapping[str, Any]) -> ServerConfig:
         max_connections=_count(t, "max_connections", d.max_connections, 0),
         max_connections_per_ip=_count(t, "max_connections_per_ip", d.max_connections_per_ip, 0),
         access_log_buffer_lines=_count(t, "access_log_buffer_lines", d.access_log_buffer_lines, 1),
+        access_log_format=_log_format(t.get("access_log_format", d.access_log_format)),
     )
+
+
+def _log_format(value: object) -> Literal["json", "combined"]:
+    if value == "json":
+        return "json"
+    if value == "combined":
+        return "combined"
+    raise ConfigError(f'server.access_log_format: expected "json" or "combined", got {value!r}')

@@ -45,6 +45,8 @@ class FillInfo:
     initial_age_s: float = 0.0  # for Age on responses that are not stored
     stored: bool = False  # the body is being written to a store
     source: str | None = None  # where it came from when not the origin directly (e.g. "peer-edge2")
+    upstream: str = ""  # the server or peer that answered (UpstreamResponse.upstream), for logs
+    upstream_cache_status: str | None = None  # a peer's Cache-Status, put before ours (RFC 9211)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +158,13 @@ class Filler:
         )
         # a purge that arrived during the revalidation wins over its 304
         updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
-        info = FillInfo(meta=meta if updated else None, reason=None, refreshed=updated, stored=updated)
+        info = FillInfo(
+            meta=meta if updated else None,
+            reason=None,
+            refreshed=updated,
+            stored=updated,
+            upstream=response.upstream,
+        )
         fill.set_head(FillHead(304, "Not Modified", meta.headers, shareable=True, length=0, extra=info))
         fill.finish()
 
@@ -188,6 +196,11 @@ class Filler:
             initial_age_s=keep.initial_age_s,
             stored=keep.stored,
             source=source,
+            upstream=response.upstream,
+            # a peer is a cache: its member goes before ours; an origin's Cache-Status is not kept
+            upstream_cache_status=(
+                response.header("cache-status") if source is not None and source == plan.source else None
+            ),
         )
         if keep.marker is not None and store is not None:
             async with await store.open_writer(keep.marker) as marker_writer:

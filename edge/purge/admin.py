@@ -5,6 +5,7 @@
                   200 {"id", "acked": [nodes], "pending": []} when every node acknowledged in time,
                   202 with the nodes still pending otherwise (catch-up brings them the purge)
     GET  /status  node, purge generation, cursor, peers' purge-lag state, store stats
+    (more routes, such as GET /metrics, come from `extra_routes`: edge.metrics.http)
 
 Every request needs `Authorization: Bearer <token>` from `[[admin.tokens]]`, compared in
 constant time with every configured token. The checks run in this order and each refusal
@@ -157,7 +158,9 @@ class Admin:
         status: Callable[[], Mapping[str, Any]],
         *,
         clock: Callable[[], float] = time.monotonic,
+        extra_routes: Callable[[web.Application], None] | None = None,
     ) -> None:
+        self._extra_routes = extra_routes  # adds routes with their own access rules
         self._config = config
         self._purges = purges
         self._status = status
@@ -171,6 +174,8 @@ class Admin:
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_post("/purge", self._purge)
         app.router.add_get("/status", self._get_status)
+        if self._extra_routes is not None:
+            self._extra_routes(app)
         return app
 
     async def start(self, host: str, port: int) -> None:

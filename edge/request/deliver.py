@@ -16,7 +16,7 @@ from cluster.peer import HOP_HEADER
 from edge.fill.coalesce import Fill
 from edge.rules.cache_control import CDN_ONLY_FIELDS, for_clients
 from edge.rules.conditional import evaluate_preconditions
-from edge.rules.outcome import CacheOutcome, cache_status
+from edge.rules.outcome import CACHE_NAME, CacheOutcome, cache_status
 from edge.rules.ranges import RangeKind, content_range, if_range_allows, parse_range
 from edge.server.request import Request
 from edge.server.writer import Writer, build_head
@@ -161,9 +161,10 @@ async def deliver_fill(
 class FastHeads:
     """Prebuilt responses for fresh memory hits, reused within the same second."""
 
-    __slots__ = ("_cache", "_limit")
+    __slots__ = ("_cache", "_limit", "_name")
 
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, cache_name: str = CACHE_NAME, limit: int = 4096) -> None:
+        self._name = cache_name  # this cache's Cache-Status member name
         # id → (meta it was built for, second, fresh until, head bytes, whole response or None)
         self._cache: dict[bytes, tuple[EntryMeta, int, float, bytes, bytes | None]] = {}
         self._limit = limit
@@ -183,7 +184,7 @@ class FastHeads:
             fields = list(meta.headers)
             fields.append(("Accept-Ranges", "bytes"))
             fields.append(("Age", str(int(meta.age(now)))))
-            fields.append(("Cache-Status", cache_status(CacheOutcome.HIT, ttl=ttl)))
+            fields.append(("Cache-Status", cache_status(CacheOutcome.HIT, ttl=ttl, name=self._name)))
             fields.append(("Content-Length", str(len(body))))
             head = build_head(meta.status, fields)
             cached = (meta, second, now + ttl, head, head + body if len(body) <= INLINE_BODY_MAX else None)

@@ -195,7 +195,8 @@ class PurgeCluster:
 
     def __init__(self, tmp: Path, origin: VersionedOrigin, specs: Iterable[NodeSpec], *,
                  faulty: Iterable[str] = (), max_lag_s: float = 2.0, sync_s: float = 0.3,
-                 rate_per_s: float = 50.0, burst: int = 100) -> None:
+                 rate_per_s: float = 50.0, burst: int = 100, access_log: bool = False,
+                 extra_toml: str = "") -> None:
         self.tmp = tmp
         self.origin = origin
         self.specs = {s.name: s for s in specs}
@@ -203,6 +204,8 @@ class PurgeCluster:
         self.max_lag_s = max_lag_s
         self._sync_s = sync_s
         self._rate = (rate_per_s, burst)
+        self._access_log = access_log
+        self._extra_toml = extra_toml  # appended to every node's config (e.g. a [server] table)
         self.procs: dict[str, Proc] = {}
         self.proxies: dict[tuple[str, str], FaultProxy] = {}  # (from, to) -> proxy, for faulty links
 
@@ -238,7 +241,7 @@ class PurgeCluster:
         return f"127.0.0.1:{proxy.port}" if proxy is not None else f"{other.host}:{other.internal}"
 
     def _write_config(self, me: str) -> Path:
-        lines = ["access_log = false", "", "[cluster]", 'secret = "purge-test-secret"',
+        lines = [f"access_log = {str(self._access_log).lower()}", "", "[cluster]", 'secret = "purge-test-secret"',
                  f"purge_sync_interval_s = {self._sync_s}", f"max_purge_lag_s = {self.max_lag_s}",
                  "probe_interval_s = 0.2", "probe_timeout_s = 0.3", "",
                  "[admin]", "purge_timeout_s = 2.0", f"rate_per_s = {self._rate[0]}", f"burst = {self._rate[1]}",
@@ -252,7 +255,7 @@ class PurgeCluster:
                 lines.append(f'disk_dir = "{self.tmp / ("cache-" + spec.name)}"')
             lines.append("")
         lines += ["[origins.demo]", f'servers = ["{self.origin.url}"]', "",
-                  "[[routes]]", 'host = "*"', 'path_prefix = "/"', 'origin = "demo"', ""]
+                  "[[routes]]", 'host = "*"', 'path_prefix = "/"', 'origin = "demo"', "", self._extra_toml]
         path = self.tmp / f"{me}.toml"
         path.write_text("\n".join(lines))
         return path
