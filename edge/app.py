@@ -303,10 +303,13 @@ class EdgeNode:
         """What GET /status shows: this node, its purge state and its store."""
         assert self.purges is not None and self.invalidator is not None and self.store is not None
         stats = self.store.stats
+        purges = self.purges.status(time.time())
         return {
             "node": self.config.node.name,
             "region": self.config.node.region,
-            **self.purges.status(time.time()),
+            **purges,
+            "purge_peers": purges["peers"],  # each peer's catch-up state ("peers" below is membership)
+            "requests": self.counts.by_outcome(),  # client requests by outcome (as /metrics counts them)
             "pending_rules": self.invalidator.pending,
             "swept_through": self.invalidator.swept_through,
             "invalidated": self.invalidator.removed,

@@ -172,6 +172,13 @@ class RequestCounts:
         tiers["memory"] += sum(c.bytes for c in self._fast.values())
         return tiers
 
+    def by_outcome(self) -> dict[str, int]:
+        """Requests per outcome label over every route (every label present, zeros included)."""
+        totals = dict.fromkeys(OUTCOMES, 0)
+        for outcome, _, cell in self.cells():
+            totals[outcome] += cell.count
+        return totals
+
     def total(self, *outcomes: str) -> int:
         """Requests counted under the given outcome labels (all when none are given)."""
         return sum(c.count for o, _, c in self.cells() if not outcomes or o in outcomes)

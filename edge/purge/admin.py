@@ -4,6 +4,8 @@
                   | {"all": "host"}, optional "soft": true
                   200 {"id", "acked": [nodes], "pending": []} when every node acknowledged in time,
                   202 with the nodes still pending otherwise (catch-up brings them the purge)
+    GET  /purge/ID  {"id", "acked", "pending"}: which nodes are known to hold that purge now
+                  (peers report what they hold when they catch up; `edgecache purge --wait` polls it)
     GET  /status  node, purge generation, cursor, peers' purge-lag state, store stats
     (more routes, such as GET /metrics, come from `extra_routes`: edge.metrics.http)
 
@@ -141,6 +143,8 @@ class PurgeService(Protocol):
         self, kind: PurgeKind, value: str, host: str, soft: bool, *, timeout_s: float
     ) -> PurgeResult: ...
 
+    def holders(self, node: str, seq: int) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
+
 
 def _reply(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
@@ -174,6 +178,7 @@ class Admin:
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_post("/purge", self._purge)
         app.router.add_get("/status", self._get_status)
+        app.router.add_get("/purge/{id}", self._get_purge)
         if self._extra_routes is not None:
             self._extra_routes(app)
         return app
@@ -264,6 +269,15 @@ class Admin:
             status, {"id": result.purge.id, "acked": list(result.acked), "pending": list(result.pending)}
         )
 
+    async def _get_purge(self, request: web.Request) -> web.Response:
+        if self._authenticate(request) is None:
+            return _unauthorised()
+        node, _, seq = request.match_info["id"].rpartition(":")
+        if not node or not seq.isdigit():
+            return _reply(400, {"error": 'purge id: expected "node:seq" as POST /purge answered'})
+        acked, pending = self._purges.holders(node, int(seq))
+        return _reply(200, {"id": f"{node}:{int(seq)}", "acked": list(acked), "pending": list(pending)})
+
     async def _get_status(self, request: web.Request) -> web.Response:
         if self._authenticate(request) is None:
             return _reply(
@@ -272,3 +286,11 @@ class Admin:
                 {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'},
             )
         return _reply(200, self._status())
+
+
+def _unauthorised() -> web.Response:
+    return _reply(
+        401,
+        {"error": "missing or unknown bearer token; send Authorization: Bearer <token>"},
+        {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'},
+    )
