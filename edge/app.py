@@ -28,10 +28,11 @@ from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
-from edge.metrics.collector import Sources, registry_for, store_readers
+from edge.metrics.collector import Sources, store_readers
 from edge.metrics.counts import RequestCounts
-from edge.metrics.http import metrics_routes
+from edge.metrics.http import observability_routes
 from edge.metrics.origin import MeteredUpstream, OriginCounts
+from edge.metrics.series import Sampler, Series
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
@@ -108,6 +109,7 @@ class EdgeNode:
         # request, origin and peer counters: plain ints read by the /metrics collector
         self.counts, self.peer_counts, self.origin_counts = RequestCounts(), RequestCounts(), OriginCounts()
         self._internal_conns: Connections | None = None
+        self._sampler: Sampler | None = None  # the status page's history, with the admin API
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -200,8 +202,10 @@ class EdgeNode:
             self.connections.max_connections,
         )
         if cfg.node.admin_host is not None:
+            series = Series(self.counts, self.origin_counts)
+            self._sampler = Sampler(series, time.time)
             self._admin = Admin(
-                cfg.admin, hub, self.purge_status, extra_routes=metrics_routes(registry_for(self._sources()))
+                cfg.admin, hub, self.purge_status, extra_routes=observability_routes(self._sources(), series)
             )
             try:
                 await self._admin.start(cfg.node.admin_host, cfg.node.admin_port)
@@ -215,6 +219,8 @@ class EdgeNode:
                 "node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, self._admin.port
             )
         hub.start()
+        if self._sampler is not None:
+            self._sampler.start()
         if self._membership is not None:
             self._membership.start()
 
@@ -420,6 +426,8 @@ class EdgeNode:
         """Stops listening, ends in-flight work under a deadline, closes everything."""
         if self._membership is not None:
             await self._membership.stop()
+        if self._sampler is not None:
+            await self._sampler.stop()
         if self._admin is not None:
             await self._admin.stop()
         if self.purges is not None:

@@ -7,7 +7,8 @@
     GET  /purge/ID  {"id", "acked", "pending"}: which nodes are known to hold that purge now
                   (peers report what they hold when they catch up; `edgecache purge --wait` polls it)
     GET  /status  node, purge generation, cursor, peers' purge-lag state, store stats
-    (more routes, such as GET /metrics, come from `extra_routes`: edge.metrics.http)
+    (more routes, GET /metrics and the status page GET /dashboard, come from `extra_routes`:
+    edge.metrics.http)
 
 Every request needs `Authorization: Bearer <token>` from `[[admin.tokens]]`, compared in
 constant time with every configured token. The checks run in this order and each refusal

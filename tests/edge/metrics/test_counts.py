@@ -66,3 +66,26 @@ class TestRequestCounts:
         assert got[("edgecache_origin_fetches_total", key)] == 1
         assert got[("edgecache_origin_fetches_total", (("pool", "demo"), ("server", "none"), ("status", "error")))] == 1
         assert got[("edgecache_origin_fetch_duration_seconds_count", (("pool", "demo"),))] == 2
+
+
+class TestSeries:
+    def test_view_turns_snapshots_into_rates_when_sampled_a_second_apart(self) -> None:
+        from edge.metrics.series import Series
+
+        counts, origins = RequestCounts(), OriginCounts()
+        series = Series(counts, origins, max_points=3)
+        series.sample(100.0)
+        for _ in range(3):
+            counts.record(CacheOutcome.HIT, "demo", "memory", 100, 0.001)
+        counts.record(CacheOutcome.MISS, "demo", "origin", 100, 0.05)
+        origins.record("demo", "http://127.0.0.1:1", "200", 0.04)
+        series.sample(102.0)
+        series.sample(103.0)  # nothing happened
+        view = series.view()
+        assert view["t"] == [102.0, 103.0]
+        assert view["requests_per_s"] == [2.0, 0.0] and view["hit_ratio"] == [0.75, None]
+        assert view["bytes_per_s"] == [200.0, 0.0] and view["origin_per_s"] == [0.5, 0.0]
+        assert view["origin_latency_ms"][0] == pytest.approx(40.0) and view["origin_latency_ms"][1] is None
+        assert view["totals"] == {"requests": 4, "served_here": 3, "body_bytes": 400, "origin_fetches": 1}
+        series.sample(104.0)  # the oldest point falls out of a full history
+        assert series.view()["t"] == [103.0, 104.0]
