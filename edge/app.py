@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.protocol import HttpProtocol, Responder
+from edge.server.tls import ServerTls, TlsError
 from edge.store.base import Store
 from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
@@ -110,6 +112,9 @@ class EdgeNode:
         self.counts, self.peer_counts, self.origin_counts = RequestCounts(), RequestCounts(), OriginCounts()
         self._internal_conns: Connections | None = None
         self._sampler: Sampler | None = None  # the status page's history, with the admin API
+        self._tls_server: asyncio.Server | None = None  # the HTTPS listener ([nodes.NAME] tls)
+        self.tls: ServerTls | None = None
+        self.tls_port = config.node.tls_port
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
@@ -119,7 +124,10 @@ class EdgeNode:
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
             self._access_log = AccessLog(
-                sys.stdout, cfg.node.name, cfg.server.access_log_buffer_lines, cfg.server.access_log_format
+                sys.stdout,
+                cfg.node.name,
+                cfg.server.access_log_buffer_lines,
+                fmt=cfg.server.access_log_format,
             )
         cache = cfg.cache
         memory = MemoryStore(
@@ -201,6 +209,8 @@ class EdgeNode:
             self.port,
             self.connections.max_connections,
         )
+        if cfg.node.tls_host is not None:
+            await self._listen_tls(handler)
         if cfg.node.admin_host is not None:
             series = Series(self.counts, self.origin_counts)
             self._sampler = Sampler(series, time.time)
@@ -354,8 +364,30 @@ class EdgeNode:
             purges_invalidated=lambda: invalidator.removed,
         )
 
+    async def _listen_tls(self, handler: Handler) -> None:
+        """The HTTPS listener: the same handler and connection cap as the plain one, certificates by SNI."""
+        cfg = self.config
+        assert cfg.node.tls_host is not None and self.connections is not None
+        try:
+            self.tls = ServerTls(cfg.tls)
+        except TlsError as exc:
+            await self._close_resources()
+            raise StartupError(str(exc)) from exc
+        where = f"nodes.{cfg.node.name}.tls"
+        self._tls_server = await self._listen(
+            handler, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, tls=self.tls.default
+        )
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+        log.info("node %s listening on https://%s:%d", cfg.node.name, cfg.node.tls_host, self.tls_port)
+
     async def _listen(
-        self, responder: Responder, host: str, port: int, where: str, conns: Connections
+        self,
+        responder: Responder,
+        host: str,
+        port: int,
+        where: str,
+        conns: Connections,
+        tls: ssl.SSLContext | None = None,
     ) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         limits = self.config.limits
@@ -366,6 +398,8 @@ class EdgeNode:
                 port,
                 reuse_address=True,
                 backlog=2048,
+                ssl=tls,
+                ssl_handshake_timeout=self.config.tls.handshake_timeout_s if tls is not None else None,
             )
         except OSError as exc:
             await self._close_resources()
@@ -432,7 +466,7 @@ class EdgeNode:
             await self._admin.stop()
         if self.purges is not None:
             await self.purges.stop()
-        for server in (self._server, self._internal):
+        for server in (self._server, self._internal, self._tls_server):
             if server is not None:
                 server.close()
         for task in list(self._tasks):

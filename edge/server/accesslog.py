@@ -70,6 +70,7 @@ class AccessLog:
         stream: TextIO | None = None,
         node: str = "",
         max_lines: int = 10_000,
+        *,
         fmt: LogFormat = "json",
     ) -> None:
         self._node = node
