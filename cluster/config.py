@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from cluster.ring import DEFAULT_VNODES
 from origin.config import OriginPoolConfig, ServerConfig, TimeoutConfig
@@ -44,7 +44,7 @@ class ClusterConfig:
     """How the nodes of a region find, trust and use each other."""
 
     # Shared by every node; required on internal requests (X-Edge-Secret). Never empty.
-    secret: str
+    secret: str = field(repr=False)  # never printed: repr and logs show the other fields only
     # Virtual nodes per unit of weight. With 160 the busiest of 10 nodes reaches ~1.2x the
     # mean for unlucky node names; 1024 keeps it below ~1.11x (see cluster.ring.DEFAULT_VNODES).
     vnodes: int = DEFAULT_VNODES  # 1024

@@ -1,10 +1,12 @@
 """Membership: probes every peer, flips its health on consecutive results, swaps in a new Ring.
 
-Every node of the deployment comes from config. This node is always in its own ring; a peer
-of the same region is in it while healthy. Peers start healthy (config says they are
-members), leave after `fail_after` consecutive failed probes, and rejoin after
-`recover_after` consecutive good ones. A failed peer fetch (`report_failure`) counts as a
-failed probe. Peers of other regions are probed and reported but never in this ring.
+Nodes come from config, and from DNS (cluster/discovery.py calls `add_peer`/`remove_peer`).
+This node is always in its own ring; a peer of the same region is in it while healthy.
+Configured peers start healthy (config says they are members), discovered ones start down
+and join after `recover_after` good probes like any peer coming back; all leave after
+`fail_after` consecutive failed probes, and rejoin after `recover_after` consecutive good
+ones. A failed peer fetch (`report_failure`) counts as a failed probe. Peers of other
+regions are probed and reported but never in this ring.
 
 Each peer has its own probe loop on a fixed schedule (a slow peer delays nobody): probes
 start every `probe_interval_s` and each is cut off after `probe_timeout_s`, so a peer that
@@ -51,8 +53,8 @@ class _Health:
 
     __slots__ = ("changed_at", "failures", "healthy", "successes")
 
-    def __init__(self, now: float) -> None:
-        self.healthy = True
+    def __init__(self, now: float, healthy: bool = True) -> None:
+        self.healthy = healthy
         self.successes = 0
         self.failures = 0
         self.changed_at = now
@@ -88,6 +90,8 @@ class Membership:
         self._down = {name: asyncio.Event() for name in self._peers}
         self._ring = self._build_ring()
         self._task: asyncio.Task[None] | None = None
+        self._loops: dict[str, asyncio.Task[None]] = {}  # one probe loop per peer while running
+        self._running = False
 
     @property
     def ring(self) -> Ring:
@@ -110,6 +114,45 @@ class Membership:
         """An Event that is set once the peer is marked down (already set while it is down)."""
         event = self._down.get(name)
         return event if event is not None else asyncio.Event()  # this node, or not a peer
+
+    def peer(self, name: str) -> PeerConfig | None:
+        """A tracked peer's config, or None."""
+        return self._peers.get(name)
+
+    def add_peer(self, peer: PeerConfig) -> bool:
+        """Starts tracking a discovered peer, down until `recover_after` good probes; False when
+        it is already tracked (or is this node)."""
+        if peer.name == self._self.name or peer.name in self._peers:
+            return False
+        self._peers[peer.name] = peer
+        self._health[peer.name] = _Health(self._clock(), healthy=False)
+        down = asyncio.Event()
+        down.set()
+        self._down[peer.name] = down
+        if self._running:
+            self._start_loop(peer.name)
+        _log.info(
+            "peer %s (%s) discovered; it joins after %d good probes",
+            peer.name,
+            peer.internal_url,
+            self._config.recover_after,
+        )
+        return True
+
+    def remove_peer(self, name: str) -> bool:
+        """Stops tracking a peer that vanished; it leaves the ring at once. False if not tracked."""
+        peer = self._peers.pop(name, None)
+        if peer is None:
+            return False
+        health = self._health.pop(name)
+        self._down.pop(name).set()  # fetches waiting on it give up now
+        loop_task = self._loops.pop(name, None)
+        if loop_task is not None:
+            loop_task.cancel()
+        _log.info("peer %s vanished from discovery; it leaves", name)
+        if health.healthy and peer.region == self._self.region:
+            self._swap_ring()
+        return True
 
     def status(self) -> list[PeerStatus]:
         """Every peer's health, sorted by region then name (this node is not listed)."""
@@ -178,7 +221,9 @@ class Membership:
 
     async def probe_once(self, name: str) -> bool:
         """Probes one peer under the probe timeout, records and returns the result."""
-        peer = self._peers[name]
+        peer = self._peers.get(name)
+        if peer is None:
+            return False  # removed while its loop was scheduled
         try:
             async with asyncio.timeout(self._config.probe_timeout_s):
                 ok = await self._probe(peer)
@@ -193,7 +238,7 @@ class Membership:
     async def probe_all(self) -> None:
         """Probes every peer once, concurrently."""
         async with asyncio.TaskGroup() as group:
-            for name in self._peers:
+            for name in list(self._peers):
                 group.create_task(self.probe_once(name))
 
     async def _probe_loop(self, name: str) -> None:
@@ -209,11 +254,25 @@ class Membership:
             next_at = max(next_at, now)
             await asyncio.sleep(next_at - now)
 
+    def _start_loop(self, name: str) -> None:
+        self._loops[name] = asyncio.get_running_loop().create_task(
+            self._probe_loop(name), name=f"probe:{name}"
+        )
+
     async def run(self) -> None:
-        """Probes every peer every `probe_interval_s` until cancelled."""
-        async with asyncio.TaskGroup() as group:
+        """Probes every peer (those added later too) every `probe_interval_s` until cancelled."""
+        self._running = True
+        try:
             for name in self._peers:
-                group.create_task(self._probe_loop(name), name=f"probe:{name}")
+                self._start_loop(name)
+            await asyncio.Event().wait()  # until cancelled; the loops do the work
+        finally:
+            self._running = False
+            loops = list(self._loops.values())
+            self._loops.clear()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
 
     def start(self) -> None:
         """Starts `run()` as a task this object owns; call from a running loop."""

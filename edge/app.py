@@ -11,14 +11,17 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import assert_never
 
 import aiohttp
+from aiohttp import web
 
+from cluster.config import PeerConfig
+from cluster.discovery import DnsDiscovery
 from cluster.members import Membership, http_probe
 from cluster.peer import PeerClient
 from cluster.propagate import PurgeHub
@@ -29,11 +32,7 @@ from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
-from edge.metrics.collector import Sources, store_readers
-from edge.metrics.counts import RequestCounts
-from edge.metrics.http import observability_routes
-from edge.metrics.origin import MeteredUpstream, OriginCounts
-from edge.metrics.series import Sampler, Series
+from edge.metrics.node import NodeMetrics
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
@@ -44,9 +43,11 @@ from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.protocol import HttpProtocol, Responder
 from edge.server.tls import ServerTls, TlsError
+from edge.store.admission import AdmissionMode, make_admission
 from edge.store.base import Store
 from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
+from edge.store.gdsf import GDSFPolicy
 from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
 from edge.store.tiered import TieredStore
@@ -81,11 +82,18 @@ def check_parsers() -> None:
 
 def _policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
     match kind:
+        case Eviction.GDSF:
+            return GDSFPolicy(max_bytes)
         case Eviction.S3FIFO:
             return S3FIFOPolicy(max_bytes)
         case Eviction.LRU:
             return LRUPolicy(max_bytes)
     assert_never(kind)  # mypy fails here when a new Eviction has no policy above
+
+
+def _disk_policy(kind: Eviction, max_bytes: int) -> EvictionPolicy:
+    # GDSF ranks by hits per byte, right for RAM; the disk tier is there for byte hits.
+    return _policy(Eviction.S3FIFO if kind is Eviction.GDSF else kind, max_bytes)
 
 
 class EdgeNode:
@@ -102,16 +110,15 @@ class EdgeNode:
         self.port = config.node.port
         self._internal: asyncio.Server | None = None  # the peer listener
         self._membership: Membership | None = None
+        self._discovery: DnsDiscovery | None = None  # this region's nodes from DNS, when configured
         self.routing: PeerRouting | None = None
         self.invalidator: Invalidator | None = None
         self.purges: PurgeHub | None = None
         self._admin: Admin | None = None
         self.connections: Connections | None = None  # the public listener's, built in start()
         self._access_log: AccessLog | None = None
-        # request, origin and peer counters: plain ints read by the /metrics collector
-        self.counts, self.peer_counts, self.origin_counts = RequestCounts(), RequestCounts(), OriginCounts()
+        self.metrics = NodeMetrics()  # plain-int counters read by /metrics and the status page
         self._internal_conns: Connections | None = None
-        self._sampler: Sampler | None = None  # the status page's history, with the admin API
         self._tls_server: asyncio.Server | None = None  # the HTTPS listener ([nodes.NAME] tls)
         self.tls: ServerTls | None = None
         self.tls_port = config.node.tls_port
@@ -120,6 +127,12 @@ class EdgeNode:
         """Opens the stores and the listener."""
         check_parsers()
         cfg = self.config
+        # certificates first: an unusable one stops the node before anything is opened
+        if cfg.node.tls_host is not None:
+            try:
+                self.tls = ServerTls(cfg.tls)
+            except TlsError as exc:
+                raise StartupError(str(exc)) from exc
         nofile = raise_fd_limit()
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
@@ -132,7 +145,7 @@ class EdgeNode:
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
-            max_object_bytes=cache.memory_max_object_bytes,
+            max_object_bytes=cache.memory_object_cap(has_disk=cfg.disk_dir is not None),
             policy=_policy(cache.policy, cache.memory_bytes),
         )
         disk_dir = cfg.disk_dir
@@ -141,14 +154,13 @@ class EdgeNode:
         if disk_dir is not None:
             disk = await self._open_disk(disk_dir)
             spool_dir = disk_dir / "spool"
-        self.store = TieredStore(memory, disk)
+        admission = make_admission(AdmissionMode(cache.disk_admission), cache.disk_admission_window)
+        self.store = TieredStore(memory, disk, admission=admission)
         self._session = make_session()
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
             pool.start()
-        upstreams: dict[str, Upstream] = {
-            name: MeteredUpstream(name, pool, self.origin_counts) for name, pool in self._pools.items()
-        }
+        upstreams: dict[str, Upstream] = self.metrics.metered(self._pools)
         routing = self._build_routing(memory.max_bytes)
         co = cfg.coalesce
         self._coalescer = Coalescer(
@@ -171,8 +183,8 @@ class EdgeNode:
             upstreams=upstreams,
             allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
             access_log=self._access_log,
-            counts=self.counts,
-            peer_counts=self.peer_counts,
+            counts=self.metrics.clients,
+            peer_counts=self.metrics.peers,
             cache_name=cache_name(cfg.node.name if cfg.cluster is not None else None),
         )
         if cfg.cluster is not None and cfg.node.internal_host is not None:
@@ -209,14 +221,14 @@ class EdgeNode:
             self.port,
             self.connections.max_connections,
         )
-        if cfg.node.tls_host is not None:
-            await self._listen_tls(handler)
-        if cfg.node.admin_host is not None:
-            series = Series(self.counts, self.origin_counts)
-            self._sampler = Sampler(series, time.time)
-            self._admin = Admin(
-                cfg.admin, hub, self.purge_status, extra_routes=observability_routes(self._sources(), series)
+        if self.tls is not None and cfg.node.tls_host is not None:
+            where = f"nodes.{cfg.node.name}.tls"
+            self._tls_server = await self._listen(
+                handler, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, self.tls
             )
+            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+        if cfg.node.admin_host is not None:
+            self._admin = Admin(cfg.admin, hub, self.purge_status, extra_routes=self._observability())
             try:
                 await self._admin.start(cfg.node.admin_host, cfg.node.admin_port)
             except OSError as exc:
@@ -229,10 +241,12 @@ class EdgeNode:
                 "node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, self._admin.port
             )
         hub.start()
-        if self._sampler is not None:
-            self._sampler.start()
+        if self._admin is not None:
+            self.metrics.start()
         if self._membership is not None:
             self._membership.start()
+        if self._discovery is not None:
+            self._discovery.start()
 
     async def _open_disk(self, disk_dir: Path) -> DiskStore:
         """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
@@ -244,7 +258,7 @@ class EdgeNode:
                 disk_dir,
                 max_bytes=cache.disk_bytes,
                 max_object_bytes=cache.disk_max_object_bytes,
-                policy=_policy(cache.policy, cache.disk_bytes),
+                policy=_disk_policy(cache.policy, cache.disk_bytes),
             )
         except DiskUnusable as exc:
             raise StartupError(f"{where}: {exc}") from exc
@@ -325,7 +339,7 @@ class EdgeNode:
             "region": self.config.node.region,
             **purges,
             "purge_peers": purges["peers"],  # each peer's catch-up state ("peers" below is membership)
-            "requests": self.counts.by_outcome(),  # client requests by outcome (as /metrics counts them)
+            "requests": self.metrics.clients.by_outcome(),  # client requests by outcome, as /metrics
             "pending_rules": self.invalidator.pending,
             "swept_through": self.invalidator.swept_through,
             "invalidated": self.invalidator.removed,
@@ -341,44 +355,20 @@ class EdgeNode:
             "access_log": self._access_log.stats() if self._access_log is not None else {},
         }
 
-    def _sources(self) -> Sources:
-        """Where /metrics reads each counter."""
+    def _observability(self) -> Callable[[web.Application], None]:
+        """The admin listener's GET /metrics and status page routes."""
         assert self.store is not None and self.purges is not None and self.invalidator is not None
-        cfg, membership, disk, invalidator = self.config, self._membership, self.store.disk, self.invalidator
-        listeners = {"public": self.connections} if self.connections is not None else {}
-        if self._internal_conns is not None:
-            listeners["internal"] = self._internal_conns
-        return Sources(
-            node=cfg.node.name,
-            region=cfg.node.region,
-            clients=self.counts,
-            peers=self.peer_counts,
-            origins=self.origin_counts,
-            stores=store_readers(self.store, self.routing.hot if self.routing is not None else None),
-            disk_written=(lambda: disk.bytes_written) if disk is not None else None,
-            listeners=listeners,
+        return self.metrics.routes(
+            node=self.config.node.name,
+            region=self.config.node.region,
+            store=self.store,
+            hot=self.routing.hot if self.routing is not None else None,
+            listeners={"public": self.connections, "internal": self._internal_conns},
             access_log=self._access_log,
-            ring=(lambda: membership.ring) if membership is not None else None,
-            peer_status=membership.status if membership is not None else None,
-            purge_status=self.purges.status,
-            purges_invalidated=lambda: invalidator.removed,
+            membership=self._membership,
+            purges=self.purges,
+            invalidator=self.invalidator,
         )
-
-    async def _listen_tls(self, handler: Handler) -> None:
-        """The HTTPS listener: the same handler and connection cap as the plain one, certificates by SNI."""
-        cfg = self.config
-        assert cfg.node.tls_host is not None and self.connections is not None
-        try:
-            self.tls = ServerTls(cfg.tls)
-        except TlsError as exc:
-            await self._close_resources()
-            raise StartupError(str(exc)) from exc
-        where = f"nodes.{cfg.node.name}.tls"
-        self._tls_server = await self._listen(
-            handler, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, tls=self.tls.default
-        )
-        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
-        log.info("node %s listening on https://%s:%d", cfg.node.name, cfg.node.tls_host, self.tls_port)
 
     async def _listen(
         self,
@@ -387,7 +377,7 @@ class EdgeNode:
         port: int,
         where: str,
         conns: Connections,
-        tls: ssl.SSLContext | None = None,
+        tls: ServerTls | None = None,
     ) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         limits = self.config.limits
@@ -398,7 +388,7 @@ class EdgeNode:
                 port,
                 reuse_address=True,
                 backlog=2048,
-                ssl=tls,
+                ssl=tls.default if tls is not None else None,
                 ssl_handshake_timeout=self.config.tls.handshake_timeout_s if tls is not None else None,
             )
         except OSError as exc:
@@ -412,26 +402,32 @@ class EdgeNode:
         cfg = self.config
         cluster = cfg.cluster
         parents = cfg.parent_peers
-        if cluster is None or cfg.node.internal_url is None or (len(cfg.region_peers) < 2 and not parents):
+        region = cfg.regions.get(cfg.node.region)
+        discovery = region.discovery if region is not None else None
+        lone = len(cfg.region_peers) < 2 and not parents and discovery is None
+        if cluster is None or cfg.node.internal_url is None or lone:
             return None
         assert self._session is not None
-        peers: dict[str, Upstream] = {
-            p.name: PeerClient(
+        session = self._session
+
+        def client(p: PeerConfig) -> PeerClient:
+            return PeerClient(
                 p,
                 self_name=cfg.node.name,
                 secret=cluster.secret,
-                session=self._session,
+                session=session,
                 timeouts=cluster.peer_timeouts,
                 margin_s=cluster.peer_deadline_margin_s,
                 down=functools.partial(lambda name: membership.down_event(name), p.name),
             )
-            for p in (*cfg.region_peers, *parents)
-            if p.name != cfg.node.name
+
+        peers: dict[str, Upstream] = {
+            p.name: client(p) for p in (*cfg.region_peers, *parents) if p.name != cfg.node.name
         }
         hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
         hot = MemoryStore(
             max_bytes=hot_bytes,
-            max_object_bytes=min(hot_bytes, cfg.cache.memory_max_object_bytes),
+            max_object_bytes=min(hot_bytes, cfg.cache.memory_object_cap(has_disk=cfg.disk_dir is not None)),
             policy=_policy(cfg.cache.policy, hot_bytes),
         )
         membership = Membership(
@@ -454,14 +450,24 @@ class EdgeNode:
         )
         self._membership = membership
         self.routing = routing
+        if discovery is not None:
+            self._discovery = DnsDiscovery(
+                dataclasses.replace(discovery, fail_after=cluster.fail_after),
+                membership,
+                self_name=cfg.node.name,
+                self_url=cfg.node.internal_url,
+                on_join=lambda peer: peers.__setitem__(peer.name, client(peer)),
+                on_leave=lambda name: peers.pop(name, None),
+            )
         return routing
 
     async def stop(self) -> None:
         """Stops listening, ends in-flight work under a deadline, closes everything."""
+        if self._discovery is not None:
+            await self._discovery.stop()
         if self._membership is not None:
             await self._membership.stop()
-        if self._sampler is not None:
-            await self._sampler.stop()
+        await self.metrics.stop()
         if self._admin is not None:
             await self._admin.stop()
         if self.purges is not None:

@@ -1,6 +1,8 @@
 """OriginClient: one fetch from one origin server over a shared aiohttp.ClientSession.
 
-It sends the raw target byte-for-byte with the Host the edge chose, bounds each phase with
+It sends the raw target byte-for-byte with the Host the edge chose (after the pool's
+OriginRewrite, origin/rewrite.py: Host, TLS server name, path prefix, added request headers,
+response headers removed or set before anyone stores them), bounds each phase with
 its own timeout, and hands back the response head with hop-by-hop fields removed and the
 body as the exact bytes the origin sent (no decompression). Every aiohttp and OS exception
 is translated into origin.errors here, the body iterator included:
@@ -21,7 +23,7 @@ import aiohttp
 import yarl
 from multidict import CIMultiDict
 
-from origin.config import ServerConfig, TimeoutConfig
+from origin.config import OriginRewrite, ServerConfig, TimeoutConfig
 from origin.errors import (
     BodyError,
     BodyTimeout,
@@ -31,6 +33,7 @@ from origin.errors import (
     UpstreamTimeout,
 )
 from origin.hopbyhop import strip_hop_by_hop
+from origin.rewrite import rewrite_host, rewrite_request_headers, rewrite_response_headers, rewrite_target
 from origin.upstream import UpstreamRequest, UpstreamResponse
 
 __all__ = ["OriginClient", "make_session"]
@@ -86,12 +89,22 @@ def _check_target(target: str) -> None:
 class OriginClient:
     """Fetches from one origin server; an Upstream."""
 
-    __slots__ = ("_client_timeout", "_server", "_session", "_timeouts")
+    __slots__ = ("_client_timeout", "_rewrite", "_server", "_server_name", "_session", "_timeouts")
 
-    def __init__(self, server: ServerConfig, timeouts: TimeoutConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        server: ServerConfig,
+        timeouts: TimeoutConfig,
+        session: aiohttp.ClientSession,
+        rewrite: OriginRewrite | None = None,
+    ) -> None:
         self._server = server
         self._timeouts = timeouts
         self._session = session
+        self._rewrite = rewrite if rewrite is not None else OriginRewrite()
+        # SNI and certificate name for https; None = aiohttp's default (the URL's host)
+        https = server.base.startswith("https:")
+        self._server_name = self._rewrite.server_name if https else None
         # Only the socket connect is left to aiohttp; the other phases use asyncio deadlines below.
         self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s)
 
@@ -112,15 +125,15 @@ class OriginClient:
 
     def _request_headers(self, request: UpstreamRequest) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
-        headers["Host"] = request.host
-        for name, value in strip_hop_by_hop(request.headers):
+        headers["Host"] = rewrite_host(self._rewrite, request.host)
+        for name, value in rewrite_request_headers(self._rewrite, strip_hop_by_hop(request.headers)):
             if name.lower() not in _OWN_REQUEST_FIELDS:
                 headers.add(name, value)
         return headers
 
     async def fetch(self, request: UpstreamRequest) -> UpstreamResponse:
         """Sends the request; returns once the head has arrived. Raises UpstreamError."""
-        url = self._url(request.target)
+        url = self._url(rewrite_target(self._rewrite, request.target))
         headers = self._request_headers(request)
         upstream = self._server.base
         loop = asyncio.get_running_loop()
@@ -137,6 +150,7 @@ class OriginClient:
                     data=request.body,
                     allow_redirects=False,
                     timeout=self._client_timeout,
+                    server_hostname=self._server_name,
                 )
         except TimeoutError as exc:
             # Also aiohttp's ConnectionTimeoutError (sock_connect), which is a TimeoutError.
@@ -159,7 +173,7 @@ class OriginClient:
         return UpstreamResponse(
             status=resp.status,
             reason=resp.reason or "",
-            headers=strip_hop_by_hop(raw),
+            headers=rewrite_response_headers(self._rewrite, strip_hop_by_hop(raw)),
             request_time=request_time,
             response_time=response_time,
             body=body,

@@ -16,6 +16,7 @@ __all__ = [
     "Balance",
     "HealthCheckConfig",
     "OriginPoolConfig",
+    "OriginRewrite",
     "PassiveHealthConfig",
     "RetryConfig",
     "RouteRule",
@@ -150,6 +151,43 @@ class PassiveHealthConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OriginRewrite:
+    """What a pool changes on the way to its servers and back (origin/rewrite.py applies it).
+
+    For origins that do not answer to the client's view of the URL: an object-store bucket, a
+    differently named host, an origin behind another CDN. It applies to every request sent to
+    the pool's servers, health probes included; the cache key stays the client's view.
+    """
+
+    host: str | None = None  # the Host sent; None = the client's Host
+    # SNI and the name the certificate must carry (https servers); None = `host` when set, else
+    # the server URL's host name
+    tls_server_name: str | None = None
+    strip_path_prefix: str | None = None  # removed from the path when it starts with it (at a "/")
+    add_path_prefix: str | None = None  # then put in front of the path
+    # set on every request, replacing what the client sent under those names; values may be
+    # secrets, so repr never shows them
+    request_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    remove_response_headers: frozenset[str] = frozenset()  # folded names dropped before storing
+    response_headers: tuple[tuple[str, str], ...] = ()  # then set, replacing the origin's
+
+    def __post_init__(self) -> None:
+        for name in ("strip_path_prefix", "add_path_prefix"):
+            value = getattr(self, name)
+            if value is not None and (not value.startswith("/") or value.endswith("/") or "?" in value):
+                raise ValueError(f'{name} must start with "/", not end with "/" and have no "?"')
+
+    @property
+    def server_name(self) -> str | None:
+        """The TLS server name to send instead of the URL's host, or None."""
+        if self.tls_server_name is not None or self.host is None:
+            return self.tls_server_name
+        name, colon, port = self.host.rpartition(":")
+        bare = name if colon and port.isdigit() and not self.host.endswith("]") else self.host
+        return bare.strip("[]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OriginPoolConfig:
     """A named group of interchangeable origin servers."""
 
@@ -163,6 +201,7 @@ class OriginPoolConfig:
     passive: PassiveHealthConfig = field(default_factory=PassiveHealthConfig)
     # another pool's name: serves when every server here is down or refused the connection
     backup: str | None = None
+    rewrite: OriginRewrite = field(default_factory=OriginRewrite)  # Host, SNI, path, headers
 
     def __post_init__(self) -> None:
         if not self.servers:

@@ -109,7 +109,7 @@ class OriginPool:
             shared = session
 
             def client_factory(server: ServerConfig) -> OriginClient:
-                return OriginClient(server, config.timeouts, shared)
+                return OriginClient(server, config.timeouts, shared, config.rewrite)
 
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)

@@ -5,8 +5,10 @@
 Reads the whole file as every node would at start (each node's part when no --node is
 given) and prints OK with one line per node: where it listens, its region and shield,
 peer and admin listeners, its memory and disk tiers. It creates no directory and binds no
-port, so a disk or address problem still shows only when the node starts. Exit codes: 0
-when valid, 2 with the ConfigError (naming the dotted key) when not.
+port, so a disk or address problem still shows only when the node starts. Each secret
+written inline rather than read from a file or the environment (edge/config/secrets.py) is
+named in a warning on stderr; the check still passes. Exit codes: 0 when valid, 2 with the
+ConfigError (naming the dotted key) when not.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.config.deployment import ConfigError, EdgeConfig, load, load_all
+from edge.config.deployment import ConfigError, EdgeConfig, load, load_all, read
+from edge.config.secrets import inline_secrets
 
 __all__ = ["build_check_parser", "main", "node_summary"]
 
@@ -75,6 +78,12 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"edgecache: config error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    for key in inline_secrets(read(args.config)):
+        print(
+            f"edgecache: warning: {key} is written inline in {args.config}; read it from a file "
+            f"({key.rpartition('.')[2]}_file) or the environment ({key.rpartition('.')[2]}_env) instead",
+            file=sys.stderr,
+        )
     print(f"{args.config}: OK: {_deployment_summary(cfgs)}")
     for cfg in cfgs:
         print(f"  {node_summary(cfg)}")

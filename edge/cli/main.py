@@ -2,7 +2,7 @@
 
     python -m edge --config config.toml --node edge1
     python -m edge --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080 [--memory 256MiB]
-                   [--disk-dir DIR [--disk 2GiB]]
+                   [--disk-dir DIR [--disk 2GiB]] [--policy gdsf|s3fifo|lru] [--memory-max-object 64KiB]
     python -m edge check-config --config config.toml [--node NAME]   (see edge/cli/check.py)
     edgecache purge url|prefix|tag|host VALUE [--soft] [--wait] --admin URL   (edge/cli/purge.py)
     edgecache status --admin URL                 (one screen about a node: edge/cli/status.py)
@@ -26,13 +26,21 @@ from dataclasses import replace
 from importlib import metadata
 
 from edge.app import EdgeNode, StartupError
-from edge.config.deployment import ConfigError, EdgeConfig, load, parse_size, quickstart
+from edge.config.cache import Eviction
+from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
 
 __all__ = ["build_parser", "main", "version"]
 
 # Quick-start flags and their defaults (None in argparse, so a flag given with --config shows).
 DEFAULT_LISTEN, DEFAULT_MEMORY, DEFAULT_DISK = "127.0.0.1:8080", "256MiB", "2GiB"
-_QUICK_FLAGS = {"origin": "--origin", "listen": "--listen", "memory": "--memory", "disk_dir": "--disk-dir"}
+_QUICK_FLAGS = {
+    "origin": "--origin",
+    "listen": "--listen",
+    "memory": "--memory",
+    "disk_dir": "--disk-dir",
+    "policy": "--policy",
+    "memory_max_object": "--memory-max-object",
+}
 
 EPILOG = """Either --config and --node, or --origin (and --listen) for a one-node quick start.
 
@@ -88,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help=f"disk tier budget, e.g. 2GiB (default {DEFAULT_DISK}); needs --disk-dir",
     )
+    q.add_argument(
+        "--policy",
+        choices=["gdsf", "s3fifo", "lru"],
+        default=None,
+        help="memory tier eviction policy (default gdsf, size-aware); "
+        "the disk tier runs s3fifo (lru under lru)",
+    )
+    q.add_argument(
+        "--memory-max-object",
+        metavar="SIZE",
+        default=None,
+        help="largest body kept in RAM, e.g. 256KiB (default 64KiB with --disk-dir, where larger ones "
+        "are sent from disk; 8MiB without)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
     o.add_argument(
@@ -134,6 +156,17 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         disk_dir=args.disk_dir,
         disk_bytes=parse_size(args.disk or DEFAULT_DISK, "--disk"),
         access_log=not args.no_access_log,
+        cache=_quick_cache(args),
+    )
+
+
+def _quick_cache(args: argparse.Namespace) -> CacheConfig:
+    d = CacheConfig()
+    return CacheConfig(
+        policy=Eviction(args.policy) if args.policy else d.policy,
+        memory_max_object_bytes=None
+        if args.memory_max_object is None
+        else parse_size(args.memory_max_object, "--memory-max-object"),
     )
 
 

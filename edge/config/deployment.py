@@ -8,13 +8,15 @@ what to do. Sizes accept integers (bytes) or strings such as "256MiB", "2GiB", "
 
 Each section is validated next to the dataclass it builds: `[cache]`/`[coalesce]` in
 cache.py, `[nodes]`/`[regions]`/`[cluster]` in topology.py, `[admin]` and the purge keys in
-purge.py, `[origins]`/`[[routes]]` in origins.py; here the top level, `[demo]`, `[limits]`
-and `[[policies]]`. Types owned by other packages (origin/config.py, cluster/config.py,
-edge.server's Limits, edge.rules' CachePolicy) are built here but never import this reader.
+purge.py, `[origins]`/`[[routes]]` in origins.py, `[server]` in server.py, `[limits]` in
+limits.py; here the top level, `[demo]` and `[[policies]]`. Types owned by other packages
+(origin/config.py, cluster/config.py, edge.rules' CachePolicy) are built here but never
+import this reader.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from edge.config.checks import (
     table,
 )
 from edge.config.errors import ConfigError
+from edge.config.limits import Limits, parse_limits
 from edge.config.origins import parse_pools, parse_routes
 from edge.config.purge import (
     AdminConfig,
@@ -47,7 +50,6 @@ from edge.config.tls import TlsConfig, parse_tls
 from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
 from edge.rules.error_storage import is_never_stored_status
 from edge.rules.site_policy import CachePolicy
-from edge.server.protocol import Limits
 from origin.config import OriginPoolConfig, RouteRule
 
 __all__ = [
@@ -125,20 +127,6 @@ class EdgeConfig:
             return Path(self.node.state_dir.replace("{node}", self.node.name))
         disk = self.disk_dir
         return disk / "purge" if disk is not None else None
-
-
-def _limits(t: Mapping[str, Any]) -> Limits:
-    d = Limits()
-    check_keys(t, set(Limits.__dataclass_fields__), "limits")
-    sizes = {
-        k: parse_size(t.get(k, getattr(d, k)), f"limits.{k}")
-        for k in Limits.__dataclass_fields__
-        if k != "underscores_in_headers"
-    }
-    return Limits(
-        **sizes,
-        underscores_in_headers=boolean(t, "underscores_in_headers", d.underscores_in_headers, "limits"),
-    )
 
 
 def _demo(t: Mapping[str, Any]) -> DemoConfig:
@@ -262,7 +250,7 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
         policies=_policies(data.get("policies", [])),
         cache=parse_cache(table(data, "cache", "cache")),
         coalesce=parse_coalesce(table(data, "coalesce", "coalesce")),
-        limits=_limits(table(data, "limits", "limits")),
+        limits=parse_limits(table(data, "limits", "limits")),
         server=parse_server(table(data, "server", "server")),
         pools=pools,
         routes=routes,
@@ -327,6 +315,7 @@ def quickstart(
     disk_dir: str | None = None,
     disk_bytes: int = 2 * GiB,
     access_log: bool = True,
+    cache: CacheConfig | None = None,
 ) -> EdgeConfig:
     """One node in front of one origin, forwarding every path and method."""
     host, port = parse_addr(listen, "--listen")
@@ -335,7 +324,9 @@ def quickstart(
     return EdgeConfig(
         node=node,
         nodes={"edge": node},
-        cache=CacheConfig(memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes),
+        cache=dataclasses.replace(
+            cache or CacheConfig(), memory_bytes=memory_bytes, disk_dir=disk_dir, disk_bytes=disk_bytes
+        ),
         pools=pool,
         routes=(RouteRule(host="*", path_prefix="/", pool="default"),),
         access_log=access_log,

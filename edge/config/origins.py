@@ -12,6 +12,7 @@ from typing import Any
 
 from edge.config.checks import choice
 from edge.config.errors import ConfigError
+from edge.config.origin_rewrite import REWRITE_KEYS, parse_rewrite
 from origin.config import (
     Balance,
     HealthCheckConfig,
@@ -47,6 +48,7 @@ _POOL_KEYS = frozenset(
     | _HEALTH_KEYS
     | _PASSIVE_KEYS
     | _TIMEOUT_KEYS.keys()
+    | REWRITE_KEYS
 )
 _ROUTE_KEYS = frozenset({"host", "path_prefix", "origin"})
 
@@ -195,6 +197,7 @@ def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
         health=_parse_health(table, path),
         passive=_parse_passive(table, path),
         backup=_optional_string(table, "backup", path, "fallback"),
+        rewrite=parse_rewrite(table, path),
     )
 
 

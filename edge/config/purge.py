@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.config.errors import ConfigError
+from edge.config.secrets import SecretSource, read_secret, secret_keys
 
 __all__ = [
     "PURGE_SYNC_KEYS",
@@ -30,7 +31,7 @@ class AdminToken:
     """One bearer token of the admin API (`[[admin.tokens]]`)."""
 
     name: str  # who: named in the purge log instead of the secret
-    token: str  # the bearer secret, compared in constant time
+    token: str = field(repr=False)  # the bearer secret, compared in constant time
     hosts: tuple[str, ...]  # hosts it may purge; "*" = every host
 
 
@@ -65,14 +66,20 @@ def _token(raw: object, index: int) -> AdminToken:
     path = f"admin.tokens[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a table with name, token and hosts")
+    allowed = {"name", "hosts", *secret_keys("token")}
     for key in raw:
-        if key not in ("name", "token", "hosts"):
-            raise ConfigError(f"{path}.{key}: unknown key; allowed keys are hosts, name, token")
-    name, token, hosts = raw.get("name"), raw.get("token"), raw.get("hosts")
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
+    name, hosts = raw.get("name"), raw.get("hosts")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{path}.name: missing; name the token (it is logged with every purge)")
-    if not isinstance(token, str) or len(token) < 16:
-        raise ConfigError(f"{path}.token: expected a secret string of at least 16 characters")
+    secret = read_secret(raw, "token", path)
+    if secret is None:
+        raise ConfigError(f"{path}.token_file: missing; give the token as token_file, token_env or token")
+    token, source = secret
+    if len(token) < 16:
+        spelling = "token" if source is SecretSource.INLINE else f"token_{source.value}"
+        raise ConfigError(f"{path}.{spelling}: expected a secret string of at least 16 characters")
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise ConfigError(f'{path}.hosts: expected a non-empty list of host names, or ["*"] for every host')
     return AdminToken(name=name, token=token, hosts=tuple(h.lower() for h in hosts))

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.config import ClusterConfig, PeerConfig
+from cluster.discovery import DiscoveryConfig
 from edge.config.checks import check_keys, number, opt_str, parse_addr
+from edge.config.discovery import DISCOVERY_KEYS, parse_discovery
 from edge.config.errors import ConfigError
 from edge.config.purge import PURGE_SYNC_KEYS
+from edge.config.secrets import read_secret, secret_keys
 
 __all__ = ["NodeConfig", "RegionConfig", "parse_cluster", "parse_nodes", "parse_regions"]
 
@@ -49,6 +52,7 @@ class RegionConfig:
 
     name: str
     parent: str | None = None  # the shield region this region's owners fill from; None = the origin
+    discovery: DiscoveryConfig | None = None  # its nodes also come from DNS (cluster/discovery.py)
 
 
 def parse_nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
@@ -133,13 +137,14 @@ def parse_cluster(
             )
     if not t and not clustered:
         return None, peers
-    check_keys(t, {"secret", *_CLUSTER_NUMBERS, *_CLUSTER_INTS, *PURGE_SYNC_KEYS}, "cluster")
-    secret = t.get("secret")
-    if not isinstance(secret, str) or not secret:
+    check_keys(t, {*secret_keys("secret"), *_CLUSTER_NUMBERS, *_CLUSTER_INTS, *PURGE_SYNC_KEYS}, "cluster")
+    secret = read_secret(t, "secret", "cluster")
+    if secret is None:
         raise ConfigError(
-            "cluster.secret: missing; set a shared secret string that every node of the deployment uses"
+            "cluster.secret: missing; set secret_file (or secret_env, or secret) to a shared secret "
+            "that every node of the deployment uses"
         )
-    values: dict[str, Any] = {"secret": secret}
+    values: dict[str, Any] = {"secret": secret[0]}
     for key in _CLUSTER_NUMBERS:
         if key in t:
             values[key] = number(t, key, 0.0, "cluster")
@@ -164,13 +169,13 @@ def parse_regions(t: Mapping[str, Any], nodes: Mapping[str, NodeConfig]) -> dict
         path = f"regions.{name}"
         if not isinstance(body, Mapping):
             raise ConfigError(f'{path}: expected a table such as {{ parent = "shield" }}')
-        check_keys(body, {"parent"}, path)
+        check_keys(body, {"parent", *DISCOVERY_KEYS}, path)
         parent = opt_str(body, "parent", path)
         if parent is not None and parent not in names:
             raise ConfigError(f"{path}.parent: no node is in region {parent!r}; name a region your nodes use")
         if parent == name:
             raise ConfigError(f"{path}.parent: a region cannot be its own parent")
-        regions[name] = RegionConfig(name=name, parent=parent)
+        regions[name] = RegionConfig(name=name, parent=parent, discovery=parse_discovery(body, name, path))
     for name in names:
         regions.setdefault(name, RegionConfig(name=name))
     for name in regions:  # no cycles: walk up at most len(regions) steps

@@ -24,11 +24,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
 
+from edge.config.limits import Limits
 from edge.config.server import ServerConfig
 from edge.server.connections import Connections
 from edge.server.deadline import Phase, TimeoutReason, verdict
@@ -64,18 +64,6 @@ _SPECIAL = {
         2,
     ),
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Request size limits of the public listener."""
-
-    max_url_bytes: int = 8192  # longer request targets get 414
-    max_header_bytes: int = 32768  # all field names + values; more gets 431
-    max_headers: int = 100  # more header fields gets 431
-    max_body_bytes: int = 16 * 1024 * 1024  # request bodies (POST/PUT pass-through); more gets 413
-    max_header_line_bytes: int = 8192  # one field's name + value; more gets 431 (issue 12)
-    underscores_in_headers: bool = False  # keep fields named with "_" (dropped by default, as nginx)
 
 
 class Responder(Protocol):

@@ -3,7 +3,8 @@
 After Pingora's eviction manager, a policy never touches a store: the store tells it what
 was inserted (admit), read (touch) or removed (forget), and admit() returns the victims the
 store must delete to stay within max_bytes. Policies are pure and synchronous. LRUPolicy is
-the baseline; S3FIFOPolicy (edge/store/s3fifo.py) is the default.
+the baseline; GDSFPolicy (edge/store/gdsf.py) is the memory tier's default and S3FIFOPolicy
+(edge/store/s3fifo.py) the disk tier's.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class EvictionPolicy(Protocol):
     def admit(self, key: bytes, size: int) -> list[bytes]:
         """Tracks `key` (a new object, or a new size for a tracked one); returns the victims.
 
-        An object larger than max_bytes is not tracked: admit returns [key] itself.
-        Otherwise the victims never include `key`.
+        An object larger than max_bytes is not tracked: admit returns [key] itself. LRU and
+        S3-FIFO never otherwise return `key`; GDSF may, when every resident key outranks it
+        (the store then drops the newcomer: it was refused).
         """
         ...
 

@@ -1,18 +1,20 @@
 """TieredStore: the memory tier in front of the (optional) disk tier, as one Store.
 
 Lookups try memory, then disk. A disk hit whose body fits the memory tier's
-max_object_bytes is promoted into memory on its first hit: the memory tier's own S3-FIFO
-policy already keeps one-hit wonders out of its main queue, so a second-hit admission rule
-here would only delay warm objects. A writer writes every chunk to disk and tees it into a
-memory writer while the body still fits the memory tier; commit publishes both. Per-key
-locks keep the two tiers in the same order when writers, promotions and removals of one key
-race: whatever commits last is what both tiers hold.
+max_object_bytes is offered to memory on its first hit: the memory tier's own policy decides
+whether it stays (S3-FIFO keeps one-hit wonders out of its main queue, GDSF drops a body whose
+hits per byte do not earn the room), so a second-hit rule here would only delay warm objects.
+A writer writes every chunk to disk, if the disk admission filter (edge/store/admission.py)
+admits the fill, and tees it into a memory writer while the body still fits the memory tier;
+commit publishes both. Per-key locks keep the two tiers in the same order when writers,
+promotions and removals of one key race: whatever commits last is what both tiers hold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from edge.store.admission import AdmitAll, DiskAdmission
 from edge.store.base import AbortOnExit, Hit, RefuseReason, RemoveReason, StoreStats
 from edge.store.disk import DiskHit, DiskStore, DiskWriter
 from edge.store.diskfile import CorruptObject
@@ -26,9 +28,14 @@ __all__ = ["TieredStore", "TieredWriter"]
 class TieredStore:
     """Memory first, disk second; `memory.get` is the synchronous hot path."""
 
-    def __init__(self, memory: MemoryStore, disk: DiskStore | None = None) -> None:
+    def __init__(
+        self, memory: MemoryStore, disk: DiskStore | None = None, *, admission: DiskAdmission | None = None
+    ) -> None:
         self.memory = memory
         self.disk = disk
+        self.admission: DiskAdmission = admission if admission is not None else AdmitAll()
+        self.disk_skipped = 0  # fills the admission filter kept off the disk
+        self.disk_write_bytes = 0  # body bytes of fills published on disk (flash wear)
         self._locks = KeyLocks()
         self._hits = 0
         self._misses = 0
@@ -58,9 +65,23 @@ class TieredStore:
         return hit
 
     async def open_writer(self, meta: EntryMeta) -> TieredWriter:
-        """Opens a disk writer (if there is a disk tier) and a memory writer side by side."""
-        disk = None if self.disk is None else await self.disk.open_writer(meta)
-        return TieredWriter(self, meta, await self.memory.open_writer(meta), disk)
+        """Opens a disk writer (if there is a disk tier that admits it) and a memory writer."""
+        writer = None
+        if self.disk is not None:
+            # A replacement of a stored object is always admitted: skipping it would leave
+            # the old body on disk. Until the disk first evicts it has room to spare, so
+            # every miss is written (the filter still counts it).
+            disk = self.disk
+            stats = disk.stats
+            if (
+                meta.key in disk
+                or self.admission.should_admit(meta.key, stats.entries)
+                or stats.evictions == 0
+            ):
+                writer = await disk.open_writer(meta)
+            else:
+                self.disk_skipped += 1
+        return TieredWriter(self, meta, await self.memory.open_writer(meta), writer)
 
     async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
         """Updates both tiers; True if either held the object."""
@@ -143,6 +164,8 @@ class TieredStore:
         key = meta.key
         async with self._locks.hold(key):
             disk_ok = writer.disk is not None and await writer.disk.commit(meta)
+            if disk_ok:
+                self.disk_write_bytes += writer.body_bytes
             memory_ok = await writer.memory.commit(meta)
             # A tier that refused the new body must not keep serving the old one.
             if not memory_ok:
@@ -167,6 +190,7 @@ class TieredWriter(AbortOnExit):
         self._store = store
         self._meta = meta
         self._committed = False
+        self.body_bytes = 0  # body bytes written so far
 
     @property
     def refusal(self) -> RefuseReason | None:
@@ -179,6 +203,7 @@ class TieredWriter(AbortOnExit):
 
     async def write(self, chunk: bytes) -> None:
         """Writes the chunk to disk and to the memory buffer (which stops once too large)."""
+        self.body_bytes += len(chunk)
         if self.disk is not None:
             await self.disk.write(chunk)
         await self.memory.write(chunk)

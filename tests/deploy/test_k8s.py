@@ -10,12 +10,9 @@ or misspelled field is an error), for the oldest and the newest Kubernetes versi
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shutil
-import stat
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ import yaml
 
 from edge.config.deployment import load
 from edge.config.errors import ConfigError
+from edge.config.secrets import inline_secrets
 from tests.deploy.kustomize import render
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,9 +59,9 @@ def _service(objects: list[Obj], headless: bool) -> Obj:
     return found[0]
 
 
-def _container(sts: Obj, name: str, init: bool = False) -> Obj:
+def _container(sts: Obj, name: str) -> Obj:
     spec = sts["spec"]["template"]["spec"]
-    return next(c for c in spec["initContainers" if init else "containers"] if c["name"] == name)
+    return next(c for c in spec["containers"] if c["name"] == name)
 
 
 def _port(container: Obj, name: str) -> int:
@@ -76,29 +74,29 @@ def _quantity(value: str) -> int:
     return int(m.group(1)) * 1024 ** ("KMGT".index(m.group(2)[0]) + 1)
 
 
-def _render_config(
-    sts: Obj, template: str, tmp: Path, secrets: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """Runs the StatefulSet's render-config step for real, on files laid out as the pod mounts them."""
-    init = _container(sts, "render-config", init=True)
-    assert init["command"][:2] == ["python", "-c"]
-    (tmp / "template").mkdir()
-    (tmp / "template" / "config.toml").write_text(template)
-    (tmp / "secrets").mkdir()
+def _mount(mount_path: str, tmp: Path) -> Path:
+    """Where the test lays out a volume the pod mounts at `mount_path`."""
+    return tmp / mount_path.lstrip("/")
+
+
+def _pod_config(sts: Obj, config_map: Obj, tmp: Path, secrets: dict[str, str]) -> Path:
+    """Lays out the ConfigMap and the Secret as the node container mounts them (under `tmp`)
+    and returns the config file the node's --config names, its mount paths moved under `tmp`."""
+    node = _container(sts, "edgecache")
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in node["volumeMounts"]}
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+    text = config_map["data"]["config.toml"]
+    for name in ("config", "secrets"):
+        _mount(mounts[name], tmp).mkdir(parents=True)
+        text = text.replace(mounts[name] + "/", str(_mount(mounts[name], tmp)) + "/")
     for key, value in secrets.items():
-        (tmp / "secrets" / key).write_text(value + "\n")
-    (tmp / "run").mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "EDGE_CONFIG_TEMPLATE": str(tmp / "template" / "config.toml"),
-        "EDGE_SECRETS_DIR": str(tmp / "secrets"),
-        "EDGE_CONFIG": str(tmp / "run" / "config.toml"),
-    }
-    declared = {e["name"] for e in init["env"]}
-    assert declared == set(env) - {"PATH"}, "the test must set exactly the variables the manifest sets"
-    return subprocess.run(
-        [sys.executable, "-c", init["command"][2]], env=env, capture_output=True, text=True, timeout=60
-    )
+        (_mount(mounts["secrets"], tmp) / key).write_text(value + "\n")  # as `--from-file` leaves it
+    config_arg = node["args"][node["args"].index("--config") + 1]
+    assert Path(config_arg).parent == Path(mounts["config"]), "--config names the mounted ConfigMap"
+    path = _mount(mounts["config"], tmp) / Path(config_arg).name
+    path.write_text(text)
+    return path
 
 
 @pytest.mark.skipif(
@@ -168,46 +166,39 @@ def test_mounted_config_passes_the_config_loader_for_every_node(region: str, tmp
     objects = _rendered(region)
     sts = _one(objects, "StatefulSet")
     config_map = _one(objects, "ConfigMap")
-    volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "config-template")
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
     template = config_map["data"]["config.toml"]
-    assert "@CLUSTER_SECRET@" in template and "@ADMIN_TOKEN@" in template, "secrets come from the Secret"
-    with pytest.raises(ConfigError):  # the template alone is not a usable config: placeholders are no secrets
-        path = tmp_path / "template.toml"
-        path.write_text(template)
-        load(path, f"edgecache-{region}-0")
-
-    done = _render_config(sts, template, tmp_path, SECRET_VALUES)
-    assert done.returncode == 0, done.stderr
-    rendered = tmp_path / "run" / "config.toml"
-    assert stat.S_IMODE(rendered.stat().st_mode) == 0o600
-    nodes = tomllib.loads(rendered.read_text())["nodes"]
+    for value in SECRET_VALUES.values():
+        assert value not in template
+    assert inline_secrets(tomllib.loads(template)) == (), "secrets come from the Secret's files"
+    assert not sts["spec"]["template"]["spec"].get("initContainers"), "the node reads the files itself"
+    path = _pod_config(sts, config_map, tmp_path, SECRET_VALUES)
+    nodes = tomllib.loads(path.read_text())["nodes"]
     assert len(nodes) == 12
     for node in nodes:
-        cfg = load(rendered, node)
+        cfg = load(path, node)
         assert cfg.cluster is not None and cfg.cluster.secret == SECRET_VALUES["cluster-secret"]
         assert [t.token for t in cfg.admin.tokens] == [SECRET_VALUES["admin-token"]]
 
 
-def test_render_config_fails_when_the_secret_lacks_a_key(tmp_path: Path) -> None:
+def test_mounted_config_fails_naming_the_key_when_the_secret_lacks_a_file(tmp_path: Path) -> None:
     objects = _rendered("eu")
-    done = _render_config(
+    path = _pod_config(
         _one(objects, "StatefulSet"),
-        _one(objects, "ConfigMap")["data"]["config.toml"],
+        _one(objects, "ConfigMap"),
         tmp_path,
         {"cluster-secret": SECRET_VALUES["cluster-secret"]},
     )
-    assert done.returncode != 0
-    assert "admin-token" in done.stderr and "@ADMIN_TOKEN@" in done.stderr
-    assert not (tmp_path / "run" / "config.toml").exists()
+    with pytest.raises(ConfigError, match=r"^admin\.tokens\[0\]\.token_file: .*admin-token: file not found"):
+        load(path, "edgecache-eu-0")
 
 
 def test_the_secret_example_has_every_key_the_config_names() -> None:
     secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
-    template = (K8S / "base" / "config.toml").read_text()
-    named = {m.lower().replace("_", "-") for m in re.findall(r"@([A-Z][A-Z0-9_]*)@", template)}
     sts = _one(_rendered("eu"), "StatefulSet")
     volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets")
+    mount = next(m for m in _container(sts, "edgecache")["volumeMounts"] if m["name"] == "secrets")
+    template = (K8S / "base" / "config.toml").read_text()
+    named = set(re.findall(re.escape(mount["mountPath"]) + r"/([a-z0-9-]+)", template))
     assert volume["secret"]["secretName"] == secret["metadata"]["name"]
     assert named == set(secret["stringData"]) == set(SECRET_VALUES)
 
@@ -220,9 +211,7 @@ def test_statefulset_agrees_with_config_toml(region: str, tmp_path: Path) -> Non
     assert _one(objects, "Namespace")["metadata"]["name"] == namespace
     assert all(o["metadata"].get("namespace") == namespace for o in objects if o["kind"] != "Namespace")
     assert sts["metadata"]["name"] == f"edgecache-{region}"
-    done = _render_config(sts, _one(objects, "ConfigMap")["data"]["config.toml"], tmp_path, SECRET_VALUES)
-    assert done.returncode == 0, done.stderr
-    path = tmp_path / "run" / "config.toml"
+    path = _pod_config(sts, _one(objects, "ConfigMap"), tmp_path, SECRET_VALUES)
     pods = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
     in_region = sorted(
         n for n, body in tomllib.loads(path.read_text())["nodes"].items() if body["region"] == region
@@ -230,9 +219,7 @@ def test_statefulset_agrees_with_config_toml(region: str, tmp_path: Path) -> Non
     assert in_region == pods, "every pod is a node of this region in config.toml, and no other node is"
 
     node = _container(sts, "edgecache")
-    init = _container(sts, "render-config", init=True)
-    config_out = next(e["value"] for e in init["env"] if e["name"] == "EDGE_CONFIG")
-    assert node["args"] == ["--config", config_out, "--node", "$(POD_NAME)"]
+    assert node["args"] == ["--config", "/etc/edgecache/config/config.toml", "--node", "$(POD_NAME)"]
     assert (
         next(e for e in node["env"] if e["name"] == "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"]
         == "metadata.name"
@@ -241,7 +228,7 @@ def test_statefulset_agrees_with_config_toml(region: str, tmp_path: Path) -> Non
     assert sts["spec"]["serviceName"] == peers["metadata"]["name"]
     assert peers["spec"]["publishNotReadyAddresses"] is True
     mounts = {m["name"]: m["mountPath"] for m in node["volumeMounts"]}
-    assert mounts["run"] == str(Path(config_out).parent)
+    assert mounts["config"] == "/etc/edgecache/config"
     template_spec = sts["spec"]["template"]["spec"]
     limit = _quantity(node["resources"]["limits"]["memory"])
     claim = next(c for c in sts["spec"]["volumeClaimTemplates"] if c["metadata"]["name"] == "cache")
@@ -252,6 +239,10 @@ def test_statefulset_agrees_with_config_toml(region: str, tmp_path: Path) -> Non
             == f"http://{pod}.{peers['metadata']['name']}.{namespace}.svc.cluster.local:{_port(node, 'peer')}"
         )
         assert peers["spec"]["ports"][0]["port"] == _port(node, "peer")
+        discovery = cfg.regions[region].discovery  # SRV records of the headless Service's port
+        assert discovery is not None and discovery.record.value == "SRV"
+        port_name = peers["spec"]["ports"][0]["name"]
+        assert discovery.name == f"_{port_name}._tcp.{peers['metadata']['name']}.{namespace}.svc.cluster.local"
         assert cfg.node.port == _port(node, "http") and cfg.node.admin_port == _port(node, "admin")
         assert str(cfg.disk_dir) == mounts["cache"]
         assert _quantity(claim["spec"]["resources"]["requests"]["storage"]) > cfg.cache.disk_bytes

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge.config.deployment import load
+from tests.deploy.secret_files import with_secret_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,8 +68,8 @@ def test_start_reload_stop() -> None:
     assert _unit()["Install"]["WantedBy"] == ["multi-user.target"]
 
 
-def test_example_config_keeps_the_cache_in_the_state_directory() -> None:
-    config = ROOT / "deploy" / "examples" / "one-region.toml"
+def test_example_config_keeps_the_cache_in_the_state_directory(tmp_path: Path) -> None:
+    config = with_secret_files(ROOT / "deploy" / "examples" / "one-region.toml", tmp_path)
     state = Path("/var/lib") / _service("StateDirectory")
     for node in ("edge1", "edge2", "edge3"):
         cfg = load(config, node)

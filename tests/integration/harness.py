@@ -126,13 +126,14 @@ def write_config(path: Path, *, origin_url: str, nodes: dict[str, str], cache: d
     return path
 
 
-def start_edge(config: Path, node: str, log_dir: Path) -> Proc:
-    """Starts one edge node of `config` as its own process."""
+def start_edge(config: Path, node: str, log_dir: Path, extra_args: tuple[str, ...] = ()) -> Proc:
+    """Starts one edge node of `config` as its own process (`extra_args`: more command-line flags)."""
     import tomllib
 
     data = tomllib.loads(config.read_text())
     host, _, port = data["nodes"][node]["listen"].rpartition(":")
-    return _spawn(f"edge-{node}", ["-m", "edge", "--config", str(config), "--node", node], host, int(port), log_dir)
+    args = ["-m", "edge", "--config", str(config), "--node", node, *extra_args]
+    return _spawn(f"edge-{node}", args, host, int(port), log_dir)
 
 
 def origin_stats(origin: Proc) -> dict[str, Any]:

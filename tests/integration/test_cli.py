@@ -28,7 +28,7 @@ class TestCommandLine:
         result = _run(["--help"])
         assert result.returncode == 0
         for flag in ("--config", "--node", "--origin", "--listen", "--memory", "--disk-dir", "--disk",
-                     "--no-access-log", "--log-level"):
+                     "--policy", "--memory-max-object", "--no-access-log", "--log-level"):
             assert flag in result.stdout
 
     def test_node_exits_2_naming_key_when_config_has_unknown_key(self, tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ class TestCheckConfig:
         assert "listen 127.0.0.3:8080" in result.stdout
 
     @pytest.mark.parametrize(("cache", "origin", "expected"), [
-        ({"policy": "lfu"}, {}, "cache.policy: unknown eviction policy 'lfu'; use one of \"s3fifo\", \"lru\""),
+        ({"policy": "lfu"}, {}, "cache.policy: unknown eviction policy 'lfu'; use one of \"gdsf\", \"s3fifo\", \"lru\""),
         ({}, {"balance": "random"},
          "origins.demo.balance: unknown balancing 'random'; use one of \"round_robin\", \"least_outstanding\""),
     ])

@@ -108,7 +108,7 @@ async def load_and_kill(edge: Proc, objects: list[Obj]) -> list[tuple[Obj, Serve
 class TestKillDuringWrites:
     async def test_restarted_node_serves_only_whole_objects_when_killed_mid_write(
             self, origin: Proc, edge_factory: EdgeFactory) -> None:
-        edge = edge_factory(disk=True, cache={"memory_max_object_bytes": 64 * KiB})
+        edge = edge_factory(disk=True, cache={"memory_max_object_bytes": 64 * KiB, "disk_admission": "all"})
         objects = make_objects(seed=9)
         before = await load_and_kill(edge, objects)
         assert KILL_AFTER <= len(before) < OBJECTS  # the kill came while fills were in flight

@@ -21,7 +21,9 @@ from tests.integration.conftest import EdgeFactory
 from tests.integration.harness import Proc, origin_stats
 
 KiB = 1024
-SMALL_MEMORY = {"memory_max_object_bytes": 64 * KiB}  # every object below goes to disk only
+MiB = 1024 * KiB
+# every object below goes to disk only, on its first fill (no second-hit admission)
+SMALL_MEMORY = {"memory_max_object_bytes": 64 * KiB, "disk_admission": "all"}
 SIZES = (200 * KiB, 1536 * KiB, 300 * KiB + 7, 900 * KiB)
 
 
@@ -184,3 +186,31 @@ def flip_byte(path: Path, offset: int) -> None:
         byte = f.read(1)
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0xFF]))
+
+
+
+
+
+class TestSecondHitAdmission:
+    async def test_disk_tier_writes_object_on_second_miss_when_disk_is_full(
+            self, origin: Proc, edge_factory: EdgeFactory) -> None:
+        # the default admission (second_hit) on a 1 MiB disk that four 300 KiB objects overflow
+        edge = edge_factory(disk=True, cache={"memory_max_object_bytes": 64 * KiB, "disk_bytes": MiB})
+        fillers = [(f"filler{i}", 300 * KiB) for i in range(4)]
+        await fill(edge, fillers)  # written on first miss while the disk had room; then it evicts
+        assert not all(object_file(edge, target(name, size)).exists() for name, size in fillers)
+        path = target("admit", 256 * KiB)
+        first = await get(edge, path)
+        assert not is_hit(first[1]), first[1]  # too big for RAM, and a first miss is not written
+        for _ in range(100):  # until a request starts a fill of its own (not joining the first)
+            second = await get(edge, path)
+            if "collapsed" not in second[1]:
+                break
+        assert not is_hit(second[1]), second[1]  # nothing was stored: the second request misses too
+        for _ in range(100):
+            third = await get(edge, path)
+            if is_hit(third[1]):
+                break
+        assert is_hit(third[1]), third[1]
+        assert first[2] == second[2] == third[2] == synthetic.body("admit", 256 * KiB)
+        assert object_file(edge, path).exists() and count(origin, path) == 2  # the second miss was written

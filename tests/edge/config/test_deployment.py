@@ -67,7 +67,7 @@ class TestParse:
     def test_parse_fails_listing_policies_when_eviction_policy_unknown(self) -> None:
         with pytest.raises(ConfigError) as err:
             parse(_with(cache={"policy": "lfu"}), "edge1")
-        assert str(err.value) == "cache.policy: unknown eviction policy 'lfu'; use one of \"s3fifo\", \"lru\""
+        assert str(err.value) == "cache.policy: unknown eviction policy 'lfu'; use one of \"gdsf\", \"s3fifo\", \"lru\""
 
     @pytest.mark.parametrize("member", list(Eviction))
     def test_parse_reads_eviction_policy_as_member_when_named(self, member: Eviction) -> None:
@@ -167,3 +167,48 @@ class TestPeerTimeouts:
         )
         cluster = parse(data, "e1").cluster
         assert cluster is not None and cluster.peer_timeouts.first_byte_s == 2.0
+
+
+class TestCachePolicyAndAdmission:
+    @pytest.mark.parametrize("name", ["gdsf", "s3fifo", "lru"])
+    def test_parse_accepts_policy_when_known(self, name: str) -> None:
+        assert parse(_with(cache={"policy": name}), "edge1").cache.policy == name
+
+    def test_parse_fails_naming_key_when_admission_unknown(self) -> None:
+        with pytest.raises(ConfigError, match=r"^cache\.disk_admission: expected"):
+            parse(_with(cache={"disk_admission": "sometimes"}), "edge1")
+
+    @pytest.mark.parametrize("window", [-5, "many", True, 1.5])
+    def test_parse_fails_naming_key_when_admission_window_not_a_count(self, window: object) -> None:
+        with pytest.raises(ConfigError, match=r"^cache\.disk_admission_window: expected a number"):
+            parse(_with(cache={"disk_admission_window": window}), "edge1")
+
+    def test_parse_reads_admission_when_given(self) -> None:
+        raw = {"disk_admission": "second_hit", "disk_admission_window": 500}
+        cache = parse(_with(cache=raw), "edge1").cache
+        assert (cache.disk_admission, cache.disk_admission_window) == ("second_hit", 500)
+
+    def test_quickstart_keeps_cache_choices_when_given(self) -> None:
+        from edge.config.deployment import CacheConfig
+
+        cfg = quickstart(
+            origin="http://127.0.0.1:8000",
+            listen="127.0.0.2:8080",
+            memory_bytes=1 << 20,
+            cache=CacheConfig(policy="lru", memory_max_object_bytes=4096),
+        )
+        assert (cfg.cache.policy, cfg.cache.memory_max_object_bytes, cfg.cache.memory_bytes) == (
+            "lru",
+            4096,
+            1 << 20,
+        )
+
+    def test_memory_cap_follows_disk_tier_when_not_configured(self) -> None:
+        cache = parse(BASE, "edge1").cache
+        assert cache.memory_max_object_bytes is None
+        assert cache.memory_object_cap(has_disk=True) == 64 * 1024
+        assert cache.memory_object_cap(has_disk=False) == 8 * 1024 * 1024
+
+    def test_memory_cap_is_the_configured_one_when_given(self) -> None:
+        cache = parse(_with(cache={"memory_max_object_bytes": "256KiB"}), "edge1").cache
+        assert cache.memory_object_cap(has_disk=True) == cache.memory_object_cap(has_disk=False) == 256 * 1024

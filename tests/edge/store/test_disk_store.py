@@ -17,6 +17,8 @@ from edge.store import diskfile
 from edge.store.base import CHUNK_BYTES, RemoveReason, Store
 from edge.store.disk import DiskHit, DiskStore, DiskUnusable
 from edge.store.diskfile import HEADER, object_path
+from edge.store.eviction import LRUPolicy
+from edge.store.gdsf import GDSFPolicy
 from edge.store.keylock import KeyLocks
 from tests.edge.store.store_contract import (
     KiB,
@@ -33,6 +35,20 @@ from tests.edge.store.store_contract import (
 class TestDiskStoreContract(StoreContract):
     async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
         return await DiskStore.open(root, max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+
+
+class TestDiskStoreLRUContract(StoreContract):
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        return await DiskStore.open(
+            root, max_bytes=max_bytes, max_object_bytes=max_object_bytes, policy=LRUPolicy(max_bytes)
+        )
+
+
+class TestDiskStoreGDSFContract(StoreContract):
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        return await DiskStore.open(
+            root, max_bytes=max_bytes, max_object_bytes=max_object_bytes, policy=GDSFPolicy(max_bytes)
+        )
 
 
 async def _open(root: Path, *, background: bool = False, max_bytes: int = 64 * MiB) -> DiskStore:

@@ -9,12 +9,25 @@ import pytest
 from edge.store.base import RefuseReason, Store
 from edge.store.memory import ENTRY_OVERHEAD_BYTES, MemoryStore
 from edge.store.eviction import LRUPolicy
+from edge.store.gdsf import GDSFPolicy
 from tests.edge.store.store_contract import KiB, MiB, StoreContract, make_meta, put
 
 
 class TestMemoryStoreContract(StoreContract):
     async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
         return MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes)
+
+
+class TestMemoryStoreLRUContract(StoreContract):
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        policy = LRUPolicy(max_bytes)
+        return MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes, policy=policy)
+
+
+class TestMemoryStoreGDSFContract(StoreContract):
+    async def build(self, root: Path, *, max_bytes: int, max_object_bytes: int) -> Store:
+        policy = GDSFPolicy(max_bytes)
+        return MemoryStore(max_bytes=max_bytes, max_object_bytes=max_object_bytes, policy=policy)
 
 
 class TestMemoryStoreHotPath:
@@ -54,6 +67,23 @@ class TestMemoryStoreHotPath:
     async def test_store_refuses_policy_with_other_budget_when_built(self) -> None:
         with pytest.raises(ValueError):
             MemoryStore(max_bytes=MiB, max_object_bytes=KiB, policy=LRUPolicy(2 * MiB))
+
+
+class TestMemoryStoreGDSF:
+    async def test_store_drops_cold_large_body_when_gdsf_ranks_it_last(self) -> None:
+        small = 4 * KiB
+        budget = 8 * (small + ENTRY_OVERHEAD_BYTES)
+        store = MemoryStore(max_bytes=budget, max_object_bytes=budget, policy=GDSFPolicy(budget))
+        metas = [make_meta(f"asset{i}") for i in range(8)]
+        for meta in metas:
+            assert await put(store, meta, b"a" * small)
+            assert store.get(meta.key) is not None  # one hit each
+        big = make_meta("segment")
+        assert not await put(store, big, b"v" * (4 * small))  # refused: every asset outranks it
+        assert store.peek(big.key) is None
+        assert all(store.peek(meta.key) is not None for meta in metas)
+        assert store.put(big, b"v" * (4 * small)) is None  # a promotion is refused the same way
+        assert store.stats.bytes <= budget
 
 
 class TestMemoryWriterBuffering:
