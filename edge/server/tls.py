@@ -75,20 +75,15 @@ class ServerTls:
                     wildcard.setdefault(host[2:], index)
                 else:
                     exact.setdefault(host, index)
-        # the listener keeps the first context object for good; later reloads hand out new ones
-        if not self._contexts:
-            self.default = contexts[0]
+        if self._contexts:  # a reload: the listener holds self.default; give it the new first certificate
+            first = config.certificates[0]
+            self.default.load_cert_chain(first.cert_file, first.key_file)  # just loaded above: usable
+            self.default.minimum_version = contexts[0].minimum_version
+            contexts[0] = self.default
         else:
-            contexts[0] = self._reuse_default(contexts[0], config)
+            self.default = contexts[0]
         self._contexts, self._exact, self._wildcard = contexts, exact, wildcard
         self.default.sni_callback = self._pick
-
-    def _reuse_default(self, fresh: ssl.SSLContext, config: TlsConfig) -> ssl.SSLContext:
-        """Loads the new default certificate into the context the listener already holds."""
-        first = config.certificates[0]
-        self.default.load_cert_chain(first.cert_file, first.key_file)
-        del fresh
-        return self.default
 
     def _pick(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext) -> None:
         """SNI callback: switch to the certificate for `name` (the default keeps the rest)."""
