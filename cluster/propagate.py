@@ -156,6 +156,13 @@ class PurgeHub:
         purges = self.log.since(cursor, limit + 1)
         return purges[:limit], len(purges) > limit
 
+    def set_peers(self, peers: Sequence[PeerConfig]) -> None:
+        """A config reload changed the deployment's nodes: fan out and catch up with these."""
+        self._peers = tuple(p for p in peers if p.name != self.self_name)
+        self._sync = {p.name: self._sync.get(p.name) or _PeerSync() for p in self._peers}
+        if self._loop_task is None and self._peers:
+            self.start()
+
     # -- catch-up and watchdog ------------------------------------------------------------
     def start(self) -> None:
         """Starts the periodic catch-up loop (nothing to do without peers)."""

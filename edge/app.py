@@ -1,8 +1,9 @@
 """The only wiring place: builds one node's stores, origin pools, coalescer and listener.
 
 `EdgeNode(config)` is started with `await node.start()` and stopped with
-`await node.stop()`, which closes the listener, cancels request tasks and fills under a
-deadline, and closes the stores and client sessions.
+`await node.drain()` (graceful: edge.server.lifecycle) or `await node.stop()`, which closes
+the listener, cancels request tasks and fills under a deadline, and closes the stores and
+client sessions.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cluster.purge_wire import HttpPurgeTransport
 from cluster.ring import Ring
 from edge.config.cache import Eviction
 from edge.config.deployment import EdgeConfig
+from edge.config.reload import LiveChange, ReloadPlan, log_reload, merge_live, plan_reload
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
 from edge.metrics.node import NodeMetrics
@@ -41,10 +43,12 @@ from edge.rules.outcome import cache_name
 from edge.rules.site_policy import PolicySet, key_url_form
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
+from edge.server.lifecycle import Lifecycle, PublicGate, announce_s
 from edge.server.protocol import HttpProtocol, Responder
 from edge.server.tls import ServerTls, TlsError
 from edge.store.admission import AdmissionMode, make_admission
 from edge.store.base import Store
+from edge.store.dirlock import DirLock
 from edge.store.disk import DiskStore, DiskUnusable
 from edge.store.eviction import EvictionPolicy, LRUPolicy
 from edge.store.gdsf import GDSFPolicy
@@ -117,8 +121,13 @@ class EdgeNode:
         self._admin: Admin | None = None
         self.connections: Connections | None = None  # the public listener's, built in start()
         self._access_log: AccessLog | None = None
+        self.lifecycle = Lifecycle()  # starting → ready → draining (edge.server.lifecycle)
+        self._gate = PublicGate(self.lifecycle, config.server)  # the public listener's responder
+        self._internal_connections: Connections | None = None
+        self._peer_gate: PeerGate | None = None
+        self._largest = 0  # the largest object any tier stores
+        self._dir_lock: DirLock | None = None  # held on the disk directory until the node ends
         self.metrics = NodeMetrics()  # plain-int counters read by /metrics and the status page
-        self._internal_conns: Connections | None = None
         self._tls_server: asyncio.Server | None = None  # the HTTPS listener ([nodes.NAME] tls)
         self.tls: ServerTls | None = None
         self.tls_port = config.node.tls_port
@@ -136,12 +145,21 @@ class EdgeNode:
         nofile = raise_fd_limit()
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
-            self._access_log = AccessLog(
-                sys.stdout,
-                cfg.node.name,
-                cfg.server.access_log_buffer_lines,
-                fmt=cfg.server.access_log_format,
+            self._access_log = await self._open_access_log(cfg)
+        # bound first: a port in use fails before any disk work, and readiness answers
+        # "starting" (503) while the disk index loads; requests wait for the start
+        self._server = await self._listen(
+            self._gate, cfg.node.host, cfg.node.port, "[nodes] listen or --listen", self.connections
+        )
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        if self.tls is not None and cfg.node.tls_host is not None:
+            where = f"nodes.{cfg.node.name}.tls"
+            self._tls_server = await self._listen(
+                self._gate, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, self.tls
             )
+            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
         cache = cfg.cache
         memory = MemoryStore(
             max_bytes=cache.memory_bytes,
@@ -160,8 +178,7 @@ class EdgeNode:
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
             pool.start()
-        upstreams: dict[str, Upstream] = self.metrics.metered(self._pools)
-        routing = self._build_routing(memory.max_bytes)
+        self._build_routing(memory.max_bytes)
         co = cfg.coalesce
         self._coalescer = Coalescer(
             spool_dir=spool_dir,
@@ -170,32 +187,20 @@ class EdgeNode:
             idle_timeout_s=co.idle_timeout_s,
             pass_memo_s=co.pass_memo_s,
         )
-        largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
-        invalidator, hub = await self._build_purging()
-        handler = Handler(
-            store=self.store,
-            coalescer=self._coalescer,
-            filler=Filler(cache=cache, max_object_bytes=largest, purges=invalidator),
-            routing=routing,
-            policies=PolicySet(cfg.policies),
-            purges=invalidator,
-            router=Router(cfg.routes),
-            upstreams=upstreams,
-            allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
-            access_log=self._access_log,
-            counts=self.metrics.clients,
-            peer_counts=self.metrics.peers,
-            cache_name=cache_name(cfg.node.name if cfg.cluster is not None else None),
-        )
+        self._largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
+        _, hub = await self._build_purging()
+        handler = self._build_handler(cfg)
         if cfg.cluster is not None and cfg.node.internal_host is not None:
-            gate = PeerGate(handler.for_peers(), cfg.cluster.secret, purges=hub)
-            self._internal_conns = Connections.for_listener(cfg.server, nofile)
+            gate = self._peer_gate = PeerGate(
+                handler.for_peers(), cfg.cluster.secret, purges=hub, serving=lambda: self.lifecycle.serving_peers
+            )
+            self._internal_connections = Connections.for_listener(cfg.server, nofile)
             self._internal = await self._listen(
                 gate,
                 cfg.node.internal_host,
                 cfg.node.internal_port,
                 f"nodes.{cfg.node.name}.internal",
-                self._internal_conns,
+                self._internal_connections,
             )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
         # catch up on purges missed while down before serving anything cached (bounded: each
@@ -208,12 +213,7 @@ class EdgeNode:
                 len(cfg.peers) - 1,
                 hub.log.generation,
             )
-        self._server = await self._listen(
-            handler, cfg.node.host, cfg.node.port, "[nodes] listen or --listen", self.connections
-        )
-        sockets = self._server.sockets
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._gate.serve(handler)
         log.info(
             "node %s listening on http://%s:%d (at most %d client connections)",
             cfg.node.name,
@@ -221,12 +221,6 @@ class EdgeNode:
             self.port,
             self.connections.max_connections,
         )
-        if self.tls is not None and cfg.node.tls_host is not None:
-            where = f"nodes.{cfg.node.name}.tls"
-            self._tls_server = await self._listen(
-                handler, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, self.tls
-            )
-            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
         if cfg.node.admin_host is not None:
             self._admin = Admin(cfg.admin, hub, self.purge_status, extra_routes=self._observability())
             try:
@@ -247,6 +241,109 @@ class EdgeNode:
             self._membership.start()
         if self._discovery is not None:
             self._discovery.start()
+        self.lifecycle.ready()
+
+    def _build_handler(self, cfg: EdgeConfig) -> Handler:
+        """The request handler for a config (at start, and on each reload); stores stay the same."""
+        assert self.store is not None and self._coalescer is not None and self.invalidator is not None
+        return Handler(
+            store=self.store,
+            coalescer=self._coalescer,
+            filler=Filler(cache=cfg.cache, max_object_bytes=self._largest, purges=self.invalidator),
+            routing=self.routing,
+            policies=PolicySet(cfg.policies),
+            purges=self.invalidator,
+            router=Router(cfg.routes),
+            upstreams=self.metrics.metered(self._pools),
+            allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
+            access_log=self._access_log if cfg.access_log else None,
+            counts=self.metrics.clients,
+            peer_counts=self.metrics.peers,
+            cache_name=cache_name(cfg.node.name if cfg.cluster is not None else None),
+        )
+
+    async def reload(self, new: EdgeConfig) -> ReloadPlan:
+        """SIGHUP with a validated config: applies what can change live (edge.config.reload).
+
+        New requests use the new handler; requests in flight finish with the one they began
+        with. Stores, running fills and open connections are kept.
+        """
+        plan = plan_reload(self.config, new)
+        membership = LiveChange.MEMBERSHIP in plan.live and self.routing is not None
+        if membership and len(new.region_peers) < 2 and not new.parent_peers:
+            membership = False  # leaving every ring takes the peer listener away: a restart
+            plan = ReloadPlan(plan.live - {LiveChange.MEMBERSHIP}, (*plan.restart_only, "nodes (ring)"))
+        applied = merge_live(self.config, new, plan.live)
+        if LiveChange.POOLS in plan.live:
+            assert self._session is not None
+            old_pools, self._pools = self._pools, build_pools(new.pools, self._session)
+            for pool in self._pools.values():
+                pool.start()
+            for pool in old_pools.values():
+                await pool.close()  # stops its health checks; fetches in flight go on
+        if LiveChange.ADMIN in plan.live and self._admin is not None:
+            self._admin.reconfigure(new.admin)
+        if LiveChange.ACCESS_LOG in plan.live and new.access_log:
+            await self._swap_access_log(new)
+        self.config = applied
+        if membership:
+            await self._rejoin(applied)
+        handler = self._build_handler(applied)
+        self._gate.serve(handler)
+        if self._peer_gate is not None:
+            self._peer_gate.serve(handler.for_peers())
+        log_reload(plan)
+        return plan
+
+    async def _open_access_log(self, cfg: EdgeConfig) -> AccessLog:
+        """The access log on stdout, or appending to access_log_file (a StartupError if it cannot)."""
+        lines, path = cfg.server.access_log_buffer_lines, cfg.access_log_file
+        try:
+            return await asyncio.to_thread(
+                AccessLog,
+                sys.stdout,
+                cfg.node.name,
+                lines,
+                Path(path) if path else None,
+                fmt=cfg.server.access_log_format,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"access_log_file {path}: cannot open it for appending ({exc.strerror}); make its "
+                "directory writable by this user or pick another path"
+            ) from exc
+
+    async def _swap_access_log(self, new: EdgeConfig) -> None:
+        """A reload turned the access log on or moved it to another file."""
+        old = self._access_log
+        if old is not None and new.access_log_file == self.config.access_log_file:
+            return
+        try:
+            self._access_log = await self._open_access_log(new)
+        except StartupError as exc:
+            log.error("SIGHUP: keeping the access log as it was: %s", exc)
+            return
+        if old is not None:  # requests in flight may still write to it: their lines are lost
+            await asyncio.to_thread(old.close)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopens the access-log file (after logrotate moved it)."""
+        if self._access_log is not None:
+            self._access_log.reopen()
+
+    async def _rejoin(self, cfg: EdgeConfig) -> None:
+        """A reload changed the region's nodes: new ring, peer clients and probes; same hot store."""
+        assert self._membership is not None and self.routing is not None and self.purges is not None
+        await self._membership.stop()
+        if self._discovery is not None:
+            await self._discovery.stop()
+            self._discovery = None
+        self._build_routing(cfg.cache.memory_bytes, hot=self.routing.hot)
+        self.purges.set_peers(cfg.peers)
+        if self._membership is not None:
+            self._membership.start()
+        if self._discovery is not None:
+            self._discovery.start()
 
     async def _open_disk(self, disk_dir: Path) -> DiskStore:
         """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
@@ -254,6 +351,7 @@ class EdgeNode:
         started = time.monotonic()
         where = "disk tier"
         try:
+            self._dir_lock = await asyncio.to_thread(DirLock.acquire, disk_dir)  # one node per directory
             disk = await DiskStore.open(
                 disk_dir,
                 max_bytes=cache.disk_bytes,
@@ -352,8 +450,14 @@ class EdgeNode:
             "peers": [dataclasses.asdict(p) for p in self._membership.status()] if self._membership else [],
             "origins": [dataclasses.asdict(pool.status()) for pool in self._pools.values()],
             "listener": self.connections.stats() if self.connections is not None else {},
+            "fills": self._fill_stats(),
             "access_log": self._access_log.stats() if self._access_log is not None else {},
         }
+
+    def _fill_stats(self) -> dict[str, int]:
+        """Fills in flight and the requests waiting on them (issue 11: coalescing is visible)."""
+        co = self._coalescer
+        return {"in_flight": co.in_flight, "waiting": co.waiting} if co is not None else {}
 
     def _observability(self) -> Callable[[web.Application], None]:
         """The admin listener's GET /metrics and status page routes."""
@@ -363,7 +467,7 @@ class EdgeNode:
             region=self.config.node.region,
             store=self.store,
             hot=self.routing.hot if self.routing is not None else None,
-            listeners={"public": self.connections, "internal": self._internal_conns},
+            listeners={"public": self.connections, "internal": self._internal_connections},
             access_log=self._access_log,
             membership=self._membership,
             purges=self.purges,
@@ -397,7 +501,7 @@ class EdgeNode:
                 f"cannot listen on {host}:{port}: {exc.strerror}; pick a free address in {where}"
             ) from exc
 
-    def _build_routing(self, memory_bytes: int) -> PeerRouting | None:
+    def _build_routing(self, memory_bytes: int, hot: MemoryStore | None = None) -> PeerRouting | None:
         """The region's ring, peer clients, membership and hot-key store (None for a lone node)."""
         cfg = self.config
         cluster = cfg.cluster
@@ -424,12 +528,15 @@ class EdgeNode:
         peers: dict[str, Upstream] = {
             p.name: client(p) for p in (*cfg.region_peers, *parents) if p.name != cfg.node.name
         }
-        hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
-        hot = MemoryStore(
-            max_bytes=hot_bytes,
-            max_object_bytes=min(hot_bytes, cfg.cache.memory_object_cap(has_disk=cfg.disk_dir is not None)),
-            policy=_policy(cfg.cache.policy, hot_bytes),
-        )
+        if hot is None:  # a reload keeps the one the invalidator already purges
+            hot_bytes = max(1, int(memory_bytes * cluster.hot_share))
+            hot = MemoryStore(
+                max_bytes=hot_bytes,
+                max_object_bytes=min(
+                    hot_bytes, cfg.cache.memory_object_cap(has_disk=cfg.disk_dir is not None)
+                ),
+                policy=_policy(cfg.cache.policy, hot_bytes),
+            )
         membership = Membership(
             cfg.node.name,
             cfg.peers,
@@ -461,8 +568,50 @@ class EdgeNode:
             )
         return routing
 
-    async def stop(self) -> None:
-        """Stops listening, ends in-flight work under a deadline, closes everything."""
+    async def drain(self) -> None:
+        """A graceful stop (SIGTERM, SIGINT): announce, stop accepting, finish, close.
+
+        The order is edge.server.lifecycle's: readiness and peer health turn 503 while the
+        listeners still serve, then stop() lets in-flight requests and fills finish, all
+        within `[server] drain_timeout_s`.
+        """
+        server = self.config.server
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + server.drain_timeout_s
+        if not self.lifecycle.drain():
+            return
+        cluster = self.config.cluster
+        ring_peers = self._membership is not None and len(self.config.region_peers) > 1
+        announce = announce_s(server, cluster.leave_within_s if cluster is not None and ring_peers else None)
+        log.info(
+            "draining node %s: readiness 503 for %.1fs, then at most %.1fs for in-flight work",
+            self.config.node.name,
+            announce,
+            max(0.0, server.drain_timeout_s - announce),
+        )
+        if announce > 0:
+            await asyncio.sleep(announce)
+        await self.stop(drain_until=deadline)
+
+    async def stop(self, drain_until: float | None = None) -> None:
+        """Stops listening, ends in-flight work, closes everything.
+
+        With `drain_until` (loop time), requests and fills run until then and are cancelled
+        after; without it, requests are cancelled at once and fills get FILL_GRACE_S.
+        """
+        self.lifecycle.drain()
+        self._gate.draining()
+        loop = asyncio.get_running_loop()
+        for server in (self._server, self._internal, self._tls_server):
+            if server is not None:
+                server.close()  # stop accepting; open connections stay
+        for conns in (self.connections, self._internal_connections):
+            if conns is not None:
+                conns.drain()  # idle ones closed now, busy ones after their answer
+        if drain_until is not None and self._tasks:
+            _, running = await asyncio.wait(list(self._tasks), timeout=max(0.0, drain_until - loop.time()))
+            if running:
+                log.warning("drain timeout: cutting off %d requests still running", len(running))
         if self._discovery is not None:
             await self._discovery.stop()
         if self._membership is not None:
@@ -472,17 +621,15 @@ class EdgeNode:
             await self._admin.stop()
         if self.purges is not None:
             await self.purges.stop()
-        for server in (self._server, self._internal, self._tls_server):
-            if server is not None:
-                server.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_DEADLINE_S)
         if self._coalescer is not None:
-            left = await self._coalescer.drain(FILL_GRACE_S)
+            grace = FILL_GRACE_S if drain_until is None else max(0.0, drain_until - loop.time())
+            left = await self._coalescer.drain(grace)
             if left:
-                log.info("abandoning %d fills still running after %.0fs", left, FILL_GRACE_S)
+                log.info("abandoning %d fills still running after %.1fs", left, grace)
         await self._close_resources()
         if self._server is not None:
             try:
@@ -504,3 +651,5 @@ class EdgeNode:
             await self.store.close()
         if self._access_log is not None:
             self._access_log.close()
+        if self._dir_lock is not None:
+            self._dir_lock.release()

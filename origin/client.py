@@ -12,18 +12,24 @@ is translated into origin.errors here, the body iterator included:
                       disconnect, malformed head, other I/O -> ProtocolError
     while streaming   idle or total timeout -> BodyTimeout (a BodyError and an UpstreamTimeout)
                       truncated body, bad chunking, reset -> BodyError
+
+103 Early Hints (RFC 8297): aiohttp reads 1xx responses and drops them without a hook, so
+the session's response class (`_HintingResponse`) looks at each message aiohttp reads before
+the final one and hands a 103's fields to the request's sink (origin/early_hints.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import yarl
 from multidict import CIMultiDict
 
 from origin.config import OriginRewrite, ServerConfig, TimeoutConfig
+from origin.early_hints import deliver, wants_hints
 from origin.errors import (
     BodyError,
     BodyTimeout,
@@ -43,6 +49,35 @@ _OWN_REQUEST_FIELDS = frozenset({"host", "content-length"})
 
 # Headers aiohttp would otherwise invent; a transparent proxy sends only what the client sent.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+class _HintingResponse(aiohttp.ClientResponse):
+    """A ClientResponse that reports 103 Early Hints read before the final response.
+
+    aiohttp's `start()` reads messages with `connection.protocol.read()` until one is not
+    1xx and discards the rest. While a request wants hints, that one read is wrapped for the
+    duration of `start()` so every 103 is delivered first; the protocol object is aiohttp's
+    and is left as found. (tests/origin/test_early_hints.py fails if aiohttp changes this.)
+    """
+
+    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        protocol = connection.protocol
+        if protocol is None or not wants_hints():
+            return await super().start(connection)
+        read = protocol.read
+
+        async def read_noting_hints() -> Any:
+            message, payload = await read()
+            if getattr(message, "code", None) == 103:
+                raw = getattr(message, "raw_headers", ())
+                deliver(strip_hop_by_hop(tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)))
+            return message, payload
+
+        protocol.read = read_noting_hints  # type: ignore[method-assign]
+        try:
+            return await super().start(connection)
+        finally:
+            del protocol.read  # the instance attribute goes; the class's method is back
 
 
 def make_session(
@@ -74,6 +109,7 @@ def make_session(
         raise_for_status=False,
         read_bufsize=read_bufsize_bytes,
         timeout=aiohttp.ClientTimeout(total=None),
+        response_class=_HintingResponse,
     )
 
 

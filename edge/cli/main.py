@@ -18,14 +18,12 @@ Exit codes: 0 after a clean stop, 2 for a bad command line or config, 1 when the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from dataclasses import replace
 from importlib import metadata
 
-from edge.app import EdgeNode, StartupError
+from edge.app import StartupError
 from edge.config.cache import Eviction
 from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
 
@@ -170,26 +168,6 @@ def _quick_cache(args: argparse.Namespace) -> CacheConfig:
     )
 
 
-async def _serve(cfg: EdgeConfig) -> int:
-    node = EdgeNode(cfg)
-    await node.start()
-    print(
-        f"edgecache node {cfg.node.name} serving on http://{cfg.node.host}:{node.port}",
-        file=sys.stderr,
-        flush=True,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        logging.getLogger("edge").info("stopping node %s", cfg.node.name)
-        await node.stop()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -223,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        return uvloop.run(_serve(cfg))
+        from edge.cli.serve import serve
+
+        reload = (lambda: _config(args)) if args.config else None  # SIGHUP reads the file again
+        return uvloop.run(serve(cfg, reload))
     except StartupError as exc:
         print(f"edgecache: cannot start: {exc}", file=sys.stderr)
         return 1

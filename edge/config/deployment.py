@@ -92,6 +92,7 @@ class EdgeConfig:
     pools: Mapping[str, OriginPoolConfig] = field(default_factory=dict)
     routes: tuple[RouteRule, ...] = ()
     access_log: bool = True  # one JSON line per request on stdout
+    access_log_file: str | None = None  # write those lines to this file instead (SIGUSR1 reopens it)
     demo: DemoConfig | None = None
     policies: tuple[CachePolicy, ...] = ()  # [[policies]]: first match applies
     regions: Mapping[str, RegionConfig] = field(default_factory=dict)  # [regions.NAME]
@@ -146,6 +147,7 @@ _TOP = {
     "routes",
     "demo",
     "access_log",
+    "access_log_file",
     "cluster",
     "admin",
     "policies",
@@ -255,6 +257,7 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
         pools=pools,
         routes=routes,
         access_log=boolean(data, "access_log", True, "config"),
+        access_log_file=opt_str(data, "access_log_file", "config") or None,
         demo=_demo(table(data, "demo", "demo")) if "demo" in data else None,
         admin=parse_admin(table(data, "admin", "admin")),
         purge_sync=parse_purge_sync(table(data, "cluster", "cluster")),

@@ -46,6 +46,15 @@ class ServerConfig:
     max_connections_per_ip: int = 0
     # access-log lines waiting for the writer thread; beyond it lines are dropped and counted
     access_log_buffer_lines: int = 10_000
+    # SIGTERM/SIGINT: the longest a graceful stop lets in-flight requests and fills run
+    # (announce period included); what is still running then is cut off (edge.server.lifecycle)
+    drain_timeout_s: float = 30.0
+    # after SIGTERM, readiness and peer health answer 503 this long while the listeners still
+    # serve, so load balancers and peers stop sending first; None = derived: the time peers
+    # need to take the node out of their ring (cluster leave_within_s), 0 without peers
+    drain_announce_s: float | None = None
+    # the public listener's readiness endpoint (the one /_edge/ path it answers)
+    ready_path: str = "/_edge/ready"
     # "json" (one JSON object a line) or "combined" (the Apache/nginx combined format plus
     # cache=, upstream= and us= fields)
     access_log_format: Literal["json", "combined"] = "json"
@@ -75,8 +84,18 @@ def parse_server(t: Mapping[str, Any]) -> ServerConfig:
         max_connections=_count(t, "max_connections", d.max_connections, 0),
         max_connections_per_ip=_count(t, "max_connections_per_ip", d.max_connections_per_ip, 0),
         access_log_buffer_lines=_count(t, "access_log_buffer_lines", d.access_log_buffer_lines, 1),
+        drain_timeout_s=number(t, "drain_timeout_s", d.drain_timeout_s, "server"),
+        drain_announce_s=number(t, "drain_announce_s", 0.0, "server") if "drain_announce_s" in t else None,
+        ready_path=_path(t, "ready_path", d.ready_path),
         access_log_format=_log_format(t.get("access_log_format", d.access_log_format)),
     )
+
+
+def _path(t: Mapping[str, Any], key: str, default: str) -> str:
+    value = t.get(key, default)
+    if not isinstance(value, str) or not value.startswith("/") or "?" in value or " " in value:
+        raise ConfigError(f'server.{key}: expected a path such as "/_edge/ready", got {value!r}')
+    return value
 
 
 def _log_format(value: object) -> Literal["json", "combined"]:

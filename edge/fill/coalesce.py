@@ -114,14 +114,23 @@ class Coalescer:
         """Fills new joiners would share."""
         return len(self._fills)
 
-    def join(self, key: bytes, producer: Producer[T]) -> JoinResult[T]:
-        """Returns the running fill for key, a pass, or a new fill whose producer starts now."""
+    @property
+    def waiting(self) -> int:
+        """Joiners holding a fill new joiners would share (for /status and tests)."""
+        return sum(fill.holders for fill in self._fills.values())
+
+    def join(self, key: bytes, producer: Producer[T], *, ignore_pass: bool = False) -> JoinResult[T]:
+        """Returns the running fill for key, a pass, or a new fill whose producer starts now.
+
+        `ignore_pass` skips the not-shareable memo: a caller holding a stale copy it may
+        serve on error fetches coalesced, so a memoised error never hides that copy.
+        """
         if self._closed:
             raise RuntimeError("join() on a closed Coalescer")
         fill = self._fills.get(key)
         if fill is not None and fill.outcome in (None, FillOutcome.DONE):
             return JoinResult(fill, leader=False, passed=False)
-        if self._is_passed(key):
+        if not ignore_pass and self._is_passed(key):
             return JoinResult(None, leader=False, passed=True)
         fill = Fill[T](
             key,
@@ -140,6 +149,15 @@ class Coalescer:
         self._tasks[task] = fill
         task.add_done_callback(partial(self._task_done, fill))
         return JoinResult(fill, leader=True, passed=False)
+
+    def detach(self, fill: Fill[Any]) -> None:
+        """Stops handing `fill` to new joiners (its readers go on); the next join starts anew.
+
+        A fill that began before a matching purge carries the purged version: requests that
+        arrive after the purge detach it and coalesce onto one new fill instead.
+        """
+        if self._fills.get(fill.key) is fill:
+            del self._fills[fill.key]
 
     def forget_pass(self, key: bytes) -> None:
         """Drops the not-shareable memo for key, so the next join coalesces again."""

@@ -134,6 +134,16 @@ class Fill(Generic[T]):
         return self._outcome
 
     @property
+    def status(self) -> int | None:
+        """The published head's status (even one head() refuses a follower); None before it."""
+        return None if self._head is None else self._head.status
+
+    @property
+    def holders(self) -> int:
+        """Joiners that have not released their JoinResult."""
+        return self._holds
+
+    @property
     def bytes_received(self) -> int:
         """Body bytes spooled so far."""
         return self._spool.size

@@ -45,6 +45,7 @@ class FillInfo:
     initial_age_s: float = 0.0  # for Age on responses that are not stored
     stored: bool = False  # the body is being written to a store
     source: str | None = None  # where it came from when not the origin directly (e.g. "peer-edge2")
+    began_gen: int = 0  # this node's purge generation when the fill began (who may join it)
     upstream: str = ""  # the server or peer that answered (UpstreamResponse.upstream), for logs
     upstream_cache_status: str | None = None  # a peer's Cache-Status, put before ours (RFC 9211)
 
@@ -65,7 +66,8 @@ class FillPlan:
     on_fallback: Callable[[UpstreamError], None] | None = None  # told when the fallback is taken
     source: str | None = None  # names the upstream in Cache-Status detail, e.g. "peer-edge2"
     policy: CachePolicy = DEFAULT_POLICY  # lifetimes where the origin is silent
-    purge_gen: int = 0  # set by Filler.run: this node's purge generation when the fill began
+    purge_gen: int = 0  # set by Filler.run: the generation its entry records (older for a peer fill)
+    began_gen: int = 0  # set by Filler.run: this node's purge generation when the fill began
 
 
 class FillGuard(Protocol):
@@ -73,6 +75,9 @@ class FillGuard(Protocol):
 
     A fill older than a matching purge is not stored.
     """
+
+    @property
+    def generation(self) -> int: ...
 
     def begin_fill(self, *, from_peer: bool) -> int: ...
 
@@ -96,9 +101,10 @@ class Filler:
             await self._run(fill, plan)
             return
         # a fill from a peer may carry bytes the peer held before a purge reached it
+        began = self._purges.generation
         gen = self._purges.begin_fill(from_peer=plan.source is not None)
         try:
-            await self._run(fill, dataclasses.replace(plan, purge_gen=gen))
+            await self._run(fill, dataclasses.replace(plan, purge_gen=gen, began_gen=began))
         finally:
             self._purges.end_fill(gen)
 
@@ -163,6 +169,7 @@ class Filler:
             reason=None,
             refreshed=updated,
             stored=updated,
+            began_gen=plan.began_gen,
             upstream=response.upstream,
         )
         fill.set_head(FillHead(304, "Not Modified", meta.headers, shareable=True, length=0, extra=info))
@@ -196,6 +203,7 @@ class Filler:
             initial_age_s=keep.initial_age_s,
             stored=keep.stored,
             source=source,
+            began_gen=plan.began_gen,
             upstream=response.upstream,
             # a peer is a cache: its member goes before ours; an origin's Cache-Status is not kept
             upstream_cache_status=(

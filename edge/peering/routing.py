@@ -158,10 +158,21 @@ _SECRET_LEN = len(_SECRET_NAME)
 class PeerGate:
     """The internal listener's responder: secret check, health, purges, then the handler."""
 
-    def __init__(self, handler: _PeerHandler, secret: str, purges: _PurgeEndpoint | None = None) -> None:
+    def __init__(
+        self,
+        handler: _PeerHandler,
+        secret: str,
+        purges: _PurgeEndpoint | None = None,
+        serving: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._handler = handler
         self._secret = secret
         self._purges = purges  # None: this node takes no purges from peers
+        self._serving = serving  # False while draining: health says 503 so peers drop this node
+
+    def serve(self, handler: _PeerHandler) -> None:
+        """Installs the handler built from a reloaded config (requests in flight keep theirs)."""
+        self._handler = handler
 
     def try_fast(
         self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
@@ -188,7 +199,10 @@ class PeerGate:
             )
             return
         if request.target == HEALTH_PATH:
-            await writer.send_simple(200, "ok")
+            if self._serving():
+                await writer.send_simple(200, "ok")
+            else:
+                await writer.send_simple(503, "draining: take this node out of the ring", close=True)
             return
         if self._purges is not None and request.target.partition("?")[0] in (PURGE_PATH, PURGES_PATH):
             await self._purge_traffic(self._purges, request, writer)

@@ -7,10 +7,11 @@
     GET  /purge/ID  {"id", "acked", "pending"}: which nodes are known to hold that purge now
                   (peers report what they hold when they catch up; `edgecache purge --wait` polls it)
     GET  /status  node, purge generation, cursor, peers' purge-lag state, store stats
+    GET  /_edge/live  liveness (no token): 200 while the node's event loop answers
     (more routes, GET /metrics and the status page GET /dashboard, come from `extra_routes`:
     edge.metrics.http)
 
-Every request needs `Authorization: Bearer <token>` from `[[admin.tokens]]`, compared in
+Every request but liveness needs `Authorization: Bearer <token>` from `[[admin.tokens]]`, compared in
 constant time with every configured token. The checks run in this order and each refusal
 purges nothing: 401 (token missing or unknown), 429 with Retry-After (that token's bucket is
 empty), 400 (malformed JSON, unknown field, bad URL: one-line reason), 403 (the token may not
@@ -36,7 +37,7 @@ from cluster.propagate import PurgeResult
 from cluster.purge import JournalError, PurgeKind
 from edge.config.purge import AdminConfig, AdminToken
 
-__all__ = ["Admin", "BadPurge", "PurgeRequest", "TokenBucket", "parse_purge"]
+__all__ = ["LIVE_PATH", "Admin", "BadPurge", "PurgeRequest", "TokenBucket", "parse_purge"]
 
 log = logging.getLogger("edge.purge.admin")
 
@@ -147,6 +148,13 @@ class PurgeService(Protocol):
     def holders(self, node: str, seq: int) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
 
 
+LIVE_PATH = "/_edge/live"
+
+
+async def _live(request: web.Request) -> web.Response:
+    return web.Response(text="alive\n", headers={"Cache-Control": "no-store"})
+
+
 def _reply(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status, text=json.dumps(body) + "\n", content_type="application/json", headers=headers
@@ -174,11 +182,21 @@ class Admin:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
+    def reconfigure(self, config: AdminConfig) -> None:
+        """A config reload: new tokens and rate limits (a kept token keeps its bucket's level)."""
+        same_rate = (config.rate_per_s, config.burst) == (self._config.rate_per_s, self._config.burst)
+        old = self._buckets if same_rate else {}
+        self._config = config
+        now = self._clock()
+        rate, burst = config.rate_per_s, config.burst
+        self._buckets = {t.name: old.get(t.name) or TokenBucket(rate, burst, now) for t in config.tokens}
+
     def app(self) -> web.Application:
         """The aiohttp application (also used by tests on a test server)."""
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_post("/purge", self._purge)
         app.router.add_get("/status", self._get_status)
+        app.router.add_get(LIVE_PATH, _live)  # liveness: no token, says nothing but "the loop runs"
         app.router.add_get("/purge/{id}", self._get_purge)
         if self._extra_routes is not None:
             self._extra_routes(app)

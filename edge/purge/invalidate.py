@@ -9,8 +9,12 @@ arrived (`EntryMeta.purge_gen < rule.gen`): a fill that began after it carries n
 
 Fill versus purge: a fill registers its start generation (`begin_fill`); at commit the
 filler asks `admits(meta)`, false when a matching rule arrived during the fill, and the
-body is not stored (its waiters still get it). Rules stay listed while any fill older than
-them runs, so that check and the lazy check never miss one. A fill from a peer may carry
+body is not stored (its waiters still get it). A request that joins a fill asks
+`admits(meta, began=...)` with the fill's real start generation: only a fill that began
+here before a matching purge is the purged version, and the handler then starts one new
+fill for every request that arrives after the purge (edge.fill.coalesce `detach`). Rules
+stay listed while any fill older than them runs, so that check and the lazy check never
+miss one. A fill from a peer may carry
 bytes the peer held before the purge reached it, so it counts as begun `peer_window_s`
 earlier.
 
@@ -239,9 +243,13 @@ class Invalidator:
             self._fills.pop(gen, None)
             self._prune()
 
-    def admits(self, meta: EntryMeta) -> bool:
-        """Whether a fill's entry may be stored: no matching purge arrived since it began."""
-        gen = meta.purge_gen
+    def admits(self, meta: EntryMeta, *, began: int | None = None) -> bool:
+        """Whether a fill's entry may be stored: no matching purge arrived since it began.
+
+        `began` asks instead about this node's generation when the fill began (a peer fill's
+        meta counts as older, see begin_fill): whether requests that arrive now may read it.
+        """
+        gen = meta.purge_gen if began is None else began
         for rules in (self._pending, self._recent):
             for rule in rules:
                 if rule.gen > gen and rule.matches(meta):

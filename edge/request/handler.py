@@ -7,6 +7,9 @@ is filled from (edge.fill.route), whether its answer is kept (edge.fill.keep, ru
 producer), when the miss path looks the key up again (edge.request.restart). Every request
 ends in one CacheOutcome, which names it in Cache-Status and in the access log. Upstream
 failures are mapped to an HTTP status in one place (`error_status`): timeouts 504, else 502.
+A request holding a stale copy it may serve on error (stale-if-error, grace) gets that copy
+for every failure kind instead (issue 11): errors before the head, 5xx heads (memoised as
+pass or not), and small replacement bodies that break (edge.request.stale).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from edge.purge.invalidate import Invalidator, Verdict
 from edge.request.context import RequestContext, Served
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.fast import FastAnswer, FastPath
+from edge.request.hints import forward_hints
 from edge.request.key import make_key, variant_id
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
 from edge.request.restart import RestartReason, may_restart
+from edge.request.stale import whole_body
 from edge.rules.accept_encoding import normalise_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.rules.host import normalise_host
@@ -142,7 +147,8 @@ class Handler:
         outcome = CacheOutcome.ERROR
         served = Served()
         try:
-            outcome = await self._recv(request, writer, from_peer, served)
+            with forward_hints(writer, enabled=not from_peer):  # issue 11: 103 Early Hints
+                outcome = await self._recv(request, writer, from_peer, served)
         except ClientGone:
             outcome = CacheOutcome.CLIENT_GONE
             writer.abort()
@@ -222,6 +228,8 @@ class Handler:
     async def _give_up(self, ctx: RequestContext, reason: RestartReason) -> CacheOutcome:
         if reason is RestartReason.REVALIDATED:
             raise UpstreamError("revalidated entry vanished from the store twice; retry")
+        if reason is RestartReason.PURGED_FILL:  # purged again while its new fill ran: fetch alone
+            return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="purged-fill")
         return await self._pass.run(ctx, fwd=Fwd.VARY_MISS, invalidate=False, detail="vary-mismatch")
 
     async def _find(self, ctx: RequestContext) -> tuple[Hit | None, bytes, FillStore]:
@@ -296,27 +304,46 @@ class Handler:
     async def _miss(
         self, ctx: RequestContext, store_id: bytes, stale: Hit | None, stale_in: FillStore | None
     ) -> _Step:
-        with self._fills.join(ctx, store_id, stale.meta if stale is not None else None, stale_in) as joined:
-            return await self._read_fill(ctx, stale, joined)
+        # issue 11: a stale copy usable on error is never hidden by a memoised pass
+        rescue = stale is not None and self._stale_ok(ctx, stale.meta, self._clock())
+        meta = stale.meta if stale is not None else None
+        with self._fills.join(ctx, store_id, meta, stale_in, rescue=rescue) as joined:
+            return await self._read_fill(ctx, stale, joined, stale if rescue else None)
 
-    async def _read_fill(self, ctx: RequestContext, stale: Hit | None, joined: JoinResult[FillInfo]) -> _Step:
+    async def _read_fill(
+        self, ctx: RequestContext, stale: Hit | None, joined: JoinResult[FillInfo], rescue: Hit | None
+    ) -> _Step:
+        """Reads the joined fill; `rescue` is the stale copy to serve if upstream fails."""
         fill, leader = joined.fill, joined.leader
         if joined.passed or fill is None:
             return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="hit-for-pass")
         try:
             head = await fill.head(leader=leader)
         except FillFailed as exc:
-            if exc.outcome is FillOutcome.UNCACHEABLE:
+            if exc.outcome is FillOutcome.UNCACHEABLE and not (
+                rescue is not None and (fill.status or 0) >= 500
+            ):
                 return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="uncacheable")
-            return await self._stale_or_raise(ctx, stale, exc)
+            return await self._stale_or_raise(ctx, rescue, exc)  # every failure kind, issue 11
         info, meta = head.extra, head.extra.meta
         ctx.served.upstream = info.upstream
-        if not leader and meta is not None and not self._purges.admits(meta):
-            # joined a fill that began before a matching purge: its bytes are the purged version
-            return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="purged-fill")
-        if head.status >= 500 and stale is not None and self._stale_ok(ctx, stale.meta, self._clock()):
-            return await self._stale_or_raise(ctx, stale, None)
+        if not leader and meta is not None and not self._purges.admits(meta, began=info.began_gen):
+            # joined a fill that began before a matching purge: its bytes are the purged version;
+            # requests from now on coalesce onto one new fill (issue 11)
+            self._fills.detach(fill)
+            return RestartReason.PURGED_FILL
+        if head.status >= 500 and rescue is not None:
+            return await self._stale_or_raise(ctx, rescue, None)
         if head.status == 304:
+            if (
+                not info.refreshed
+                and stale is not None
+                and self._purges.admits(stale.meta, began=info.began_gen)
+            ):
+                # validated but not refreshed in the store (a peer keeps the key, or the store
+                # declined): our copy is the validated one, and no purge arrived since the fill began
+                await self._send_hit(ctx, stale, CacheOutcome.REVALIDATED, self._clock(), fwd_status=304)
+                return CacheOutcome.REVALIDATED
             return RestartReason.REVALIDATED  # the stored entry was refreshed: serve it from there
         if (
             info.vary
@@ -324,6 +351,8 @@ class Handler:
             and variant_id(ctx.key.id, info.vary, ctx.request.headers) != info.variant_id
         ):
             return RestartReason.VARY_MISMATCH  # the fill is another variant's
+        if rescue is not None and not await whole_body(fill, head.length):
+            return await self._stale_or_raise(ctx, rescue, None)  # cut short or stalled: stale
         now = self._clock()
         age = info.initial_age_s + max(0.0, now - (meta.response_time if meta is not None else now))
         ctx.served.tier = "peer" if info.upstream_cache_status is not None else "origin"

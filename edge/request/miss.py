@@ -46,9 +46,19 @@ class FillStarter:
         self._routing = routing  # None: a lone node, every fill asks the origin
 
     def join(
-        self, ctx: RequestContext, store_id: bytes, stale: EntryMeta | None, stale_in: FillStore | None
+        self,
+        ctx: RequestContext,
+        store_id: bytes,
+        stale: EntryMeta | None,
+        stale_in: FillStore | None,
+        *,
+        rescue: bool = False,
     ) -> JoinResult[FillInfo]:
-        """Joins (or starts) the fill for this key; the caller releases the result."""
+        """Joins (or starts) the fill for this key; the caller releases the result.
+
+        `rescue`: the caller holds a stale copy it may serve on error, so it joins a fill
+        even while the key is memoised as pass (an error answer never hides that copy).
+        """
         request, key, routing = ctx.request, ctx.key, self._routing
         owner = parent = None
         if routing is not None:
@@ -96,7 +106,11 @@ class FillStarter:
             await self._filler.run(fill, plan)
 
         fill_id = store_id + (b"|auth" if authorization else b"") + (b"|via-peer" if route.own_fill else b"")
-        return self._coalescer.join(fill_id, producer)
+        return self._coalescer.join(fill_id, producer, ignore_pass=rescue)
+
+    def detach(self, fill: Fill[FillInfo]) -> None:
+        """New requests for the fill's key no longer join it (it began before a purge)."""
+        self._coalescer.detach(fill)
 
     def _peer_failed(self, name: str, exc: UpstreamError) -> None:
         log.warning("peer %s failed (%s); filling from the origin", name, exc)

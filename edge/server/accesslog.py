@@ -15,6 +15,10 @@ deque fills, and further lines are dropped and counted: requests never wait for 
 Once the writer gets through again it writes one `{"event": "access_log_dropped", ...}`
 line with the count. A closed or missing stream (stdout closed at start, EPIPE, EBADF)
 only counts errors and drops: it never fails a request.
+
+With a `path` the lines go to that file (opened for appending) instead. `reopen()` (SIGUSR1,
+after logrotate moved the file) asks the writer thread to open the path again, so the loop
+never waits on the filesystem; a reopen that fails keeps writing to the old descriptor.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Literal, Protocol, TextIO
 
 from edge.server.request import Request
@@ -70,9 +75,11 @@ class AccessLog:
         stream: TextIO | None = None,
         node: str = "",
         max_lines: int = 10_000,
+        path: Path | None = None,
         *,
         fmt: LogFormat = "json",
     ) -> None:
+        """Raises OSError when `path` cannot be opened for appending."""
         self._node = node
         self._max_lines = max_lines
         self._combined = fmt == "combined"
@@ -88,8 +95,14 @@ class AccessLog:
         self._reported = 0  # drops already reported in the log itself
         self._fd = -1
         self._stream: TextIO | None = None
+        self._path = path
+        self._owned = False  # whether _fd is ours to close (a file we opened, not stdout)
+        self._reopen = False  # set by reopen(): the writer thread opens the path again
+        self.reopened = 0
         stream = stream if stream is not None else sys.stdout
-        if stream is not None:
+        if path is not None:
+            self._fd, self._owned = _open_append(path), True
+        elif stream is not None:
             try:
                 self._fd = stream.fileno()
             except (OSError, ValueError, AttributeError):
@@ -266,13 +279,23 @@ class AccessLog:
             "dropped": self.dropped,
             "errors": self.errors,
             "queued": len(self._lines),
+            "reopened": self.reopened,
         }
+
+    def reopen(self) -> None:
+        """Opens the log file again (logrotate); does nothing when logging to stdout."""
+        if self._path is not None:
+            self._reopen = True
+            self._wake.set()
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Lets the writer flush what is queued (at most `timeout_s`) and stop."""
         self._stop = True
         self._wake.set()
         self._thread.join(timeout_s)
+        if self._owned and not self._thread.is_alive():
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     # -- the writer thread ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -280,6 +303,9 @@ class AccessLog:
         while True:
             self._wake.wait()
             self._wake.clear()
+            if self._reopen:
+                self._reopen = False
+                self._open_again()
             while lines:
                 batch: list[str] = []
                 size = 0
@@ -291,6 +317,20 @@ class AccessLog:
                     self._report_drops()
             if self._stop:
                 return
+
+    def _open_again(self) -> None:
+        """The writer thread's side of reopen(): swap descriptors only once the new one is open."""
+        assert self._path is not None
+        try:
+            fd = _open_append(self._path)
+        except OSError as exc:
+            log.error("access log: cannot reopen %s (%s); still writing to the old file", self._path, exc)
+            return
+        old, self._fd = self._fd, fd
+        if old >= 0:
+            os.close(old)
+        self.reopened += 1
+        log.info("access log reopened: %s", self._path)
 
     def _report_drops(self) -> None:
         dropped = self._full  # lines lost in failed writes cannot be reported on that stream
@@ -325,3 +365,7 @@ class AccessLog:
         if count_lines:
             self.written += len(batch)
         return True
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)

@@ -82,6 +82,7 @@ class Connections:
         "_per_ip",
         "accepted",
         "config",
+        "draining",
         "evicted",
         "max_connections",
         "refused",
@@ -98,6 +99,19 @@ class Connections:
         self.refused: Counter[Admission] = Counter()
         self.timeouts: Counter[TimeoutReason] = Counter()
         self._last_refusal_log = float("-inf")
+        self.draining = False  # set by drain(): every connection closes once it is idle
+
+    def drain(self) -> int:
+        """A graceful stop: closes idle connections now; busy ones close after their answer.
+
+        Returns how many were closed now.
+        """
+        self.draining = True
+        idle = [conn for conn in self._open if conn.idle]
+        for conn in idle:
+            self.release(conn)
+            conn.close_idle()
+        return len(idle)
 
     @classmethod
     def for_listener(cls, config: ServerConfig, nofile: int) -> Connections:

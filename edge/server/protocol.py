@@ -275,6 +275,8 @@ class HttpProtocol(GuardedConnection):
         transport = self._transport
         if transport is None or self._closed:
             return
+        if self._conns.draining:
+            request.keep_alive = False  # a graceful stop: the answer says Connection: close
         self._busy = True
         self._phase = _BUSY
         now = _monotonic()
@@ -320,6 +322,9 @@ class HttpProtocol(GuardedConnection):
                 self._pending.clear()
                 return
         if not self._busy and not self._pending:
+            if self._conns.draining:  # a graceful stop: no next request on this connection
+                transport.close()
+                return
             self._phase = _IDLE
             now = _monotonic()
             self._mark = now

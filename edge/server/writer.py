@@ -32,6 +32,7 @@ SENDFILE_CHUNK = 1 << 20  # bytes per os.sendfile call; the loop runs other work
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.EBADF, errno.ENOTCONN)
 
 REASONS: dict[int, str] = {
+    103: "Early Hints",
     200: "OK",
     201: "Created",
     202: "Accepted",
@@ -166,6 +167,16 @@ class Writer:
         elif self._request.version == "1.0":
             fields.append(("Connection", "keep-alive"))
         self._transport.write(build_head(status, fields))
+
+    def inform(self, status: int, headers: Iterable[tuple[str, str]]) -> bool:
+        """Sends an interim 1xx head (103 Early Hints) before the response; False if too late.
+
+        RFC 9110 §15.2: never to an HTTP/1.0 client, and only before the final response.
+        """
+        if self.started or self.finished or self._request.version == "1.0" or self._transport.is_closing():
+            return False
+        self._transport.write(build_head(status, headers))
+        return True
 
     async def write(self, chunk: bytes) -> None:
         """Sends body bytes, waiting while the client is slower than us."""

@@ -82,12 +82,18 @@ def allocate(names: Iterable[str], *, region: str = "r1") -> list[NodeAddr]:
 
 def write_cluster_config(path: Path, *, origin_url: str, nodes: Sequence[NodeAddr], cluster: Mapping[str, Any],
                          cache: Mapping[str, Any] | None = None, coalesce: Mapping[str, Any] | None = None,
-                         weights: Mapping[str, float] | None = None) -> Path:
-    """Writes a config.toml for `nodes` with this `[cluster]` table; `weights` overrides some weights."""
+                         weights: Mapping[str, float] | None = None,
+                         server: Mapping[str, Any] | None = None) -> Path:
+    """Writes a config.toml for `nodes` with this `[cluster]` table; `weights` overrides some weights.
+
+    `server` is the `[server]` table; by default only `drain_announce_s = 0`, so stopping a node
+    does not wait for its peers to notice (tests of the drain itself pass their own table).
+    """
     lines = ["[cluster]"] + [f"{k} = {json.dumps(v)}" for k, v in cluster.items()] + [""]
     lines += [n.toml((weights or {}).get(n.name)) for n in nodes]
     return write_config(path, origin_url=origin_url, nodes={}, cache=dict(cache or {}),
-                        coalesce=dict(coalesce or {}), extra="\n".join(lines))
+                        coalesce=dict(coalesce or {}), extra="\n".join(lines),
+                        server=dict(server if server is not None else {"drain_announce_s": 0}))
 
 
 def _accepts(host: str, port: int) -> bool:

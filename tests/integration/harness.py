@@ -70,21 +70,33 @@ class Proc:
             return ""
 
 
-def _wait_ready(proc: Proc) -> None:
+def _ready(proc: Proc, path: str | None) -> bool:
+    """Whether the process accepts connections (and, with `path`, answers it 200)."""
+    try:
+        with socket.create_connection((proc.host, proc.port), timeout=0.5) as sock:
+            if path is None:
+                return True
+            sock.settimeout(5)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {proc.host}\r\nConnection: close\r\n\r\n".encode())
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _wait_ready(proc: Proc, path: str | None = None) -> None:
+    """Waits until the process listens; an edge node (path="/_edge/ready") until it is ready."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log()}")
-        try:
-            with socket.create_connection((proc.host, proc.port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if _ready(proc, path):
+            return
+        time.sleep(0.05)
     proc.kill9()
     raise RuntimeError(f"{proc.name} did not listen on {proc.host}:{proc.port} in {READY_TIMEOUT_S}s:\n{proc.log()}")
 
 
-def _spawn(name: str, args: list[str], host: str, port: int, log_dir: Path) -> Proc:
+def _spawn(name: str, args: list[str], host: str, port: int, log_dir: Path, ready_path: str | None = None) -> Proc:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     out = open(log_path, "ab")
@@ -92,7 +104,7 @@ def _spawn(name: str, args: list[str], host: str, port: int, log_dir: Path) -> P
     popen = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     out.close()
     proc = Proc(name, popen, host, port, log_path)
-    _wait_ready(proc)
+    _wait_ready(proc, ready_path)
     return proc
 
 
@@ -107,7 +119,7 @@ def start_origin(log_dir: Path, *, host: str = "127.0.0.1", root: Path | None = 
 
 def write_config(path: Path, *, origin_url: str, nodes: dict[str, str], cache: dict[str, Any] | None = None,
                  coalesce: dict[str, Any] | None = None, origin: dict[str, Any] | None = None,
-                 extra: str = "") -> Path:
+                 extra: str = "", server: dict[str, Any] | None = None) -> Path:
     """Writes a config.toml for the given nodes (name → "host:port")."""
     lines = ["access_log = true", ""]
     for name, listen in nodes.items():
@@ -118,6 +130,8 @@ def write_config(path: Path, *, origin_url: str, nodes: dict[str, str], cache: d
     lines += ["", "[coalesce]"]
     for k, v in (coalesce or {}).items():
         lines.append(f"{k} = {json.dumps(v)}")
+    if server:
+        lines += ["", "[server]"] + [f"{k} = {json.dumps(v)}" for k, v in server.items()]
     lines += ["", "[origins.demo]", f'servers = ["{origin_url}"]']
     for k, v in (origin or {}).items():
         lines.append(f"{k} = {json.dumps(v)}")
@@ -133,7 +147,8 @@ def start_edge(config: Path, node: str, log_dir: Path, extra_args: tuple[str, ..
     data = tomllib.loads(config.read_text())
     host, _, port = data["nodes"][node]["listen"].rpartition(":")
     args = ["-m", "edge", "--config", str(config), "--node", node, *extra_args]
-    return _spawn(f"edge-{node}", args, host, int(port), log_dir)
+    return _spawn(f"edge-{node}", args, host, int(port), log_dir,
+                  ready_path=data.get("server", {}).get("ready_path", "/_edge/ready"))
 
 
 def origin_stats(origin: Proc) -> dict[str, Any]:

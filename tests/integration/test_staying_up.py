@@ -90,7 +90,7 @@ def start_node(config: Path, log_dir: Path, *, stdout: int | None, close_stdout:
     proc = Proc("edge1", popen, host, int(port), log_path)
     proc.extra["admin"] = data["nodes"]["edge1"]["admin"]
     try:
-        _wait_ready(proc)
+        _wait_ready(proc, data.get("server", {}).get("ready_path", "/_edge/ready"))
     except BaseException:
         proc.kill9()
         raise

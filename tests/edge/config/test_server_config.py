@@ -57,3 +57,18 @@ class TestServerSection:
         root = Path(__file__).resolve().parents[3]
         cfg = load(root / "config.toml", "edge1").server
         assert cfg == ServerConfig()
+
+
+class TestDrainKeys:
+    def test_drain_defaults_are_30s_derived_announce_and_the_edge_ready_path(self) -> None:
+        cfg = parse(BASE, "edge1").server
+        assert (cfg.drain_timeout_s, cfg.drain_announce_s, cfg.ready_path) == (30.0, None, "/_edge/ready")
+
+    def test_drain_keys_are_read_when_given(self) -> None:
+        cfg = parse_server({"drain_timeout_s": 5, "drain_announce_s": 0, "ready_path": "/healthz"})
+        assert (cfg.drain_timeout_s, cfg.drain_announce_s, cfg.ready_path) == (5.0, 0.0, "/healthz")
+
+    @pytest.mark.parametrize("path", ["healthz", "/ready?x=1", 5])
+    def test_ready_path_that_is_not_a_path_names_the_key(self, path: object) -> None:
+        with pytest.raises(ConfigError, match="server.ready_path"):
+            parse_server({"ready_path": path})

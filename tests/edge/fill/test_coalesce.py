@@ -151,6 +151,19 @@ class TestUncacheable:
         assert again.leader and not again.passed
         assert await serve_join(again) == BODY and upstream.calls == 2
 
+    async def test_join_coalesces_despite_memo_when_caller_ignores_pass(self, coalescer: Coalescer) -> None:
+        # issue 11: a request holding a stale copy it may serve on error is never passed
+        upstream = FakeUpstream(BODY, gated=True)
+        await serve_join(coalescer.join(KEY, FakeProducer(FakeUpstream(BODY), shareable=False)))
+        assert coalescer.join(KEY, FakeProducer(upstream)).passed
+        first = coalescer.join(KEY, FakeProducer(upstream), ignore_pass=True)
+        second = coalescer.join(KEY, FakeProducer(upstream), ignore_pass=True)
+        assert first.leader and not first.passed and second.fill is first.fill
+        assert coalescer.in_flight == 1 and coalescer.waiting == 2
+        upstream.release_all()
+        assert await serve_join(first) == BODY and await serve_join(second) == BODY
+        assert upstream.calls == 1
+
     async def test_join_coalesces_again_when_pass_is_forgotten(self, coalescer: Coalescer) -> None:
         upstream = FakeUpstream(BODY)
         await serve_join(coalescer.join(KEY, FakeProducer(upstream, shareable=False)))
@@ -230,3 +243,22 @@ class TestClose:
             co.join(KEY, relay)
         leader.release()
         follower.release()
+
+
+class TestDetach:
+    async def test_next_join_starts_one_new_fill_when_running_fill_is_detached(
+        self, coalescer: Coalescer
+    ) -> None:
+        # issue 11: the fill of a purged version is detached; later requests share a new one
+        old_upstream, new_upstream = FakeUpstream(BODY, gated=True), FakeUpstream(BODY, gated=True)
+        old = coalescer.join(KEY, FakeProducer(old_upstream))
+        coalescer.detach(old.fill)  # type: ignore[arg-type]
+        fresh = coalescer.join(KEY, FakeProducer(new_upstream))
+        coalescer.detach(old.fill)  # type: ignore[arg-type]  # a late detach leaves the new fill alone
+        follower = coalescer.join(KEY, FakeProducer(new_upstream))
+        assert fresh.leader and follower.fill is fresh.fill and fresh.fill is not old.fill
+        old_upstream.release_all()
+        new_upstream.release_all()
+        assert await serve_join(old) == BODY  # the detached fill still serves its readers
+        assert await serve_join(fresh) == BODY and await serve_join(follower) == BODY
+        assert old_upstream.calls == 1 and new_upstream.calls == 1

@@ -154,6 +154,21 @@ class TestFillVersusPurge:
         clock.advance(6.0)
         assert inv.begin_fill(from_peer=True) == 1
 
+    async def test_peer_fill_begun_after_purge_may_be_joined_though_not_stored(
+        self, inv: Invalidator
+    ) -> None:
+        # issue 11: the peer window keeps such a fill out of the store, but requests arriving
+        # now may read it as its leader does; only a fill begun before the purge is refused
+        inv.start()
+        await inv.apply(_purge(PurgeKind.PREFIX, "http://a.test/"), 1)
+        began = inv.generation
+        gen = inv.begin_fill(from_peer=True)
+        meta = _meta("/p", gen=gen)
+        assert not inv.admits(meta)  # not stored
+        assert inv.admits(meta, began=began)  # but joinable
+        assert not inv.admits(meta, began=0)  # a fill begun before the purge is not
+        inv.end_fill(gen)
+
     async def test_filler_does_not_store_when_purge_arrives_mid_body(
         self, inv: Invalidator, store: TieredStore, tmp_path: Path
     ) -> None:
