@@ -192,7 +192,10 @@ class EdgeNode:
         handler = self._build_handler(cfg)
         if cfg.cluster is not None and cfg.node.internal_host is not None:
             gate = self._peer_gate = PeerGate(
-                handler.for_peers(), cfg.cluster.secret, purges=hub, serving=lambda: self.lifecycle.serving_peers
+                handler.for_peers(),
+                cfg.cluster.secret,
+                purges=hub,
+                serving=lambda: self.lifecycle.serving_peers,
             )
             self._internal_connections = Connections.for_listener(cfg.server, nofile)
             self._internal = await self._listen(
