@@ -196,7 +196,7 @@ class PurgeCluster:
     def __init__(self, tmp: Path, origin: VersionedOrigin, specs: Iterable[NodeSpec], *,
                  faulty: Iterable[str] = (), max_lag_s: float = 2.0, sync_s: float = 0.3,
                  rate_per_s: float = 50.0, burst: int = 100, access_log: bool = False,
-                 extra_toml: str = "") -> None:
+                 cluster_extra: dict[str, int | float] | None = None) -> None:
         self.tmp = tmp
         self.origin = origin
         self.specs = {s.name: s for s in specs}
@@ -205,7 +205,7 @@ class PurgeCluster:
         self._sync_s = sync_s
         self._rate = (rate_per_s, burst)
         self._access_log = access_log
-        self._extra_toml = extra_toml  # appended to every node's config (e.g. a [server] table)
+        self._cluster_extra = dict(cluster_extra or {})  # more `[cluster]` keys, e.g. hot_min_hits
         self.procs: dict[str, Proc] = {}
         self.proxies: dict[tuple[str, str], FaultProxy] = {}  # (from, to) -> proxy, for faulty links
 
@@ -243,7 +243,8 @@ class PurgeCluster:
     def _write_config(self, me: str) -> Path:
         lines = [f"access_log = {str(self._access_log).lower()}", "", "[cluster]", 'secret = "purge-test-secret"',
                  f"purge_sync_interval_s = {self._sync_s}", f"max_purge_lag_s = {self.max_lag_s}",
-                 "probe_interval_s = 0.2", "probe_timeout_s = 0.3", "",
+                 "probe_interval_s = 0.2", "probe_timeout_s = 0.3",
+                 *(f"{k} = {v}" for k, v in self._cluster_extra.items()), "",
                  "[admin]", "purge_timeout_s = 2.0", f"rate_per_s = {self._rate[0]}", f"burst = {self._rate[1]}",
                  "[[admin.tokens]]", 'name = "ops"', f'token = "{TOKEN}"', 'hosts = ["*"]',
                  "[[admin.tokens]]", 'name = "other"', f'token = "{DEMO_TOKEN}"', 'hosts = ["other.test"]', ""]
@@ -255,7 +256,7 @@ class PurgeCluster:
                 lines.append(f'disk_dir = "{self.tmp / ("cache-" + spec.name)}"')
             lines.append("")
         lines += ["[origins.demo]", f'servers = ["{self.origin.url}"]', "",
-                  "[[routes]]", 'host = "*"', 'path_prefix = "/"', 'origin = "demo"', "", self._extra_toml]
+                  "[[routes]]", 'host = "*"', 'path_prefix = "/"', 'origin = "demo"', ""]
         path = self.tmp / f"{me}.toml"
         path.write_text("\n".join(lines))
         return path
