@@ -138,24 +138,28 @@ class FaultProxy:
             await asyncio.wait(list(self._tasks), timeout=5)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.is_cut:
-            writer.transport.abort()
-            return
+        # every exit aborts both sockets, cancellation at server close included (a transport
+        # left to the garbage collector is a ResourceWarning, an error in this suite)
+        up_writer: asyncio.StreamWriter | None = None
+        pipes: list[asyncio.Task[None]] = []
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        for w in (writer, up_writer):
-            self._writers.add(w)
-        pipes = [asyncio.create_task(self._pipe(reader, up_writer)), asyncio.create_task(self._pipe(up_reader, writer))]
-        self._tasks.update(pipes)
-        try:
+            if self.is_cut:
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
+            except OSError:
+                return
+            for w in (writer, up_writer):
+                self._writers.add(w)
+            pipes = [asyncio.create_task(self._pipe(reader, up_writer)),
+                     asyncio.create_task(self._pipe(up_reader, writer))]
+            self._tasks.update(pipes)
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in (writer, up_writer):
-                self._writers.discard(w)
-                w.transport.abort()
+                if w is not None:
+                    self._writers.discard(w)
+                    w.transport.abort()
             for task in pipes:
                 task.cancel()
                 self._tasks.discard(task)
