@@ -43,6 +43,21 @@ async def waiting(cluster: PurgeCluster, session: aiohttp.ClientSession, node: s
     await wait_for(check, f"{count} requests waiting on fills at {node}")
 
 
+async def peers_healthy(cluster: PurgeCluster, session: aiohttp.ClientSession, node: str) -> None:
+    """Waits until `node` sees every peer healthy, so they are in its ring.
+
+    A node starts before its peers are up, marks them down, and takes them back only after
+    good probes: until then it fills every key from the origin itself, and a peer that joins
+    its ring mid-fill gets a fill of its own for the same key (a second origin request).
+    """
+
+    async def check() -> bool:
+        peers = (await cluster.status(session, node))["peers"]
+        return bool(peers) and all(peer["healthy"] for peer in peers)
+
+    await wait_for(check, f"every peer healthy at {node}")
+
+
 async def purge(
     cluster: PurgeCluster, session: aiohttp.ClientSession, node: str, body: dict[str, str]
 ) -> tuple[int, dict[str, object]]:
@@ -97,9 +112,13 @@ async def test_fill_from_owner_after_purge_is_shared_when_within_peer_window(
     specs = [NodeSpec(n, "r1") for n in nodes]
     cluster = await PurgeCluster(tmp_path, vorigin, specs, max_lag_s=10.0).start()
     try:
+        for node in nodes:
+            await peers_healthy(cluster, session, node)
         name = owned_by("b", nodes, f"peer-{kind}-")
         path = f"/v/{name}"
-        assert (await cluster.get(session, "a", path)).body == vorigin.body(name, 1)  # b stores it
+        first = await cluster.get(session, "a", path)
+        assert first.body == vorigin.body(name, 1)
+        assert first.cache_status.get("detail") == "peer-b", first.headers  # b filled and stores it
         body = {"url": {"url": f"http://{HOST}{path}"}, "host": {"all": HOST}}[kind]
         status, answer = await purge(cluster, session, "a", body)
         assert status == 200 and sorted(answer["acked"]) == ["a", "b"], answer
@@ -113,6 +132,7 @@ async def test_fill_from_owner_after_purge_is_shared_when_within_peer_window(
         vorigin.gates[name].set()
         for reply in await asyncio.gather(*replies):
             assert reply.status == 200 and reply.body == vorigin.body(name, 2), reply.headers
+            assert reply.cache_status.get("detail") == "peer-b", reply.headers  # the fill asked b
         # well inside the 12.3 s peer window (max lag 10 s + sync 0.3 s + ack wait 2 s)
         assert time.monotonic() - asked < 10
         assert vorigin.count(name) == 2, vorigin.requests  # the first fill and one after the purge
