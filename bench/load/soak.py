@@ -37,9 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import aiohttp
+import aiohttp  # noqa: E402
 
-from bench.load.servers import HOST, Services, free_port
+from bench.load.servers import HOST, Services, free_port  # noqa: E402
 
 TOKEN = "soak-token-0123456789abcdef"
 PROBE = Path(__file__).with_name("soak_probe.py")
@@ -116,8 +116,14 @@ def miss_target(n: int) -> str:
     return f"/obj/soak-{n}?size={size}&cc=max-age%3D600&tags=t{n % 16}"
 
 
-async def driver(session: aiohttp.ClientSession, base: str, load: Load, args: argparse.Namespace,
-                 stop: asyncio.Event, rng: random.Random) -> None:
+async def driver(
+    session: aiohttp.ClientSession,
+    base: str,
+    load: Load,
+    args: argparse.Namespace,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
     while not stop.is_set():
         if rng.random() < args.hit_share:
             target = hot_target(rng.randrange(args.hot))
@@ -130,13 +136,19 @@ async def driver(session: aiohttp.ClientSession, base: str, load: Load, args: ar
                 load.statuses[r.status] = load.statuses.get(r.status, 0) + 1
                 if r.status != 200:
                     load.errors += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             load.errors += 1
         load.requests += 1
 
 
-async def purger(session: aiohttp.ClientSession, admin: str, load: Load, every_s: float,
-                 stop: asyncio.Event, rng: random.Random) -> None:
+async def purger(
+    session: aiohttp.ClientSession,
+    admin: str,
+    load: Load,
+    every_s: float,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
     kinds = 0
     while not stop.is_set():
         try:
@@ -153,13 +165,14 @@ async def purger(session: aiohttp.ClientSession, admin: str, load: Load, every_s
         ][kinds % 4]
         kinds += 1
         try:
-            async with session.post(admin + "/purge", data=json.dumps(body),
-                                    headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            async with session.post(
+                admin + "/purge", data=json.dumps(body), headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as r:
                 await r.read()
                 load.purges += 1
                 if r.status != 200:
                     load.purge_errors += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             load.purge_errors += 1
 
 
@@ -167,7 +180,7 @@ async def node_status(session: aiohttp.ClientSession, admin: str) -> dict[str, o
     try:
         async with session.get(admin + "/status", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             return dict(await r.json())
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return {}
 
 
@@ -179,8 +192,10 @@ async def run(args: argparse.Namespace, node_pid: int, base: str, admin: str) ->
     samples: list[tuple[float, int]] = []
     reports: list[dict[str, object]] = []
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False) as session:
-        tasks = [asyncio.create_task(driver(session, base, load, args, stop, random.Random(rng.random())))
-                 for _ in range(args.connections)]
+        tasks = [
+            asyncio.create_task(driver(session, base, load, args, stop, random.Random(rng.random())))
+            for _ in range(args.connections)
+        ]
         tasks.append(asyncio.create_task(purger(session, admin, load, args.purge_every, stop, rng)))
         started = time.monotonic()
         last_t, last_n, next_report = started, 0, started + args.report_every
@@ -192,12 +207,21 @@ async def run(args: argparse.Namespace, node_pid: int, base: str, admin: str) ->
                 status = await node_status(session, admin)
                 store = status.get("store", {})
                 rate = (load.requests - last_n) / (now - last_t)
-                row = {"t_s": round(now - started), "req_per_s": round(rate), "rss_mib": round(samples[-1][1] / 2**20, 1),
-                       "errors": load.errors, "purges": load.purges, "entries": store.get("entries") if isinstance(store, dict) else None,
-                       "pending_rules": status.get("pending_rules")}
+                row = {
+                    "t_s": round(now - started),
+                    "req_per_s": round(rate),
+                    "rss_mib": round(samples[-1][1] / 2**20, 1),
+                    "errors": load.errors,
+                    "purges": load.purges,
+                    "entries": store.get("entries") if isinstance(store, dict) else None,
+                    "pending_rules": status.get("pending_rules"),
+                }
                 reports.append(row)
-                say(f"t={row['t_s']:>5}s  {rate:7.0f} req/s  RSS {row['rss_mib']:6.1f} MiB  entries {row['entries']}  "
-                    f"errors {load.errors}  purges {load.purges} (failed {load.purge_errors})  rules {row['pending_rules']}")
+                say(
+                    f"t={row['t_s']:>5}s  {rate:7.0f} req/s  RSS {row['rss_mib']:6.1f} MiB  "
+                    f"entries {row['entries']}  errors {load.errors}  "
+                    f"purges {load.purges} (failed {load.purge_errors})  rules {row['pending_rules']}"
+                )
                 last_t, last_n, next_report = now, load.requests, next_report + args.report_every
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -205,15 +229,21 @@ async def run(args: argparse.Namespace, node_pid: int, base: str, admin: str) ->
     half = [s for s in samples if s[0] >= elapsed / 2]
     last10 = [s for s in samples if s[0] >= elapsed - 600] if elapsed >= 1200 else []
     return {
-        "minutes": args.minutes, "connections": args.connections, "memory": args.memory,
-        "requests": load.requests, "errors": load.errors, "statuses": load.statuses,
-        "purges": load.purges, "purge_errors": load.purge_errors,
+        "minutes": args.minutes,
+        "connections": args.connections,
+        "memory": args.memory,
+        "requests": load.requests,
+        "errors": load.errors,
+        "statuses": load.statuses,
+        "purges": load.purges,
+        "purge_errors": load.purge_errors,
         "req_per_s": round(load.requests / elapsed) if elapsed else 0,
         "rss_start_mib": round(samples[0][1] / 2**20, 1) if samples else None,
         "rss_end_mib": round(samples[-1][1] / 2**20, 1) if samples else None,
         "rss_growth_mib_per_min_last_half": round(slope_per_min(half), 3),
         "rss_growth_mib_per_min_last_10min": round(slope_per_min(last10), 3) if last10 else None,
-        "reports": reports, "samples": [(round(t), v) for t, v in samples],
+        "reports": reports,
+        "samples": [(round(t), v) for t, v in samples],
     }
 
 
@@ -222,10 +252,16 @@ def compare(a: Path, b: Path, top: int = 25) -> None:
     import tracemalloc
 
     old, new = tracemalloc.Snapshot.load(str(a)), tracemalloc.Snapshot.load(str(b))
-    filters = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
+    filters = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+    ]
     stats = new.filter_traces(filters).compare_to(old.filter_traces(filters), "traceback")
     for stat in stats[:top]:
-        print(f"{stat.size_diff / 1024:+10.1f} KiB {stat.count_diff:+8d} blocks  total {stat.size / 1024:10.1f} KiB")
+        print(
+            f"{stat.size_diff / 1024:+10.1f} KiB {stat.count_diff:+8d} blocks  "
+            f"total {stat.size / 1024:10.1f} KiB"
+        )
         for line in stat.traceback.format()[-8:]:
             print("      " + line)
 
@@ -252,10 +288,16 @@ def main() -> int:
         services = Services(tmp, REPO)
         try:
             origin_port, port, admin = free_port(), free_port(), free_port()
-            origin = services.start("origin", [sys.executable, "-m", "origin.demo", "--listen", f"{HOST}:{origin_port}"],
-                                    origin_port, say)
+            origin = services.start(
+                "origin",
+                [sys.executable, "-m", "origin.demo", "--listen", f"{HOST}:{origin_port}"],
+                origin_port,
+                say,
+            )
             origin.wait_ready(30)
-            config = write_config(tmp, f"http://{HOST}:{origin_port}", port, admin, args.memory, args.access_log)
+            config = write_config(
+                tmp, f"http://{HOST}:{origin_port}", port, admin, args.memory, args.access_log
+            )
             node_argv = [sys.executable, "-m", "edge", "--config", str(config), "--node", "soak"]
             if args.tracemalloc is not None:
                 args.tracemalloc.mkdir(parents=True, exist_ok=True)
@@ -264,16 +306,25 @@ def main() -> int:
                 node_argv = [sys.executable, str(PROBE), "--config", str(config), "--node", "soak"]
             node = services.start("edge", node_argv, port, say)
             node.wait_ready(30)
-            say(f"driving {args.minutes:g} min: {args.connections} connections, {args.hit_share:.0%} hits "
-                f"over {args.hot} objects, misses over rotating keys, a purge every {args.purge_every:g}s")
+            say(
+                f"driving {args.minutes:g} min: {args.connections} connections, {args.hit_share:.0%} hits "
+                f"over {args.hot} objects, misses over rotating keys, a purge every {args.purge_every:g}s"
+            )
             result = asyncio.run(run(args, node.proc.pid, f"http://{HOST}:{port}", f"http://{HOST}:{admin}"))
         finally:
             services.stop_all(say)
-    say(f"{result['requests']} requests ({result['req_per_s']} req/s), {result['errors']} errors, "
-        f"{result['purges']} purges; RSS {result['rss_start_mib']} -> {result['rss_end_mib']} MiB")
-    say(f"RSS growth over the last half: {result['rss_growth_mib_per_min_last_half']:+.3f} MiB/min"
-        + (f"; over the last 10 min: {result['rss_growth_mib_per_min_last_10min']:+.3f} MiB/min"
-           if result["rss_growth_mib_per_min_last_10min"] is not None else ""))
+    say(
+        f"{result['requests']} requests ({result['req_per_s']} req/s), {result['errors']} errors, "
+        f"{result['purges']} purges; RSS {result['rss_start_mib']} -> {result['rss_end_mib']} MiB"
+    )
+    say(
+        f"RSS growth over the last half: {result['rss_growth_mib_per_min_last_half']:+.3f} MiB/min"
+        + (
+            f"; over the last 10 min: {result['rss_growth_mib_per_min_last_10min']:+.3f} MiB/min"
+            if result["rss_growth_mib_per_min_last_10min"] is not None
+            else ""
+        )
+    )
     out = REPO / "bench" / "results" / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
