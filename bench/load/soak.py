@@ -305,7 +305,7 @@ def main() -> int:
                 os.environ["SOAK_TRACEMALLOC_EVERY_S"] = str(args.report_every)
                 node_argv = [sys.executable, str(PROBE), "--config", str(config), "--node", "soak"]
             node = services.start("edge", node_argv, port, say)
-            node.wait_ready(30)
+            node.wait_ready(30 if args.tracemalloc is None else 180)  # tracemalloc: slow start
             say(
                 f"driving {args.minutes:g} min: {args.connections} connections, {args.hit_share:.0%} hits "
                 f"over {args.hot} objects, misses over rotating keys, a purge every {args.purge_every:g}s"
