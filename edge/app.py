@@ -32,6 +32,8 @@ from edge.config.deployment import EdgeConfig
 from edge.config.reload import LiveChange, ReloadPlan, log_reload, merge_live, plan_reload
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
+from edge.fill.sliced_fill import SlicedFill
+from edge.fill.slices import SliceSource
 from edge.peering.routing import HotCounter, PeerGate, PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
@@ -223,10 +225,19 @@ class EdgeNode:
     def _build_handler(self, cfg: EdgeConfig) -> Handler:
         """The request handler for a config (at start, and on each reload); stores stay the same."""
         assert self.store is not None and self._coalescer is not None and self.invalidator is not None
+        slices = SliceSource(  # issue 14: large objects as slices
+            coalescer=self._coalescer, cache=cfg.cache, max_object_bytes=self._largest, guard=self.invalidator
+        )
         return Handler(
             store=self.store,
             coalescer=self._coalescer,
-            filler=Filler(cache=cfg.cache, max_object_bytes=self._largest, purges=self.invalidator),
+            filler=Filler(
+                cache=cfg.cache,
+                max_object_bytes=self._largest,
+                purges=self.invalidator,
+                slicer=SlicedFill(slices),
+            ),
+            slices=slices,
             routing=self.routing,
             policies=PolicySet(cfg.policies),
             purges=self.invalidator,

@@ -43,6 +43,7 @@ DEMO_PATHS = (
     "/video/hls/720p/seg00000.ts",
     "/video/hls/720p/seg00001.ts",
     "/video/big.mp4",
+    "/live/index.m3u8",
     "/obj/hello?size=1024&cc=max-age=60",
 )
 
@@ -73,6 +74,10 @@ def _print_urls(cfg: EdgeConfig, first: str, demo_host: str, demo_port: int) -> 
     print(
         f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=1000000-1000099' {first}/video/big.mp4"
         "   # seek in a 64 MiB MP4"
+    )
+    print(  # issue 14: a cold seek near the end costs the origin one 1 MiB slice
+        f"    curl -si -H 'Host: {DEMO_HOST}' -H 'Range: bytes=66000000-66000099' {first}/video/big.mp4"
+        "   # seek near its end: one slice from the origin"
     )
     admin = next((n for n in nodes.values() if n.admin_host), None)
     if admin is not None and cfg.admin.tokens:

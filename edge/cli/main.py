@@ -23,6 +23,7 @@ from importlib import metadata
 from edge.app import StartupError
 from edge.config.cache import Eviction
 from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
+from edge.config.quick_media import quick_media
 
 __all__ = ["build_parser", "main", "version"]
 
@@ -35,6 +36,11 @@ _QUICK_FLAGS = {
     "disk_dir": "--disk-dir",
     "policy": "--policy",
     "memory_max_object": "--memory-max-object",
+}
+_QUICK_FLAGS |= {
+    "slice_size": "--slice-size",
+    "fill_idle_timeout": "--fill-idle-timeout",
+    "playlist_ttl": "--playlist-ttl",
 }
 
 EPILOG = """Either --config and --node, or --origin (and --listen) for a one-node quick start.
@@ -100,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest body kept in RAM, e.g. 256KiB (default 64KiB with --disk-dir, where larger ones "
         "are sent from disk; 8MiB without)",
     )
+    q.add_argument(  # issue 14: large objects and streaming
+        "--slice-size",
+        metavar="SIZE",
+        help="fetch and keep objects above SIZE as slices of it (default 1MiB; 0 = off)",
+    )
+    q.add_argument(
+        "--fill-idle-timeout",
+        metavar="S",
+        help="longest gap between a fill's body bytes, seconds (default 10)",
+    )
+    q.add_argument(
+        "--playlist-ttl",
+        metavar="S",
+        help="lifetime of live HLS/DASH playlists (default: half the target duration)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
     o.add_argument(
@@ -139,7 +160,7 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
     if args.config:
         cfg = load(args.config, args.node)
         return replace(cfg, access_log=False) if args.no_access_log else cfg
-    return quickstart(
+    cfg = quickstart(
         origin=args.origin,
         listen=args.listen or DEFAULT_LISTEN,
         memory_bytes=parse_size(args.memory or DEFAULT_MEMORY, "--memory"),
@@ -147,6 +168,12 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         disk_bytes=parse_size(args.disk or DEFAULT_DISK, "--disk"),
         access_log=not args.no_access_log,
         cache=_quick_cache(args),
+    )
+    return quick_media(  # issue 14
+        cfg,
+        slice_size=args.slice_size,
+        fill_idle_timeout=args.fill_idle_timeout,
+        playlist_ttl=args.playlist_ttl,
     )
 
 

@@ -38,6 +38,7 @@ from edge.config.checks import (
 )
 from edge.config.errors import ConfigError
 from edge.config.limits import Limits, parse_limits
+from edge.config.media import POLICY_MEDIA_KEYS, parse_policy_media
 from edge.config.origins import parse_pools, parse_routes
 from edge.config.purge import (
     AdminConfig,
@@ -162,6 +163,7 @@ _POLICY_KEYS = {
     "query",
     "drop_params",
     "store_error_statuses",
+    *POLICY_MEDIA_KEYS,  # issue 14: slices and streaming (edge/config/media.py)
 }
 
 
@@ -211,6 +213,7 @@ def _policies(raw: object) -> tuple[CachePolicy, ...]:
                 query=query,
                 drop_params=tuple(drop),
                 store_error_statuses=tuple(errors),
+                **parse_policy_media(t, path),
             )
         )
     return tuple(rules)

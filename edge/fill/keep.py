@@ -23,6 +23,7 @@ from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import CachePolicy
 from edge.rules.storable import HEURISTIC_STATUSES, no_store_reason
 from edge.store.entry import EntryMeta
+from edge.store.sliced import SLICED_STATUS
 from origin.hopbyhop import HOP_BY_HOP
 
 __all__ = [
@@ -275,7 +276,8 @@ def refreshed_meta(
 ) -> EntryMeta:
     """RFC 9111 §4.3.4: the stored entry with a 304's fields and a new freshness; the body stays."""
     headers = replay_headers(updated_headers_from_304(stale.headers, head.headers))
-    fresh = fill_freshness(stale.status, headers, head, cache=cache, policy=policy, target=target)
+    status = 200 if stale.status == SLICED_STATUS else stale.status  # issue 14: a sliced 200's record
+    fresh = fill_freshness(status, headers, head, cache=cache, policy=policy, target=target)
     return stale.replace(
         headers=headers,
         request_time=head.request_time,

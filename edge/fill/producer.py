@@ -19,16 +19,18 @@ from typing import Protocol
 from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Fill, FillHead
 from edge.fill.keep import VARY_MARKER_STATUS, decide_keep, refreshed_meta
+from edge.fill.streaming import settle_playlist
 from edge.fill.variants import VariantLimiter
 from edge.request.key import CacheKey
 from edge.rules.outcome import NoStoreReason
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy
+from edge.rules.slicing import SLICED_MAX_BYTES, sliceable_head
 from edge.store.base import RemoveReason, Store
 from edge.store.entry import EntryMeta
 from origin.errors import UpstreamError
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-__all__ = ["VARY_MARKER_STATUS", "FillGuard", "FillInfo", "FillPlan", "Filler"]
+__all__ = ["VARY_MARKER_STATUS", "FillGuard", "FillInfo", "FillPlan", "Filler", "Slicer"]
 
 log = logging.getLogger("edge.fill.producer")
 
@@ -84,13 +86,39 @@ class FillGuard(Protocol):
     def admits(self, meta: EntryMeta) -> bool: ...
 
 
+class Slicer(Protocol):
+    """Keeps a large response as slices (edge.fill.sliced_fill.SlicedFill; issue 14)."""
+
+    def takes(
+        self, response: UpstreamResponse, meta: EntryMeta, length: int | None, plan: FillPlan
+    ) -> bool: ...
+
+    async def run(
+        self,
+        fill: Fill[FillInfo],
+        response: UpstreamResponse,
+        meta: EntryMeta,
+        length: int,
+        plan: FillPlan,
+        store: Store,
+    ) -> None: ...
+
+
 class Filler:
     """Runs fills for one node: upstream fetch → head → spool + store → commit."""
 
-    def __init__(self, *, cache: CacheConfig, max_object_bytes: int, purges: FillGuard | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cache: CacheConfig,
+        max_object_bytes: int,
+        purges: FillGuard | None = None,
+        slicer: Slicer | None = None,
+    ) -> None:
         self._cache = cache
         self._max_object_bytes = max_object_bytes  # the largest body any tier takes
         self._purges = purges  # None: no purge state (unit tests)
+        self.slicer = slicer  # large objects kept as slices (issue 14); None: always whole
         self._variants = VariantLimiter(max_per_url=cache.max_variants)  # issue 12: Vary cap per URL
 
     async def run(self, fill: Fill[FillInfo], plan: FillPlan) -> None:
@@ -105,6 +133,13 @@ class Filler:
             await self._run(fill, dataclasses.replace(plan, purge_gen=gen, began_gen=began))
         finally:
             self._purges.end_fill(gen)
+
+    def _object_cap(self, response: UpstreamResponse, plan: FillPlan) -> int:
+        """The largest body kept: any tier's, or no limit for one kept as slices (issue 14)."""
+        sliced = self.slicer is not None and plan.source is None
+        if sliced and sliceable_head(response.status, response.headers, plan.policy.slice_bytes):
+            return SLICED_MAX_BYTES
+        return self._max_object_bytes
 
     def _admits(self, meta: EntryMeta) -> bool:
         return self._purges is None or self._purges.admits(meta)
@@ -162,6 +197,10 @@ class Filler:
         )
         # a purge that arrived during the revalidation wins over its 304
         updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
+        if updated and store is not None and not self._admits(meta):
+            # it arrived while the update was written: the sweep may already have passed the key
+            await store.remove(stale.key, RemoveReason.PURGE)
+            updated = False
         info = FillInfo(
             meta=meta if updated else None,
             reason=None,
@@ -188,7 +227,7 @@ class Filler:
             authorization=plan.authorization,
             has_store=store is not None,
             cache=self._cache,
-            max_object_bytes=self._max_object_bytes,
+            max_object_bytes=self._object_cap(response, plan),
             policy=plan.policy,
             purge_gen=plan.purge_gen,
         )
@@ -217,6 +256,13 @@ class Filler:
             fill.finish()
             return
         meta = keep.meta
+        if (
+            self.slicer is not None
+            and keep.length is not None
+            and self.slicer.takes(response, meta, keep.length, plan)
+        ):
+            await self.slicer.run(fill, response, meta, keep.length, plan, store)  # issue 14
+            return
         async with await store.open_writer(meta) as writer:
             async for chunk in response.body:
                 await fill.append(chunk)
@@ -227,3 +273,10 @@ class Filler:
                 log.info("not storing %s: %s", key.url, NoStoreReason.PURGED.name)
             elif not await writer.commit():
                 log.info("store refused %s (%d bytes)", key.url, fill.bytes_received)
+            elif not self._admits(meta):
+                # it arrived while the commit was published: the sweep may already have passed
+                # the key, and its rule is dropped when this fill ends, so nothing else would
+                await store.remove(meta.key, RemoveReason.PURGE)
+                log.info("removed %s: %s during its commit", key.url, NoStoreReason.PURGED.name)
+            else:
+                await settle_playlist(fill, meta, store, plan.policy, key.target)  # issue 14: live or VOD

@@ -9,7 +9,9 @@ arrived (`EntryMeta.purge_gen < rule.gen`): a fill that began after it carries n
 
 Fill versus purge: a fill registers its start generation (`begin_fill`); at commit the
 filler asks `admits(meta)`, false when a matching rule arrived during the fill, and the
-body is not stored (its waiters still get it). A request that joins a fill asks
+body is not stored (its waiters still get it); it asks again once the commit is published
+and removes the entry if a rule arrived meanwhile, since the sweep may have walked past the
+key before it existed and the rule is dropped when the fill ends. A request that joins a fill asks
 `admits(meta, began=...)` with the fill's real start generation: only a fill that began
 here before a matching purge is the purged version, and the handler then starts one new
 fill for every request that arrives after the purge (edge.fill.coalesce `detach`). Rules

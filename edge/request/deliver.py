@@ -23,7 +23,15 @@ from edge.server.writer import Writer, build_head
 from edge.store.base import Hit
 from edge.store.entry import EntryMeta
 
-__all__ = ["FastHeads", "Plan", "deliver_fill", "deliver_hit", "not_modified_headers", "plan_response"]
+__all__ = [
+    "FastHeads",
+    "Plan",
+    "deliver_fill",
+    "deliver_hit",
+    "not_modified_headers",
+    "plan_response",
+    "send_head",
+]
 
 # RFC 9110 §15.4.5: the fields a 304 carries.
 _304_FIELDS = frozenset(
@@ -107,6 +115,18 @@ def _start(
         return False
     writer.start(plan.status, fields, length)
     return True
+
+
+def send_head(
+    request: Request,
+    writer: Writer,
+    plan: Plan,
+    headers: Iterable[tuple[str, str]],
+    trailer: list[tuple[str, str]],
+    length: int | None,
+) -> bool:
+    """Sends the head of `plan` (sliced objects, edge.request.sliced); True when a body follows."""
+    return _start(request, writer, plan, headers, trailer, length)
 
 
 async def deliver_hit(request: Request, writer: Writer, hit: Hit, trailer: list[tuple[str, str]]) -> int:

@@ -77,6 +77,8 @@ class FastPath:
             if hit is None:
                 return None
             meta = hit.meta
+        if meta.status < 100:
+            return None  # a sliced object's record (issue 14): the slow path serves its slices
         response = self._heads.get(meta, hit.body, now, head_only)
         if response is None:
             return None

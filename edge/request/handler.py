@@ -24,6 +24,7 @@ from edge.fill.coalesce import Coalescer, FillFailed, FillOutcome, JoinResult
 from edge.fill.keep import VARY_MARKER_STATUS
 from edge.fill.producer import Filler, FillInfo
 from edge.fill.route import FillStore
+from edge.fill.slices import SliceSource
 from edge.peering.routing import PeerRouting
 from edge.purge.invalidate import Invalidator, Verdict
 from edge.request.context import RequestContext
@@ -34,6 +35,7 @@ from edge.request.key import make_key, variant_id
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
 from edge.request.restart import RestartReason, may_restart
+from edge.request.sliced import SlicedServer
 from edge.request.stale import whole_body
 from edge.rules.accept_encoding import normalise_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
@@ -45,6 +47,7 @@ from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.entry import EntryMeta
+from edge.store.sliced import is_sliced
 from edge.store.tiered import TieredStore
 from origin.errors import PoolSaturated, UpstreamError, UpstreamTimeout
 from origin.routes import Router
@@ -99,6 +102,7 @@ class Handler:
         policies: PolicySet | None = None,
         purges: Invalidator | None = None,
         clock: Callable[[], float] = time.time,
+        slices: SliceSource | None = None,
     ) -> None:
         self._router = router
         self._upstreams = upstreams
@@ -112,6 +116,10 @@ class Handler:
         if routing is not None:
             self._stores[FillStore.HOT] = routing.hot
         self._fills = FillStarter(coalescer=coalescer, filler=filler, stores=self._stores, routing=routing)
+        # issue 14: large objects kept as slices, and cold seeks into them
+        self._sliced = (
+            None if slices is None else SlicedServer(source=slices, store=store, routing=routing, clock=clock)
+        )
         heads = FastHeads()
         self._pass = Passthrough(stores=tuple(self._stores.values()), heads=heads)
         fast = FastPath(
@@ -237,6 +245,11 @@ class Handler:
                 await self._stores[where].remove(store_id, RemoveReason.PURGE)
                 hit = None
         if hit is None:
+            cold = None if self._sliced is None else self._sliced.cold_index(ctx)
+            if cold is not None and self._sliced is not None:  # issue 14: a cold seek costs one slice
+                sought = await self._sliced.cold(ctx, cold)
+                if sought is not None:
+                    return sought
             return await self._miss(ctx, store_id, None, None)
         try:
             now = self._clock()
@@ -274,6 +287,9 @@ class Handler:
         meta = hit.meta
         status = cache_status(outcome, ttl=meta.ttl(now), fwd_status=fwd_status, detail=detail)
         trailer = [("Age", str(int(meta.age(now)))), ("Cache-Status", status)]
+        if is_sliced(meta) and self._sliced is not None:
+            await self._sliced.send(ctx, meta, trailer)  # issue 14: served slice by slice
+            return
         await deliver_hit(ctx.request, ctx.writer, hit, trailer)
 
     async def _miss(

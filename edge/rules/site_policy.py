@@ -17,6 +17,7 @@ from typing import Literal
 
 from edge.request.key import lower_host
 from edge.rules.host import normalise_host
+from edge.rules.streaming import LIVE_FALLBACK_TTL_S, MediaKind, media_kind
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -43,6 +44,12 @@ class CachePolicy:
     query: Literal["keep", "sort", "drop"] = "keep"  # the query string in the key and upstream URL
     drop_params: tuple[str, ...] = ()  # parameter name patterns removed (fnmatch, e.g. "utm_*")
     store_error_statuses: tuple[int, ...] = ()  # 400/413/414/431/5xx stored anyway (never by default)
+    slice_bytes: int = 1024 * 1024  # larger objects are fetched and kept as slices of this size; 0 = off
+    slice_read_ahead: int = 2  # slices fetched ahead of a client reading a partial object
+    streaming: bool = True  # HLS/DASH lifetimes where the origin is silent (edge.rules.streaming)
+    playlist_ttl_s: float = 0.0  # live playlists/manifests; 0 = half the target duration
+    vod_playlist_ttl_s: float = 3600.0  # playlists that will not change (#EXT-X-ENDLIST, static MPD)
+    segment_ttl_s: float = 86400.0  # media segments (.ts, .m4s, ...): immutable by name
 
     @property
     def rewrites(self) -> bool:
@@ -57,6 +64,12 @@ class CachePolicy:
             ttl = self.ttl_by_extension.get(path[dot + 1 :].lower())
             if ttl is not None:
                 return ttl
+        if self.streaming and status == 200:  # issue 14: segments and playlists
+            kind = media_kind(path, None)
+            if kind is MediaKind.SEGMENT:
+                return self.segment_ttl_s
+            if kind is MediaKind.PLAYLIST:  # until its body says live or VOD (edge.fill.streaming)
+                return self.playlist_ttl_s or LIVE_FALLBACK_TTL_S
         if status in NEGATIVE_STATUSES:
             return self.negative_ttl_s or None
         return self.default_ttl_s or None

@@ -17,7 +17,7 @@ import msgpack
 
 __all__ = ["META_VERSION", "EntryMeta", "MetaFormatError", "pack_meta", "unpack_meta"]
 
-META_VERSION = 2  # 2: purge_gen
+META_VERSION = 3  # 2: purge_gen; 3: slice_bytes, total_length
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -50,6 +50,8 @@ class EntryMeta:
     checksum: int = 0  # xxh3_64 of the body
     invalidated: bool = False  # soft purge: treat as stale whatever the lifetime says
     purge_gen: int = 0  # the node's purge generation when the fill began (edge.purge.invalidate)
+    slice_bytes: int = 0  # sliced objects (edge.store.sliced): the slice size; 0 = stored whole
+    total_length: int = 0  # sliced objects: the whole object's length (body_length is the slice's)
 
     def replace(self, **changes: Any) -> EntryMeta:
         """Returns a copy with the given fields changed."""

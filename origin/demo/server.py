@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from origin.demo import sample
+from origin.demo.live import LiveStream
 from origin.demo.misc import MiscHandlers, request_headers
 from origin.demo.objects import SyntheticObjects
 from origin.demo.static import StaticFiles
@@ -92,6 +93,9 @@ def build_app(root: Path | None, stats: RequestStats, *, verbose: bool = False) 
     app.router.add_get("/status/{code}", misc.status)
     app.router.add_get("/private/{name:.+}", misc.private)
     app.router.add_get("/whoami", misc.whoami)
+    live = LiveStream()  # a live-like HLS stream (issue 14)
+    app.router.add_get("/live/index.m3u8", live.playlist)
+    app.router.add_get(r"/live/seg{n:\d{1,12}}.ts", live.segment)
     if root is not None:
         app.router.add_get("/{tail:.*}", StaticFiles(root).handle)
     return app

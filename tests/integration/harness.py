@@ -120,7 +120,13 @@ def start_origin(log_dir: Path, *, host: str = "127.0.0.1", root: Path | None = 
 def write_config(path: Path, *, origin_url: str, nodes: dict[str, str], cache: dict[str, Any] | None = None,
                  coalesce: dict[str, Any] | None = None, origin: dict[str, Any] | None = None,
                  extra: str = "", server: dict[str, Any] | None = None) -> Path:
-    """Writes a config.toml for the given nodes (name → "host:port")."""
+    """Writes a config.toml for the given nodes (name → "host:port").
+
+    `server` defaults to `drain_announce_s = 0`: a stopping node does not wait for its peers
+    to take it out of their rings (tests that check the drain pass their own table).
+    """
+    if server is None:
+        server = {"drain_announce_s": 0}
     lines = ["access_log = true", ""]
     for name, listen in nodes.items():
         lines += [f"[nodes.{name}]", f'listen = "{listen}"', ""]

@@ -195,7 +195,8 @@ class PurgeCluster:
 
     def __init__(self, tmp: Path, origin: VersionedOrigin, specs: Iterable[NodeSpec], *,
                  faulty: Iterable[str] = (), max_lag_s: float = 2.0, sync_s: float = 0.3,
-                 rate_per_s: float = 50.0, burst: int = 100) -> None:
+                 rate_per_s: float = 50.0, burst: int = 100,
+                 cluster_extra: dict[str, int | float] | None = None) -> None:
         self.tmp = tmp
         self.origin = origin
         self.specs = {s.name: s for s in specs}
@@ -203,6 +204,7 @@ class PurgeCluster:
         self.max_lag_s = max_lag_s
         self._sync_s = sync_s
         self._rate = (rate_per_s, burst)
+        self._cluster_extra = dict(cluster_extra or {})  # more `[cluster]` keys, e.g. hot_min_hits
         self.procs: dict[str, Proc] = {}
         self.proxies: dict[tuple[str, str], FaultProxy] = {}  # (from, to) -> proxy, for faulty links
 
@@ -240,7 +242,8 @@ class PurgeCluster:
     def _write_config(self, me: str) -> Path:
         lines = ["access_log = false", "", "[cluster]", 'secret = "purge-test-secret"',
                  f"purge_sync_interval_s = {self._sync_s}", f"max_purge_lag_s = {self.max_lag_s}",
-                 "probe_interval_s = 0.2", "probe_timeout_s = 0.3", "",
+                 "probe_interval_s = 0.2", "probe_timeout_s = 0.3",
+                 *(f"{k} = {v}" for k, v in self._cluster_extra.items()), "",
                  "[admin]", "purge_timeout_s = 2.0", f"rate_per_s = {self._rate[0]}", f"burst = {self._rate[1]}",
                  "[[admin.tokens]]", 'name = "ops"', f'token = "{TOKEN}"', 'hosts = ["*"]',
                  "[[admin.tokens]]", 'name = "other"', f'token = "{DEMO_TOKEN}"', 'hosts = ["other.test"]', ""]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from edge.rules.site_policy import DEFAULT_POLICY, CachePolicy, PolicySet, normalise_target
@@ -23,7 +25,9 @@ class TestSilentTtl:
         assert HLS.silent_ttl(410, "/gone") == 5.0
 
     def test_nothing_applies_when_policy_is_default(self) -> None:
-        assert DEFAULT_POLICY.silent_ttl(200, "/a.m3u8") is None
+        # issue 14: the default policy knows HLS/DASH (test_streaming.py); nothing else applies
+        assert dataclasses.replace(DEFAULT_POLICY, streaming=False).silent_ttl(200, "/a.m3u8") is None
+        assert DEFAULT_POLICY.silent_ttl(200, "/a.html") is None
         assert DEFAULT_POLICY.silent_ttl(404, "/a") is None
 
 
