@@ -6,7 +6,8 @@ branch is edge.request.passthrough. The decisions are pure and live beside it: w
 is filled from (edge.fill.route), whether its answer is kept (edge.fill.keep, run by the
 producer), when the miss path looks the key up again (edge.request.restart). Every request
 ends in one CacheOutcome, which names it in Cache-Status and in the access log. Upstream
-failures are mapped to an HTTP status in one place (`error_status`): timeouts 504, else 502.
+failures are mapped to an HTTP status in one place (`error_status`): timeouts 504, a saturated
+origin pool 503 with Retry-After (`retry_after`), else 502.
 A request holding a stale copy it may serve on error (stale-if-error, grace) gets that copy
 for every failure kind instead (issue 11): errors before the head, 5xx heads (memoised as
 pass or not), and small replacement bodies that break (edge.request.stale).
@@ -58,11 +59,11 @@ from edge.store.disk import DiskHit
 from edge.store.entry import EntryMeta
 from edge.store.sliced import is_sliced
 from edge.store.tiered import TieredStore
-from origin.errors import UpstreamError, UpstreamTimeout
+from origin.errors import PoolSaturated, UpstreamError, UpstreamTimeout
 from origin.routes import Router
 from origin.upstream import Upstream
 
-__all__ = ["Handler", "PeerView", "error_status"]
+__all__ = ["Handler", "PeerView", "error_status", "retry_after"]
 
 log = logging.getLogger("edge.request.handler")
 
@@ -80,9 +81,18 @@ def error_status(exc: BaseException) -> tuple[int, str]:
         return 502, f"origin fetch failed ({exc.outcome.name.lower() if exc.outcome else 'unknown'})"
     if isinstance(exc, UpstreamTimeout):
         return 504, "origin did not answer in time; retry later"
+    if isinstance(exc, PoolSaturated):
+        return 503, f"origin busy: too many fetches in progress; retry after {exc.retry_after_s}s"
     if isinstance(exc, UpstreamError):
         return 502, f"origin failed: {exc}"
     return 502, "upstream failure"
+
+
+def retry_after(exc: BaseException | None) -> list[tuple[str, str]]:
+    """A Retry-After field for an error that says when to come back (PoolSaturated), else none."""
+    while exc is not None and not isinstance(exc, PoolSaturated):
+        exc = exc.__cause__ if isinstance(exc, FillFailed) else None
+    return [("Retry-After", str(exc.retry_after_s))] if exc is not None else []
 
 
 class Handler:
@@ -167,7 +177,8 @@ class Handler:
                 writer.abort()  # the body broke midway: truncate visibly
             else:
                 value = cache_status(CacheOutcome.ERROR, detail=type(exc).__name__, name=self._name)
-                await writer.send_simple(status, reason, headers=[("Cache-Status", value)])
+                headers = [("Cache-Status", value), *retry_after(exc)]
+                await writer.send_simple(status, reason, headers=headers)
         finally:
             seconds = time.perf_counter() - started
             counts = self._peer_counts if from_peer else self._counts
