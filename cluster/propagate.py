@@ -98,6 +98,9 @@ class PurgeHub:
         self._clock = clock
         self._lock = asyncio.Lock()  # journal + apply of one purge at a time: gen order = apply order
         self._sync = {p.name: _PeerSync() for p in self._peers}
+        # what each peer is known to hold, per accepting node: the highest seq it acknowledged
+        # or had in its cursor when it last asked us for purges (for `edgecache purge --wait`)
+        self._held: dict[str, dict[str, int]] = {p.name: {} for p in self._peers}
         # An empty cache has nothing a missed purge could concern: such a node starts trusted.
         self.last_sync: float | None = clock() if trusted_at_start else None
         self._trusted: bool | None = None  # the state last logged
@@ -143,8 +146,13 @@ class PurgeHub:
                 await self._target.apply(purge, gen)
         return gen
 
-    def missing(self, cursor: Mapping[str, int], limit: int = PAGE_LIMIT) -> tuple[list[Purge], bool]:
-        """What a peer with `cursor` lacks (one page) and whether more remain."""
+    def missing(
+        self, cursor: Mapping[str, int], limit: int = PAGE_LIMIT, *, asker: str | None = None
+    ) -> tuple[list[Purge], bool]:
+        """What a peer with `cursor` lacks (one page) and whether more remain; notes what `asker` holds."""
+        if asker is not None:
+            for node, seq in cursor.items():
+                self._note_held(asker, node, seq)
         purges = self.log.since(cursor, limit + 1)
         return purges[:limit], len(purges) > limit
 
@@ -242,7 +250,20 @@ class PurgeHub:
         except PropagationError as exc:
             log.warning("purge %s not acknowledged by %s: %s", purge.id, peer.name, exc)
             return peer.name, False
+        self._note_held(peer.name, purge.node, purge.seq)
         return peer.name, True
+
+    def _note_held(self, peer: str, node: str, seq: int) -> None:
+        held = self._held.get(peer)
+        if held is not None and seq > held.get(node, 0):
+            held[node] = seq
+
+    def holders(self, node: str, seq: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(nodes known to hold purge node:seq, nodes not known to yet), this node first if it has it."""
+        here = (self.self_name,) if self.log.seen(node, seq) else ()
+        have = tuple(p.name for p in self._peers if self._held[p.name].get(node, 0) >= seq or p.name == node)
+        missing = tuple(p.name for p in self._peers if p.name not in have)
+        return (*here, *have), ((self.self_name,) if not here else ()) + missing
 
     def _publish(self) -> None:
         """Hands the trust deadline to the target and logs when trust flips."""

@@ -76,6 +76,20 @@ class Ring:
         """Points per unit of weight."""
         return self._vnodes
 
+    def shares(self) -> dict[str, float]:
+        """Each node's share of the key space (0..1): the arcs its points own (for operators)."""
+        points, owners = self._points, self._owners
+        if not points:
+            return {}
+        shares = dict.fromkeys(self._weights, 0.0)
+        space = float(1 << 64)
+        # the key at h belongs to the first point >= h, so each point owns the arc before it
+        previous = points[-1] - (1 << 64)
+        for point, owner in zip(points, owners, strict=True):
+            shares[owner] += (point - previous) / space
+            previous = point
+        return shares
+
     def __len__(self) -> int:
         return len(self._weights)
 

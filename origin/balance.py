@@ -27,7 +27,7 @@ from origin.config import Balance
 from origin.errors import BodyTimeout
 from origin.upstream import UpstreamResponse
 
-__all__ = ["Balancer", "InFlightBody", "panic_pick"]
+__all__ = ["Balancer", "InFlightBody", "panic_pick", "released_at_end"]
 
 
 class Balancer:
@@ -117,3 +117,20 @@ class InFlightBody:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+
+def released_at_end(
+    response: UpstreamResponse, release: Callable[[], None], deadline: float | None = None
+) -> UpstreamResponse:
+    """The same response, with a body that calls `release` once at its end (InFlightBody)."""
+    body = InFlightBody(response, release, deadline)
+    return UpstreamResponse(
+        status=response.status,
+        reason=response.reason,
+        headers=response.headers,
+        request_time=response.request_time,
+        response_time=response.response_time,
+        body=body,
+        close=body.close,
+        upstream=response.upstream,
+    )

@@ -13,6 +13,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 __all__ = [
+    "AdmissionConfig",
     "Balance",
     "HealthCheckConfig",
     "OriginPoolConfig",
@@ -98,6 +99,28 @@ class RetryConfig:
             raise ValueError("attempts must be >= 1")
         if self.budget_ratio < 0 or self.budget_burst < 0:
             raise ValueError("budget_ratio and budget_burst must be >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdmissionConfig:
+    """How many fetches a pool runs at once, and how many more may wait (origin/admission.py).
+
+    A fetch holds its slot from before the first try until its response body ends; beyond
+    `max_in_flight`, up to `max_queue` fetches wait at most `queue_timeout_s` for a slot, and
+    the rest fail at once with PoolSaturated (the edge answers 503 with Retry-After).
+    """
+
+    max_in_flight: int = 256  # fetches (tries, retries and bodies included) at once
+    max_queue: int = 1024  # fetches waiting for a slot; 0 = none wait
+    queue_timeout_s: float = 5.0  # longest wait for a slot
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        if self.max_queue < 0:
+            raise ValueError("max_queue must be >= 0")
+        if not self.queue_timeout_s > 0:
+            raise ValueError("queue_timeout_s must be > 0")
 
 
 class Balance(StrEnum):
@@ -202,6 +225,7 @@ class OriginPoolConfig:
     # another pool's name: serves when every server here is down or refused the connection
     backup: str | None = None
     rewrite: OriginRewrite = field(default_factory=OriginRewrite)  # Host, SNI, path, headers
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # fetches at once, queue
 
     def __post_init__(self) -> None:
         if not self.servers:

@@ -8,11 +8,13 @@
     ├── BodyError                 the body broke after the head was received               not retryable
     │   └── BodyTimeout           idle or total timeout mid-body (also an UpstreamTimeout)  not retryable
     ├── InvalidTarget             the request target cannot be sent byte-for-byte           not retryable
-    └── NoServerAvailable         no server left to try (never from health alone: panic mode) not retryable
+    ├── NoServerAvailable         no server left to try (never from health alone: panic mode) not retryable
+    └── PoolSaturated             the pool runs max_in_flight fetches and its queue is full   not retryable
+                                  or the wait for a slot timed out (origin/admission.py)
 
 aiohttp and OS exceptions are translated into these where they enter (origin/client.py),
 inside body iterators too, with `raise ... from exc`. The edge maps them to HTTP status in
-one place: timeouts to 504, everything else to 502.
+one place: timeouts to 504, PoolSaturated to 503 with Retry-After, everything else to 502.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "DeadlineExceeded",
     "InvalidTarget",
     "NoServerAvailable",
+    "PoolSaturated",
     "ProtocolError",
     "UpstreamError",
     "UpstreamTimeout",
@@ -85,3 +88,15 @@ class NoServerAvailable(UpstreamError):
     """No healthy server is left to try."""
 
     retryable = False
+
+
+class PoolSaturated(UpstreamError):
+    """The pool already runs its `max_in_flight` fetches and this one found no slot: the
+    queue was full, or the wait for a slot ran out. Not retryable here (another try would
+    queue again); clients are told to come back after `retry_after_s` seconds."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, upstream: str = "", retry_after_s: int = 1) -> None:
+        super().__init__(message, upstream=upstream)
+        self.retry_after_s = retry_after_s

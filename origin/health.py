@@ -77,6 +77,9 @@ class PoolStatus:
     retry_tokens: float  # retries the budget allows right now
     backup_uses: int  # requests handed to the backup pool
     panics: int  # tries sent to a server marked down because every server was down
+    in_flight: int = 0  # fetches holding an admission slot (origin/admission.py)
+    queued: int = 0  # fetches waiting for a slot
+    saturated: int = 0  # fetches turned away with PoolSaturated (queue full or wait too long)
 
 
 class ServerHealth:

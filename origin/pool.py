@@ -19,6 +19,8 @@ A request that brings a head deadline (origin/deadline.py: the node that asked u
 waiting then) has every try's head cut off at it too; that cut raises DeadlineExceeded, which
 is neither retried nor counted against the server.
 
+A fetch holds an admission slot (origin/admission.py) from its first try to its body's end.
+
 Note: aiohttp itself resends an idempotent request once when its connection drops before
 the head (RFC 9112 §9.3.1, meant for stale keep-alive connections). That resend happens
 inside one try here and is not counted against the retry budget.
@@ -33,7 +35,8 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from origin.balance import Balancer, InFlightBody, panic_pick
+from origin.admission import FetchGate
+from origin.balance import Balancer, panic_pick, released_at_end
 from origin.client import OriginClient
 from origin.config import OriginPoolConfig, ServerConfig
 from origin.deadline import head_deadline
@@ -52,7 +55,7 @@ from origin.health import (
     ServerHealth,
     ServerStatus,
 )
-from origin.retry import IDEMPOTENT_METHODS, NoRetryReason, RetryBudget
+from origin.retry import IDEMPOTENT_METHODS, NoRetryReason, RetryBudget, retry_denied
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 __all__ = [
@@ -82,6 +85,7 @@ class OriginPool:
         "_clock",
         "_config",
         "_failure_seq",
+        "_gate",
         "_health",
         "_in_flight",
         "_last_failed",
@@ -121,6 +125,7 @@ class OriginPool:
         self._panicking = False  # the latest pick was a panic pick (logged on each flip)
         self._balancer = Balancer(config.balance)
         self._budget = RetryBudget(config.retry)
+        self._gate = FetchGate(config.admission, config.name)
         self._backup = backup
         self._clock = clock  # monotonic seconds for health; injected so tests move time
         self._checker: HealthChecker | None = None
@@ -145,6 +150,11 @@ class OriginPool:
     def budget(self) -> RetryBudget:
         """The pool-wide retry budget."""
         return self._budget
+
+    @property
+    def gate(self) -> FetchGate:
+        """The pool's admission slots and queue."""
+        return self._gate
 
     @property
     def checker(self) -> HealthChecker | None:
@@ -186,6 +196,9 @@ class OriginPool:
             retry_tokens=self._budget.tokens,
             backup_uses=self.backup_uses,
             panics=self.panics,
+            in_flight=self._gate.in_flight,
+            queued=self._gate.queued,
+            saturated=self._gate.rejected + self._gate.queue_timeouts,
         )
 
     def set_healthy(self, url: str, healthy: bool) -> None:
@@ -218,6 +231,16 @@ class OriginPool:
         return await self._backup.fetch(request)
 
     async def _fetch_here(self, request: UpstreamRequest, failures: list[UpstreamError]) -> UpstreamResponse:
+        """Holds an admission slot for the tries and the body (PoolSaturated without one)."""
+        await self._gate.acquire()
+        try:
+            response = await self._tries(request, failures)
+        except BaseException:
+            self._gate.release()
+            raise
+        return released_at_end(response, self._gate.release)
+
+    async def _tries(self, request: UpstreamRequest, failures: list[UpstreamError]) -> UpstreamResponse:
         """Tries this pool's servers; raises the last error (appended to `failures` too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.timeouts.total_s  # the whole request's limit
@@ -235,7 +258,8 @@ class OriginPool:
                 return await self._try(index, request, head_by, deadline, retry=bool(failures))
             except UpstreamError as exc:
                 failures.append(exc)
-                reason = self._retry_denied(exc, request, len(failures), head_by - loop.time())
+                time_left = head_by - loop.time()
+                reason = retry_denied(exc, request.method, len(failures), self._config.retry, time_left)
                 next_index = self._pick(tried) if reason is None else None
                 if reason is None and next_index is None:
                     reason = NoRetryReason.NO_OTHER_SERVER
@@ -288,32 +312,7 @@ class OriginPool:
         else:
             self._log_change(index, self._health[index].record_success(), "after a good response")
         # A first try's body already ends at the client's own total deadline (the same instant).
-        body = InFlightBody(response, release, deadline if retry else None)
-        return UpstreamResponse(
-            status=response.status,
-            reason=response.reason,
-            headers=response.headers,
-            request_time=response.request_time,
-            response_time=response.response_time,
-            body=body,
-            close=body.close,
-            upstream=response.upstream,
-        )
-
-    def _retry_denied(
-        self, exc: UpstreamError, request: UpstreamRequest, tries: int, time_left: float
-    ) -> NoRetryReason | None:
-        """Why failed try number `tries` may not be retried, or None (budget checked later)."""
-        if not exc.retryable:
-            return NoRetryReason.NOT_RETRYABLE
-        # A refused connection never carried the request, so even POST may go elsewhere.
-        if request.method.upper() not in IDEMPOTENT_METHODS and not isinstance(exc, ConnectError):
-            return NoRetryReason.NOT_IDEMPOTENT
-        if tries >= self._config.retry.attempts:
-            return NoRetryReason.ATTEMPTS_USED
-        if time_left <= 0:
-            return NoRetryReason.DEADLINE
-        return None
+        return released_at_end(response, release, deadline if retry else None)
 
     def _pick(self, tried: list[bool]) -> int | None:
         """The server for the next try among available untried ones, or None.

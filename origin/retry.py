@@ -9,8 +9,9 @@ from __future__ import annotations
 from enum import Enum
 
 from origin.config import RetryConfig
+from origin.errors import ConnectError, UpstreamError
 
-__all__ = ["IDEMPOTENT_METHODS", "NoRetryReason", "RetryBudget"]
+__all__ = ["IDEMPOTENT_METHODS", "NoRetryReason", "RetryBudget", "retry_denied"]
 
 # RFC 9110 §9.2.2: requests whose intended effect is the same however often they are sent.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -58,3 +59,19 @@ class RetryBudget:
             return False
         self._tokens -= 1.0
         return True
+
+
+def retry_denied(
+    exc: UpstreamError, method: str, tries: int, config: RetryConfig, time_left: float
+) -> NoRetryReason | None:
+    """Why failed try number `tries` may not be retried, or None (the budget is asked later)."""
+    if not exc.retryable:
+        return NoRetryReason.NOT_RETRYABLE
+    # A refused connection never carried the request, so even POST may go elsewhere.
+    if method.upper() not in IDEMPOTENT_METHODS and not isinstance(exc, ConnectError):
+        return NoRetryReason.NOT_IDEMPOTENT
+    if tries >= config.attempts:
+        return NoRetryReason.ATTEMPTS_USED
+    if time_left <= 0:
+        return NoRetryReason.DEADLINE
+    return None

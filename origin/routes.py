@@ -53,6 +53,17 @@ class Router:
                 compiled.append((pattern.rstrip("."), None, rule.path_prefix, rule))
         self._rules = tuple(compiled)
 
+    def host_route(self, host: str) -> RouteRule | None:
+        """The rule every path of `host` gets, or None when the path decides (or nothing matches)."""
+        name = request_hostname(host)
+        for exact, suffix, prefix, rule in self._rules:
+            if exact is not None and name != exact:
+                continue
+            if suffix is not None and not (name.endswith(suffix) and len(name) > len(suffix)):
+                continue
+            return rule if prefix == "/" else None
+        return None
+
     def match(self, host: str, target: str) -> RouteRule | None:
         """Returns the first rule matching the request, or None when no rule does."""
         name = request_hostname(host)

@@ -137,7 +137,7 @@ def get(node: Node, path: str) -> tuple[int, int, str]:
 
 
 def detail(cache_status: str) -> str | None:
-    m = re.search(r"detail=([^;,\s]+)", cache_status)
+    m = re.search(r"detail=([^;,\s]+)", cache_status.split(",")[-1])  # this node's member (RFC 9211: last)
     return m.group(1) if m else None
 
 

@@ -19,6 +19,7 @@ import pytest
 from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
+from edge.metrics.counts import RequestCounts
 from edge.request.handler import Handler
 from edge.rules.key import make_key
 from edge.server.protocol import HttpProtocol, Limits
@@ -87,7 +88,7 @@ def _edge_protocol(loop: asyncio.AbstractEventLoop, tmp: Path) -> tuple[HttpProt
     handler = Handler(store=store, coalescer=Coalescer(spool_dir=tmp, head_timeout_s=1, idle_timeout_s=1),
                       filler=Filler(cache=CacheConfig(), max_object_bytes=8 << 20),
                       router=Router((RouteRule(host="*", path_prefix="/", pool="p"),)), upstreams={},
-                      allowlists={}, access_log=None)
+                      allowlists={}, access_log=None, counts=RequestCounts())  # counted, as in a node
     transport = NullTransport()
     proto = HttpProtocol(handler, Limits(), set())
     proto.connection_made(transport)

@@ -21,7 +21,12 @@ async def open_access_log(cfg: EdgeConfig) -> AccessLog:
     lines, path = cfg.server.access_log_buffer_lines, cfg.access_log_file
     try:
         return await asyncio.to_thread(
-            AccessLog, sys.stdout, cfg.node.name, lines, Path(path) if path else None
+            AccessLog,
+            sys.stdout,
+            cfg.node.name,
+            lines,
+            Path(path) if path else None,
+            fmt=cfg.server.access_log_format,
         )
     except OSError as exc:
         raise StartupError(

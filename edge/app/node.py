@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from cluster.discovery import DnsDiscovery
 from cluster.members import Membership
@@ -27,6 +29,7 @@ from edge.app.stores import lock_disk_dir, memory_store, open_disk, tiered_store
 from edge.config.deployment import EdgeConfig
 from edge.config.reload import LiveChange, ReloadPlan, log_reload, merge_live, plan_reload
 from edge.fill.coalesce import Coalescer
+from edge.metrics.node import NodeMetrics
 from edge.peering.routing import PeerGate, PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
@@ -35,6 +38,7 @@ from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.lifecycle import Lifecycle, PublicGate, announce_s
 from edge.server.protocol import Responder
+from edge.server.tls import ServerTls, TlsError
 from edge.store.base import Store
 from edge.store.dirlock import DirLock
 from edge.store.memory import MemoryStore
@@ -77,11 +81,21 @@ class EdgeNode:
         self._peer_gate: PeerGate | None = None
         self._largest = 0  # the largest object any tier stores
         self._dir_lock: DirLock | None = None  # held on the disk directory until the node ends
+        self.metrics = NodeMetrics()  # plain-int counters read by /metrics and the status page
+        self._tls_server: asyncio.Server | None = None  # the HTTPS listener ([nodes.NAME] tls)
+        self.tls: ServerTls | None = None
+        self.tls_port = config.node.tls_port
 
     async def start(self) -> None:
         """Opens the stores and the listener."""
         check_parsers()
         cfg = self.config
+        # certificates first: an unusable one stops the node before anything is opened
+        if cfg.node.tls_host is not None:
+            try:
+                self.tls = ServerTls(cfg.tls)
+            except TlsError as exc:
+                raise StartupError(str(exc)) from exc
         nofile = raise_fd_limit()
         self.connections = Connections.for_listener(cfg.server, nofile)
         if cfg.access_log:
@@ -94,6 +108,12 @@ class EdgeNode:
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        if self.tls is not None and cfg.node.tls_host is not None:
+            where = f"nodes.{cfg.node.name}.tls"
+            self._tls_server = await self._listen(
+                self._gate, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, self.tls
+            )
+            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
         memory = memory_store(cfg)
         disk_dir = cfg.disk_dir
         disk = None
@@ -127,7 +147,10 @@ class EdgeNode:
         handler = self._build_handler(cfg)
         if cfg.cluster is not None and cfg.node.internal_host is not None:
             gate = self._peer_gate = PeerGate(
-                handler, cfg.cluster.secret, purges=hub, serving=lambda: self.lifecycle.serving_peers
+                handler.for_peers(),
+                cfg.cluster.secret,
+                purges=hub,
+                serving=lambda: self.lifecycle.serving_peers,
             )
             self._internal_connections = Connections.for_listener(cfg.server, nofile)
             self._internal = await self._listen(
@@ -148,13 +171,15 @@ class EdgeNode:
             self.connections.max_connections,
         )
         if cfg.node.admin_host is not None:
-            self._admin = Admin(cfg.admin, hub, self.purge_status)
+            self._admin = Admin(cfg.admin, hub, self.purge_status, extra_routes=self._observability())
             try:
                 await start_admin(self._admin, cfg)
             except StartupError:
                 await self._close_resources()
                 raise
         hub.start()
+        if self._admin is not None:
+            self.metrics.start()
         if self._membership is not None:
             self._membership.start()
         if self._discovery is not None:
@@ -173,6 +198,7 @@ class EdgeNode:
             pools=self._pools,
             largest=self._largest,
             access_log=self._access_log,
+            metrics=self.metrics,
         )
 
     async def reload(self, new: EdgeConfig) -> ReloadPlan:
@@ -204,7 +230,7 @@ class EdgeNode:
         handler = self._build_handler(applied)
         self._gate.serve(handler)
         if self._peer_gate is not None:
-            self._peer_gate.serve(handler)
+            self._peer_gate.serve(handler.for_peers())
         log_reload(plan)
         return plan
 
@@ -250,14 +276,44 @@ class EdgeNode:
             connections=self.connections,
             coalescer=self._coalescer,
             access_log=self._access_log,
+            metrics=self.metrics,
+        )
+
+    def _observability(self) -> Callable[[web.Application], None]:
+        """The admin listener's GET /metrics and status page routes."""
+        assert self.store is not None and self.purges is not None and self.invalidator is not None
+        return self.metrics.routes(
+            node=self.config.node.name,
+            region=self.config.node.region,
+            store=self.store,
+            hot=self.routing.hot if self.routing is not None else None,
+            listeners={"public": self.connections, "internal": self._internal_connections},
+            access_log=self._access_log,
+            membership=self._membership,
+            purges=self.purges,
+            invalidator=self.invalidator,
         )
 
     async def _listen(
-        self, responder: Responder, host: str, port: int, where: str, conns: Connections
+        self,
+        responder: Responder,
+        host: str,
+        port: int,
+        where: str,
+        conns: Connections,
+        tls: ServerTls | None = None,
     ) -> asyncio.Server:
         try:
             return await listen(
-                responder, host, port, where=where, conns=conns, limits=self.config.limits, tasks=self._tasks
+                responder,
+                host,
+                port,
+                where=where,
+                conns=conns,
+                limits=self.config.limits,
+                tasks=self._tasks,
+                tls=tls,
+                handshake_timeout_s=self.config.tls.handshake_timeout_s,
             )
         except StartupError:
             await self._close_resources()
@@ -297,13 +353,16 @@ class EdgeNode:
         self.lifecycle.drain()
         self._gate.draining()
         loop = asyncio.get_running_loop()
-        stop_accepting((self._server, self._internal), (self.connections, self._internal_connections))
+        stop_accepting(
+            (self._server, self._internal, self._tls_server), (self.connections, self._internal_connections)
+        )
         if drain_until is not None:
             await wait_requests(self._tasks, drain_until - loop.time())
         if self._discovery is not None:
             await self._discovery.stop()
         if self._membership is not None:
             await self._membership.stop()
+        await self.metrics.stop()
         if self._admin is not None:
             await self._admin.stop()
         if self.purges is not None:

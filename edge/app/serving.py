@@ -13,14 +13,17 @@ from edge.fill.coalesce import Coalescer
 from edge.fill.producer import Filler
 from edge.fill.sliced_fill import SlicedFill
 from edge.fill.slices import SliceSource
+from edge.metrics.node import NodeMetrics
 from edge.peering.routing import PeerRouting
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
 from edge.request.handler import Handler
+from edge.rules.outcome import cache_name
 from edge.rules.site_policy import PolicySet
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections
 from edge.server.protocol import HttpProtocol, Responder
+from edge.server.tls import ServerTls
 from edge.store.tiered import TieredStore
 from origin.pool import OriginPool
 from origin.routes import Router
@@ -40,6 +43,7 @@ def build_handler(
     pools: Mapping[str, OriginPool],
     largest: int,
     access_log: AccessLog | None,
+    metrics: NodeMetrics,
 ) -> Handler:
     """The request handler for a config (at start, and on each reload); stores stay the same.
 
@@ -62,9 +66,12 @@ def build_handler(
         policies=PolicySet(cfg.policies),
         purges=invalidator,
         router=Router(cfg.routes),
-        upstreams=dict(pools),
+        upstreams=metrics.metered(pools),
         allowlists={name: pool.forward_headers for name, pool in cfg.pools.items()},
         access_log=access_log if cfg.access_log else None,
+        counts=metrics.clients,
+        peer_counts=metrics.peers,
+        cache_name=cache_name(cfg.node.name if cfg.cluster is not None else None),
     )
 
 
@@ -77,6 +84,8 @@ async def listen(
     conns: Connections,
     limits: Limits,
     tasks: set[asyncio.Task[None]],
+    tls: ServerTls | None = None,
+    handshake_timeout_s: float | None = None,
 ) -> asyncio.Server:
     """A listener on host:port whose connections answer with `responder`; request tasks go in `tasks`.
 
@@ -90,6 +99,8 @@ async def listen(
             port,
             reuse_address=True,
             backlog=2048,
+            ssl=tls.default if tls is not None else None,
+            ssl_handshake_timeout=handshake_timeout_s if tls is not None else None,
         )
     except OSError as exc:
         raise StartupError(

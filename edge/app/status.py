@@ -9,6 +9,7 @@ from cluster.members import Membership
 from cluster.propagate import PurgeHub
 from edge.config.deployment import EdgeConfig
 from edge.fill.coalesce import Coalescer
+from edge.metrics.node import NodeMetrics
 from edge.purge.invalidate import Invalidator
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections
@@ -30,13 +31,17 @@ def node_status(
     connections: Connections | None,
     coalescer: Coalescer | None,
     access_log: AccessLog | None,
+    metrics: NodeMetrics,
 ) -> dict[str, object]:
     """The /status dictionary at wall-clock time `now`."""
     stats = store.stats
+    purge_state = purges.status(now)
     return {
         "node": cfg.node.name,
         "region": cfg.node.region,
-        **purges.status(now),
+        **purge_state,
+        "purge_peers": purge_state["peers"],  # each peer's catch-up state ("peers" below is membership)
+        "requests": metrics.clients.by_outcome(),  # client requests by outcome, as /metrics
         "pending_rules": invalidator.pending,
         "swept_through": invalidator.swept_through,
         "invalidated": invalidator.removed,

@@ -82,10 +82,13 @@ def _print_urls(cfg: EdgeConfig, first: str, demo_host: str, demo_port: int) -> 
     admin = next((n for n in nodes.values() if n.admin_host), None)
     if admin is not None and cfg.admin.tokens:
         print(
-            "    purge everywhere: .venv/bin/python -m edge purge "
-            f"--admin http://{admin.admin_host}:{admin.admin_port} "
-            f"--token {cfg.admin.tokens[0].token} --url http://{DEMO_HOST}/index.html"
+            f"    purge everywhere: EDGECACHE_TOKEN={cfg.admin.tokens[0].token} .venv/bin/edgecache purge "
+            f"url http://{DEMO_HOST}/index.html --wait --admin http://{admin.admin_host}:{admin.admin_port}"
         )
+        print(
+            f"    one node at a glance: .venv/bin/edgecache status --admin http://{admin.admin_host}:{admin.admin_port}"
+        )
+        print(f"    metrics: curl -s http://{admin.admin_host}:{admin.admin_port}/metrics")
     for name in dict.fromkeys(n.region for n in nodes.values()):
         members = [f"{n.name} http://{n.host}:{n.port}" for n in nodes.values() if n.region == name]
         parent = cfg.regions[name].parent if name in cfg.regions else None

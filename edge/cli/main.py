@@ -4,9 +4,12 @@
     python -m edge --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080 [--memory 256MiB]
                    [--disk-dir DIR [--disk 2GiB]] [--policy gdsf|s3fifo|lru] [--memory-max-object 64KiB]
     python -m edge check-config --config config.toml [--node NAME]   (see edge/cli/check.py)
-    python -m edge purge --admin http://127.0.0.2:7080 --token T (--url U | --prefix P | --tag T --host H
-                   | --all HOST) [--soft]        (see edge/cli/purge.py; exit 0 acked, 3 pending)
+    edgecache purge url|prefix|tag|host VALUE [--soft] [--wait] --admin URL   (edge/cli/purge.py)
+    edgecache status --admin URL                 (one screen about a node: edge/cli/status.py)
+    edgecache serve ...                          (the same as without `serve`)
     python -m edge --version
+
+`edgecache` is the installed console script; `python -m edge` is the same program.
 
 Exit codes: 0 after a clean stop, 2 for a bad command line or config, 1 when the node fails
 (cannot start included: one line saying why and what to do, never a traceback).
@@ -49,8 +52,13 @@ other commands:
   python -m edge check-config --config FILE [--node NAME]
         validate a deployment file (every node's part without --node) and print one line
         per node; exit 2 naming the bad key
-  python -m edge purge --admin URL --token T (--url U | --prefix P | --tag T --host H | --all HOST)
-        purge through a node's admin API (python -m edge purge --help)
+  edgecache serve [flags above]
+        start a node (the same as without `serve`)
+  edgecache purge url|prefix|tag|host VALUE [--host H] [--soft] [--wait] --admin URL
+        purge through a node's admin API; the token comes from $EDGECACHE_TOKEN or
+        --token-file, never the command line (edgecache purge --help)
+  edgecache status --admin URL
+        one screen about a running node: hit ratio, ring, peers, purge lag, origins
 
 exit codes: 0 clean stop, 1 the node failed or cannot start, 2 bad command line or config
 """
@@ -67,7 +75,7 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; --help explains every flag."""
     p = argparse.ArgumentParser(
-        prog="python -m edge",
+        prog="edgecache",
         description="edgecache: a caching CDN edge node (RFC 9111 shared cache) in front of origin servers.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -190,10 +198,16 @@ def _quick_cache(args: argparse.Namespace) -> CacheConfig:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]  # `edgecache serve ...` is the default command, named
     if argv[:1] == ["purge"]:
         from edge.cli import purge
 
         return purge.main(argv[1:])
+    if argv[:1] == ["status"]:
+        from edge.cli import status
+
+        return status.main(argv[1:])
     if argv[:1] == ["check-config"]:
         from edge.cli import check
 

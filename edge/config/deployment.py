@@ -47,6 +47,7 @@ from edge.config.purge import (
     parse_purge_sync,
 )
 from edge.config.server import ServerConfig, parse_server
+from edge.config.tls import TlsConfig, parse_tls
 from edge.config.topology import NodeConfig, RegionConfig, parse_cluster, parse_nodes, parse_regions
 from edge.rules.error_storage import is_never_stored_status
 from edge.rules.site_policy import CachePolicy
@@ -100,6 +101,7 @@ class EdgeConfig:
     peers: tuple[PeerConfig, ...] = ()  # every node with an internal listener, this one included
     admin: AdminConfig = field(default_factory=AdminConfig)  # [admin]: purge API, tokens
     purge_sync: PurgeSyncConfig = field(default_factory=PurgeSyncConfig)  # [cluster] purge catch-up, lag
+    tls: TlsConfig = field(default_factory=TlsConfig)  # [tls]: certificates for nodes' HTTPS listeners
 
     @property
     def parent_peers(self) -> tuple[PeerConfig, ...]:
@@ -151,6 +153,7 @@ _TOP = {
     "admin",
     "policies",
     "regions",
+    "tls",
 }
 
 _POLICY_KEYS = {
@@ -261,7 +264,17 @@ def parse(data: Mapping[str, Any], node: str) -> EdgeConfig:
         demo=_demo(table(data, "demo", "demo")) if "demo" in data else None,
         admin=parse_admin(table(data, "admin", "admin")),
         purge_sync=parse_purge_sync(table(data, "cluster", "cluster")),
+        tls=_tls(table(data, "tls", "tls"), nodes[node]),
     )
+
+
+def _tls(t: Mapping[str, Any], node: NodeConfig) -> TlsConfig:
+    tls = parse_tls(t)
+    if node.tls_host is not None and not tls.certificates:
+        raise ConfigError(
+            f"nodes.{node.name}.tls: an HTTPS listener needs a certificate; add a [[tls.certificates]] table"
+        )
+    return tls
 
 
 def read(path: Path | str) -> Mapping[str, Any]:

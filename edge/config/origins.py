@@ -14,6 +14,7 @@ from edge.config.checks import choice
 from edge.config.errors import ConfigError
 from edge.config.origin_rewrite import REWRITE_KEYS, parse_rewrite
 from origin.config import (
+    AdmissionConfig,
     Balance,
     HealthCheckConfig,
     OriginPoolConfig,
@@ -45,6 +46,7 @@ _PASSIVE_KEYS = frozenset({"passive_failures", "passive_cooldown_s", "passive_5x
 _POOL_KEYS = frozenset(
     {"servers", "retries", "retry_budget_ratio", "retry_budget_burst", "forward_headers"}
     | {"balance", "backup"}
+    | {"max_in_flight", "max_queue", "queue_timeout_s"}
     | _HEALTH_KEYS
     | _PASSIVE_KEYS
     | _TIMEOUT_KEYS.keys()
@@ -170,6 +172,15 @@ def _parse_passive(table: Mapping[str, Any], path: str) -> PassiveHealthConfig:
     )
 
 
+def _parse_admission(table: Mapping[str, Any], path: str) -> AdmissionConfig:
+    d = AdmissionConfig()
+    return AdmissionConfig(
+        max_in_flight=_integer(table, "max_in_flight", path, d.max_in_flight, minimum=1),
+        max_queue=_integer(table, "max_queue", path, d.max_queue, minimum=0),
+        queue_timeout_s=_number(table, "queue_timeout_s", path, d.queue_timeout_s, positive=True),
+    )
+
+
 def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
     table = _table(value, path)
     _check_keys(table, _POOL_KEYS, path)
@@ -198,6 +209,7 @@ def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
         passive=_parse_passive(table, path),
         backup=_optional_string(table, "backup", path, "fallback"),
         rewrite=parse_rewrite(table, path),
+        admission=_parse_admission(table, path),
     )
 
 

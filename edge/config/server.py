@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from edge.config.checks import check_keys, number
 from edge.config.errors import ConfigError
@@ -55,6 +55,9 @@ class ServerConfig:
     drain_announce_s: float | None = None
     # the public listener's readiness endpoint (the one /_edge/ path it answers)
     ready_path: str = "/_edge/ready"
+    # "json" (one JSON object a line) or "combined" (the Apache/nginx combined format plus
+    # cache=, upstream= and us= fields)
+    access_log_format: Literal["json", "combined"] = "json"
 
 
 _POSITIVE = ("head_timeout_s", "idle_timeout_s", "body_timeout_s", "send_timeout_s", "request_timeout_s")
@@ -84,6 +87,7 @@ def parse_server(t: Mapping[str, Any]) -> ServerConfig:
         drain_timeout_s=number(t, "drain_timeout_s", d.drain_timeout_s, "server"),
         drain_announce_s=number(t, "drain_announce_s", 0.0, "server") if "drain_announce_s" in t else None,
         ready_path=_path(t, "ready_path", d.ready_path),
+        access_log_format=_log_format(t.get("access_log_format", d.access_log_format)),
     )
 
 
@@ -92,3 +96,11 @@ def _path(t: Mapping[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "?" in value or " " in value:
         raise ConfigError(f'server.{key}: expected a path such as "/_edge/ready", got {value!r}')
     return value
+
+
+def _log_format(value: object) -> Literal["json", "combined"]:
+    if value == "json":
+        return "json"
+    if value == "combined":
+        return "combined"
+    raise ConfigError(f'server.access_log_format: expected "json" or "combined", got {value!r}')

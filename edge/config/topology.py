@@ -37,6 +37,8 @@ class NodeConfig:
     admin_host: str | None = None  # the admin API listener (purge, status); None = no admin API
     admin_port: int = 0
     state_dir: str | None = None  # purge journal; default <disk_dir>/purge, memory only without a disk
+    tls_host: str | None = None  # the HTTPS listener ([tls] certificates); None = plain HTTP only
+    tls_port: int = 0
 
     @property
     def internal_url(self) -> str | None:
@@ -59,7 +61,9 @@ def parse_nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
         path = f"nodes.{name}"
         if not isinstance(body, Mapping):
             raise ConfigError(f'{path}: expected a table with listen = "host:port"')
-        check_keys(body, {"listen", "disk_dir", "region", "internal", "weight", "admin", "state_dir"}, path)
+        check_keys(
+            body, {"listen", "disk_dir", "region", "internal", "weight", "admin", "state_dir", "tls"}, path
+        )
         if "listen" not in body:
             raise ConfigError(f'{path}.listen: missing; give the node\'s "host:port"')
         host, port = parse_addr(body["listen"], f"{path}.listen")
@@ -85,8 +89,17 @@ def parse_nodes(t: Mapping[str, Any]) -> dict[str, NodeConfig]:
             admin_host=admin_host,
             admin_port=admin_port,
             state_dir=opt_str(body, "state_dir", path),
+            **_tls_addr(body, path),
         )
     return nodes
+
+
+def _tls_addr(body: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """tls_host and tls_port from `tls = "host:port"` (none when absent)."""
+    if "tls" not in body:
+        return {}
+    host, port = parse_addr(body["tls"], f"{path}.tls")
+    return {"tls_host": host, "tls_port": port}
 
 
 _CLUSTER_NUMBERS = (

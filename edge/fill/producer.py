@@ -48,6 +48,8 @@ class FillInfo:
     stored: bool = False  # the body is being written to a store
     source: str | None = None  # where it came from when not the origin directly (e.g. "peer-edge2")
     began_gen: int = 0  # this node's purge generation when the fill began (who may join it)
+    upstream: str = ""  # the server or peer that answered (UpstreamResponse.upstream), for logs
+    upstream_cache_status: str | None = None  # a peer's Cache-Status, put before ours (RFC 9211)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +209,7 @@ class Filler:
             refreshed=updated,
             stored=updated,
             began_gen=plan.began_gen,
+            upstream=response.upstream,
         )
         fill.set_head(FillHead(304, "Not Modified", meta.headers, shareable=True, length=0, extra=info))
         fill.finish()
@@ -240,6 +243,11 @@ class Filler:
             stored=keep.stored,
             source=source,
             began_gen=plan.began_gen,
+            upstream=response.upstream,
+            # a peer is a cache: its member goes before ours; an origin's Cache-Status is not kept
+            upstream_cache_status=(
+                response.header("cache-status") if source is not None and source == plan.source else None
+            ),
         )
         if keep.marker is not None and store is not None:
             async with await store.open_writer(keep.marker) as marker_writer:

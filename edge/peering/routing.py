@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from cluster.members import HEALTH_PATH
-from cluster.peer import DEADLINE_HEADER, SECRET_HEADER, check_secret, parse_deadline
+from cluster.peer import DEADLINE_HEADER, HOP_HEADER, SECRET_HEADER, check_secret, parse_deadline
 from cluster.purge import JournalError, Purge
 from cluster.purge_wire import (
     CONTENT_TYPE,
@@ -146,7 +146,9 @@ class _PurgeEndpoint(Protocol):
 
     async def receive(self, purge: Purge) -> int | None: ...
 
-    def missing(self, cursor: Mapping[str, int]) -> tuple[Sequence[Purge], bool]: ...
+    def missing(
+        self, cursor: Mapping[str, int], limit: int = ..., *, asker: str | None = None
+    ) -> tuple[Sequence[Purge], bool]: ...
 
 
 _SECRET_NAME = SECRET_HEADER.lower().encode("ascii")
@@ -262,7 +264,7 @@ class PeerGate:
             except ValueError as exc:
                 await writer.send_simple(400, f"bad cursor: {exc}")
                 return
-            page, more = purges.missing(cursor)
+            page, more = purges.missing(cursor, asker=request.headers.get(HOP_HEADER))
             body = encode_page(purges.self_name, page, more)
             writer.start(200, [("Content-Type", CONTENT_TYPE)], len(body))
             await writer.write(body)

@@ -4,8 +4,12 @@
                   | {"all": "host"}, optional "soft": true
                   200 {"id", "acked": [nodes], "pending": []} when every node acknowledged in time,
                   202 with the nodes still pending otherwise (catch-up brings them the purge)
+    GET  /purge/ID  {"id", "acked", "pending"}: which nodes are known to hold that purge now
+                  (peers report what they hold when they catch up; `edgecache purge --wait` polls it)
     GET  /status  node, purge generation, cursor, peers' purge-lag state, store stats
     GET  /_edge/live  liveness (no token): 200 while the node's event loop answers
+    (more routes, GET /metrics and the status page GET /dashboard, come from `extra_routes`:
+    edge.metrics.http)
 
 Every request but liveness needs `Authorization: Bearer <token>` from `[[admin.tokens]]`, compared in
 constant time with every configured token. The checks run in this order and each refusal
@@ -141,6 +145,8 @@ class PurgeService(Protocol):
         self, kind: PurgeKind, value: str, host: str, soft: bool, *, timeout_s: float
     ) -> PurgeResult: ...
 
+    def holders(self, node: str, seq: int) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
+
 
 LIVE_PATH = "/_edge/live"
 
@@ -165,7 +171,9 @@ class Admin:
         status: Callable[[], Mapping[str, Any]],
         *,
         clock: Callable[[], float] = time.monotonic,
+        extra_routes: Callable[[web.Application], None] | None = None,
     ) -> None:
+        self._extra_routes = extra_routes  # adds routes with their own access rules
         self._config = config
         self._purges = purges
         self._status = status
@@ -189,6 +197,9 @@ class Admin:
         app.router.add_post("/purge", self._purge)
         app.router.add_get("/status", self._get_status)
         app.router.add_get(LIVE_PATH, _live)  # liveness: no token, says nothing but "the loop runs"
+        app.router.add_get("/purge/{id}", self._get_purge)
+        if self._extra_routes is not None:
+            self._extra_routes(app)
         return app
 
     async def start(self, host: str, port: int) -> None:
@@ -277,6 +288,15 @@ class Admin:
             status, {"id": result.purge.id, "acked": list(result.acked), "pending": list(result.pending)}
         )
 
+    async def _get_purge(self, request: web.Request) -> web.Response:
+        if self._authenticate(request) is None:
+            return _unauthorised()
+        node, _, seq = request.match_info["id"].rpartition(":")
+        if not node or not seq.isdigit():
+            return _reply(400, {"error": 'purge id: expected "node:seq" as POST /purge answered'})
+        acked, pending = self._purges.holders(node, int(seq))
+        return _reply(200, {"id": f"{node}:{int(seq)}", "acked": list(acked), "pending": list(pending)})
+
     async def _get_status(self, request: web.Request) -> web.Response:
         if self._authenticate(request) is None:
             return _reply(
@@ -285,3 +305,11 @@ class Admin:
                 {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'},
             )
         return _reply(200, self._status())
+
+
+def _unauthorised() -> web.Response:
+    return _reply(
+        401,
+        {"error": "missing or unknown bearer token; send Authorization: Bearer <token>"},
+        {"WWW-Authenticate": 'Bearer realm="edgecache-admin"'},
+    )

@@ -1,4 +1,8 @@
-"""RequestContext: one request's facts on the slow path, fixed once the route is known."""
+"""RequestContext: one request's facts on the slow path, fixed once the route is known.
+
+`Served` is the one mutable part: the branches note where the answer came from (the tier
+and the upstream), which the access log and the metrics read when the request ends.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,18 @@ from edge.server.request import Request
 from edge.server.writer import Writer
 from origin.upstream import Upstream
 
-__all__ = ["RequestContext"]
+__all__ = ["RequestContext", "Served"]
+
+
+class Served:
+    """Where one request's answer came from; written by the branch that answers it."""
+
+    __slots__ = ("route", "tier", "upstream")
+
+    def __init__(self) -> None:
+        self.route = ""  # the route's origin pool ("" before a route matched)
+        self.tier: str | None = None  # memory, disk, hot, peer or origin (edge.metrics.counts.TIERS)
+        self.upstream = ""  # the origin server's URL or "peer:<name>" that sent the body
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +39,7 @@ class RequestContext:
     key: CacheKey
     from_peer: bool  # came through the internal listener: never forwarded to a peer
     policy: CachePolicy  # what to do where the origin is silent
+    served: Served  # where the answer came from (filled in as the request is answered)
 
     @property
     def client_ip(self) -> str:

@@ -16,7 +16,7 @@ from cluster.peer import HOP_HEADER
 from edge.fill.coalesce import Fill
 from edge.rules.cache_control import CDN_ONLY_FIELDS, for_clients
 from edge.rules.conditional import evaluate_preconditions
-from edge.rules.outcome import CacheOutcome, cache_status
+from edge.rules.outcome import CACHE_NAME, CacheOutcome, cache_status
 from edge.rules.ranges import RangeKind, content_range, if_range_allows, parse_range
 from edge.server.request import Request
 from edge.server.writer import Writer, build_head
@@ -178,15 +178,32 @@ async def deliver_fill(
     return plan.status
 
 
+_Prebuilt = tuple[EntryMeta, int, float, bytes, bytes | None]
+
+
+def _held(entry: _Prebuilt) -> int:
+    """Bytes a prebuilt response holds beside the store's own copy of the body."""
+    return len(entry[3]) + (len(entry[4]) if entry[4] is not None else 0)
+
+
 class FastHeads:
-    """Prebuilt responses for fresh memory hits, reused within the same second."""
+    """Prebuilt responses for fresh memory hits, reused within the same second.
 
-    __slots__ = ("_cache", "_limit")
+    Bounded in entries and in bytes (issue 10: the copies of small bodies are memory outside the
+    store's budget): past either bound the table is emptied and refills with what is hit next.
+    """
 
-    def __init__(self, limit: int = 4096) -> None:
+    __slots__ = ("_byte_limit", "_cache", "_limit", "_name", "held_bytes")
+
+    def __init__(
+        self, cache_name: str = CACHE_NAME, limit: int = 4096, byte_limit: int = 8 * 1024 * 1024
+    ) -> None:
+        self._name = cache_name  # this cache's Cache-Status member name
         # id → (meta it was built for, second, fresh until, head bytes, whole response or None)
-        self._cache: dict[bytes, tuple[EntryMeta, int, float, bytes, bytes | None]] = {}
+        self._cache: dict[bytes, _Prebuilt] = {}
         self._limit = limit
+        self._byte_limit = byte_limit
+        self.held_bytes = 0  # heads and whole responses in the table
 
     def get(
         self, meta: EntryMeta, body: bytes, now: float, head_only: bool
@@ -198,15 +215,18 @@ class FastHeads:
             ttl = meta.ttl(now)
             if ttl <= 0 or meta.no_cache or any(n.lower() in CDN_ONLY_FIELDS for n, _ in meta.headers):
                 return None  # (CDN-only fields go to peers, not clients: the slow path decides)
-            if len(self._cache) >= self._limit:
+            if len(self._cache) >= self._limit or self.held_bytes >= self._byte_limit:
                 self._cache.clear()
+                self.held_bytes = 0
             fields = list(meta.headers)
             fields.append(("Accept-Ranges", "bytes"))
             fields.append(("Age", str(int(meta.age(now)))))
-            fields.append(("Cache-Status", cache_status(CacheOutcome.HIT, ttl=ttl)))
+            fields.append(("Cache-Status", cache_status(CacheOutcome.HIT, ttl=ttl, name=self._name)))
             fields.append(("Content-Length", str(len(body))))
             head = build_head(meta.status, fields)
             cached = (meta, second, now + ttl, head, head + body if len(body) <= INLINE_BODY_MAX else None)
+            replaced = self._cache.get(meta.key)
+            self.held_bytes += _held(cached) - (_held(replaced) if replaced is not None else 0)
             self._cache[meta.key] = cached
         elif now >= cached[2]:
             return None
@@ -217,4 +237,6 @@ class FastHeads:
 
     def drop(self, key: bytes) -> None:
         """Forgets a prebuilt response (its entry was replaced or removed)."""
-        self._cache.pop(key, None)
+        dropped = self._cache.pop(key, None)
+        if dropped is not None:
+            self.held_bytes -= _held(dropped)

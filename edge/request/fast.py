@@ -6,13 +6,21 @@ stays allocation-light: it hashes the request's own bytes with the key's hash
 the raw header bytes, and returns a prebuilt response (`FastHeads`). Anything it cannot
 answer alone (no entry, stale, purge rules pending, a normalised query) it declines with
 None and the slow path (`Handler.handle`) takes the request.
+
+Counting stays as cheap as the rest: the hit adds to a counter cell looked up by the raw
+Host bytes (the route is memoised per host when the host's route ignores the path), and to
+the hit-latency histogram, both plain ints (edge.metrics.counts). The duration it reports
+runs from the parsed request head to the response being handed to the listener.
 """
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 
 from edge.fill.keep import VARY_MARKER_STATUS
+from edge.metrics.counts import LATENCY_BOUNDS_S, Cell, RequestCounts
 from edge.purge.invalidate import Invalidator
 from edge.request.deliver import FastHeads
 from edge.rules.accept_encoding import normalise_raw_accept_encoding
@@ -22,6 +30,7 @@ from edge.rules.outcome import CacheOutcome
 from edge.rules.site_policy import PolicySet
 from edge.server.accesslog import AccessLog
 from edge.store.memory import MemoryStore
+from origin.routes import Router
 
 __all__ = ["FastAnswer", "FastPath", "FirstFields"]
 
@@ -29,6 +38,10 @@ __all__ = ["FastAnswer", "FastPath", "FirstFields"]
 FastAnswer = Callable[
     [bool, bytes, bytes, list[tuple[bytes, bytes]], str], bytes | tuple[bytes, bytes] | None
 ]
+
+_perf = time.perf_counter
+_MAX_MEMO_HOSTS = 1024  # hosts whose route is memoised; the memo starts over beyond it
+_FIRST_BOUND_S = LATENCY_BOUNDS_S[0]  # nearly every fast hit falls in the first bucket: skip bisect
 
 
 class FastPath:
@@ -43,7 +56,16 @@ class FastPath:
         purges: Invalidator,
         clock: Callable[[], float],
         access_log: AccessLog | None,
+        router: Router | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
+        self._router = router
+        self._counts = counts  # None: not counted
+        self._cells: dict[
+            bytes, Cell
+        ] = {}  # raw Host → the ("hit", route) cell, when the path does not decide
+        if counts is not None:
+            self._latency = counts.latency["hit"]
         self._memory = memory
         self._peek = memory.peek
         self._heads = heads  # shared with the handler, which drops entries it invalidates
@@ -56,6 +78,7 @@ class FastPath:
         self, head_only: bool, host: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]], peer: str
     ) -> bytes | tuple[bytes, bytes] | None:
         """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
+        started = _perf()
         if self._policies.rewrites and b"?" in target:
             return None  # the key uses a normalised target: let the slow path compute it
         if not is_normal_host(host):
@@ -83,10 +106,36 @@ class FastPath:
         if response is None:
             return None
         self._memory.record_hit(store_id)
+        size = 0 if head_only else len(hit.body)
+        seconds = _perf() - started
+        if self._counts is not None:
+            cell = self._cells.get(host) or self._cell(host, target)
+            cell.count += 1
+            cell.bytes += size
+            latency = self._latency
+            latency.buckets[0 if seconds <= _FIRST_BOUND_S else bisect_left(LATENCY_BOUNDS_S, seconds)] += 1
+            latency.sum += seconds
         if self._log is not None:
             method = "HEAD" if head_only else "GET"
-            self._log.write_fast(peer, method, host, target, meta.status, len(hit.body), CacheOutcome.HIT)
+            self._log.write_fast(
+                peer, method, host, target, meta.status, size, CacheOutcome.HIT, seconds, raw_headers
+            )
         return response
+
+    def _cell(self, host: bytes, target: bytes) -> Cell:
+        """The hit counter cell of this request's route; memoised per host when the path does not decide."""
+        assert self._counts is not None
+        name = host.decode("latin-1")
+        if self._router is None:
+            return self._counts.fast_cell("")
+        rule = self._router.host_route(name)
+        if rule is None:  # the path decides: look it up every time
+            rule = self._router.match(name, target.decode("latin-1"))
+            return self._counts.fast_cell(rule.pool if rule is not None else "")
+        if len(self._cells) >= _MAX_MEMO_HOSTS:
+            self._cells.clear()
+        cell = self._cells[host] = self._counts.fast_cell(rule.pool)
+        return cell
 
 
 class FirstFields(Mapping[str, str]):

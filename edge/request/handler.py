@@ -6,7 +6,8 @@ branch is edge.request.passthrough. The decisions are pure and live beside it: w
 is filled from (edge.fill.route), whether its answer is kept (edge.fill.keep, run by the
 producer), when the miss path looks the key up again (edge.request.restart). Every request
 ends in one CacheOutcome, which names it in Cache-Status and in the access log. Upstream
-failures are mapped to an HTTP status in one place (`error_status`): timeouts 504, else 502.
+failures are mapped to an HTTP status in one place (`error_status`): timeouts 504, a saturated
+origin pool 503 with Retry-After (`retry_after`), else 502.
 A request holding a stale copy it may serve on error (stale-if-error, grace) gets that copy
 for every failure kind instead (issue 11): errors before the head, 5xx heads (memoised as
 pass or not), and small replacement bodies that break (edge.request.stale).
@@ -24,9 +25,10 @@ from edge.fill.keep import VARY_MARKER_STATUS
 from edge.fill.producer import Filler, FillInfo
 from edge.fill.route import FillStore
 from edge.fill.slices import SliceSource
+from edge.metrics.counts import RequestCounts
 from edge.peering.routing import PeerRouting
 from edge.purge.invalidate import Invalidator, Verdict
-from edge.request.context import RequestContext
+from edge.request.context import RequestContext, Served
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
 from edge.request.fast import FastAnswer, FastPath
 from edge.request.hints import forward_hints
@@ -39,20 +41,29 @@ from edge.rules.accept_encoding import normalise_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
 from edge.rules.host import normalise_host
 from edge.rules.key import make_key, variant_id
-from edge.rules.outcome import CacheOutcome, Fwd, cache_status, reason_detail
+from edge.rules.outcome import (
+    CACHE_NAME,
+    CacheOutcome,
+    Fwd,
+    cache_status,
+    is_hit_member,
+    reason_detail,
+    with_upstream,
+)
 from edge.rules.site_policy import PolicySet, normalise_target
 from edge.server.accesslog import AccessLog
 from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
 from edge.store.base import Hit, RemoveReason, Store
+from edge.store.disk import DiskHit
 from edge.store.entry import EntryMeta
 from edge.store.sliced import is_sliced
 from edge.store.tiered import TieredStore
-from origin.errors import UpstreamError, UpstreamTimeout
+from origin.errors import PoolSaturated, UpstreamError, UpstreamTimeout
 from origin.routes import Router
 from origin.upstream import Upstream
 
-__all__ = ["Handler", "error_status"]
+__all__ = ["Handler", "PeerView", "error_status", "retry_after"]
 
 log = logging.getLogger("edge.request.handler")
 
@@ -70,9 +81,18 @@ def error_status(exc: BaseException) -> tuple[int, str]:
         return 502, f"origin fetch failed ({exc.outcome.name.lower() if exc.outcome else 'unknown'})"
     if isinstance(exc, UpstreamTimeout):
         return 504, "origin did not answer in time; retry later"
+    if isinstance(exc, PoolSaturated):
+        return 503, f"origin busy: too many fetches in progress; retry after {exc.retry_after_s}s"
     if isinstance(exc, UpstreamError):
         return 502, f"origin failed: {exc}"
     return 502, "upstream failure"
+
+
+def retry_after(exc: BaseException | None) -> list[tuple[str, str]]:
+    """A Retry-After field for an error that says when to come back (PoolSaturated), else none."""
+    while exc is not None and not isinstance(exc, PoolSaturated):
+        exc = exc.__cause__ if isinstance(exc, FillFailed) else None
+    return [("Retry-After", str(exc.retry_after_s))] if exc is not None else []
 
 
 class Handler:
@@ -92,9 +112,15 @@ class Handler:
         policies: PolicySet | None = None,
         purges: Invalidator | None = None,
         clock: Callable[[], float] = time.time,
+        counts: RequestCounts | None = None,
+        peer_counts: RequestCounts | None = None,
+        cache_name: str = CACHE_NAME,
         slices: SliceSource | None = None,
     ) -> None:
         self._router = router
+        self._counts = counts  # client requests (None: not counted)
+        self._peer_counts = peer_counts  # requests from peers on the internal listener
+        self._name = cache_name  # this cache's Cache-Status member name
         self._upstreams = upstreams
         self._allowlists = allowlists
         self._log = access_log
@@ -110,26 +136,37 @@ class Handler:
         self._sliced = (
             None if slices is None else SlicedServer(source=slices, store=store, routing=routing, clock=clock)
         )
-        heads = FastHeads()
-        self._pass = Passthrough(stores=tuple(self._stores.values()), heads=heads)
-        fast = FastPath(
-            memory=store.memory,
-            heads=heads,
-            policies=self._policies,
-            purges=self._purges,
-            clock=clock,
-            access_log=access_log,
-        )
+        heads = FastHeads(cache_name)
+        self._pass = Passthrough(stores=tuple(self._stores.values()), heads=heads, cache_name=cache_name)
+
+        def fast_path(counts: RequestCounts | None) -> FastAnswer:
+            return FastPath(
+                memory=store.memory,
+                heads=heads,
+                policies=self._policies,
+                purges=self._purges,
+                clock=clock,
+                access_log=access_log,
+                router=router,
+                counts=counts,
+            ).try_fast
+
         # the hot path: bound once, so the listener calls FastPath directly
-        self.try_fast: FastAnswer = fast.try_fast
+        self.try_fast: FastAnswer = fast_path(counts)
+        self._try_fast_peer: FastAnswer = fast_path(peer_counts)
+
+    def for_peers(self) -> PeerView:
+        """The handler as the internal listener sees it: its requests are counted as a peer's."""
+        return PeerView(self, self._try_fast_peer)
 
     async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None:
         """Answers one request (anything try_fast declined); `from_peer` marks a peer's request."""
-        started = time.monotonic()
+        started = time.perf_counter()
         outcome = CacheOutcome.ERROR
+        served = Served()
         try:
             with forward_hints(writer, enabled=not from_peer):  # issue 11: 103 Early Hints
-                outcome = await self._recv(request, writer, from_peer)
+                outcome = await self._recv(request, writer, from_peer, served)
         except ClientGone:
             outcome = CacheOutcome.CLIENT_GONE
             writer.abort()
@@ -139,15 +176,18 @@ class Handler:
             if writer.started:
                 writer.abort()  # the body broke midway: truncate visibly
             else:
-                value = cache_status(CacheOutcome.ERROR, detail=type(exc).__name__)
-                await writer.send_simple(status, reason, headers=[("Cache-Status", value)])
+                value = cache_status(CacheOutcome.ERROR, detail=type(exc).__name__, name=self._name)
+                headers = [("Cache-Status", value), *retry_after(exc)]
+                await writer.send_simple(status, reason, headers=headers)
         finally:
+            seconds = time.perf_counter() - started
+            counts = self._peer_counts if from_peer else self._counts
+            if counts is not None:
+                counts.record(outcome, served.route, served.tier, writer.bytes_sent, seconds)
             if self._log is not None:
-                self._log.write(
-                    request, writer.status, outcome, writer.bytes_sent, time.monotonic() - started
-                )
+                self._log.write(request, writer.status, outcome, writer.bytes_sent, seconds, served.upstream)
 
-    async def _recv(self, request: Request, writer: Writer, from_peer: bool) -> CacheOutcome:
+    async def _recv(self, request: Request, writer: Writer, from_peer: bool, served: Served) -> CacheOutcome:
         host = request.host
         if not host or len(request.headers.getall("host", ())) != 1:
             await writer.send_simple(
@@ -176,6 +216,7 @@ class Handler:
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")
             return CacheOutcome.NO_ROUTE
+        served.route = route.pool
         policy = self._policies.match(host, request.target)
         key = make_key("http", host, normalise_target(request.target, policy))
         ctx = RequestContext(
@@ -186,6 +227,7 @@ class Handler:
             key,
             from_peer,
             policy,
+            served,
         )
         if request.method not in ("GET", "HEAD"):
             return await self._pass.run(ctx, fwd=Fwd.METHOD, invalidate=True)
@@ -240,6 +282,9 @@ class Handler:
                 if sought is not None:
                     return sought
             return await self._miss(ctx, store_id, None, None)
+        ctx.served.tier = (
+            "hot" if where is FillStore.HOT else "disk" if isinstance(hit, DiskHit) else "memory"
+        )
         try:
             now = self._clock()
             if after is RestartReason.REVALIDATED:
@@ -274,7 +319,9 @@ class Handler:
         fwd_status: int | None = None,
     ) -> None:
         meta = hit.meta
-        status = cache_status(outcome, ttl=meta.ttl(now), fwd_status=fwd_status, detail=detail)
+        status = cache_status(
+            outcome, ttl=meta.ttl(now), fwd_status=fwd_status, detail=detail, name=self._name
+        )
         trailer = [("Age", str(int(meta.age(now)))), ("Cache-Status", status)]
         if is_sliced(meta) and self._sliced is not None:
             await self._sliced.send(ctx, meta, trailer)  # issue 14: served slice by slice
@@ -306,6 +353,7 @@ class Handler:
                 return await self._pass.run(ctx, fwd=Fwd.URI_MISS, invalidate=False, detail="uncacheable")
             return await self._stale_or_raise(ctx, rescue, exc)  # every failure kind, issue 11
         info, meta = head.extra, head.extra.meta
+        ctx.served.upstream = info.upstream
         if not leader and meta is not None and not self._purges.admits(meta, began=info.began_gen):
             # joined a fill that began before a matching purge: its bytes are the purged version;
             # requests from now on coalesce onto one new fill (issue 11)
@@ -334,11 +382,14 @@ class Handler:
             return await self._stale_or_raise(ctx, rescue, None)  # cut short or stalled: stale
         now = self._clock()
         age = info.initial_age_s + max(0.0, now - (meta.response_time if meta is not None else now))
+        ctx.served.tier = "peer" if info.upstream_cache_status is not None else "origin"
         outcome = (
             (CacheOutcome.MISS if stale is None else CacheOutcome.EXPIRED)
             if leader
             else CacheOutcome.COLLAPSED
         )
+        if outcome is CacheOutcome.MISS and is_hit_member(info.upstream_cache_status):
+            outcome = CacheOutcome.PEER_HIT  # the key's owner had it: no origin fetch for this request
         status = cache_status(
             outcome,
             ttl=meta.ttl(now) if meta is not None else None,
@@ -346,8 +397,12 @@ class Handler:
             fwd_status=head.status,
             detail=reason_detail(info.reason) if info.reason is not None else info.source,
             fwd=Fwd.MISS if stale is None else Fwd.STALE,
+            name=self._name,
         )
-        trailer = [("Age", str(int(age))), ("Cache-Status", status)]
+        trailer = [
+            ("Age", str(int(age))),
+            ("Cache-Status", with_upstream(info.upstream_cache_status, status)),
+        ]
         await deliver_fill(
             ctx.request,
             ctx.writer,
@@ -384,3 +439,17 @@ class Handler:
         if exc is not None:
             raise exc
         raise UpstreamError("upstream answered with an error")
+
+
+class PeerView:
+    """The handler for the internal listener: the same requests path, counted as a peer's."""
+
+    __slots__ = ("_handler", "try_fast")
+
+    def __init__(self, handler: Handler, try_fast: FastAnswer) -> None:
+        self._handler = handler
+        self.try_fast = try_fast
+
+    async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None:
+        """Answers one peer request (the gate passes from_peer=True)."""
+        await self._handler.handle(request, writer, from_peer=from_peer)

@@ -14,7 +14,7 @@ from edge.request.deliver import FastHeads
 from edge.request.forward import upstream_request
 from edge.rules.cache_control import for_clients
 from edge.rules.key import CacheKey, make_key
-from edge.rules.outcome import CacheOutcome, Fwd, cache_status
+from edge.rules.outcome import CACHE_NAME, CacheOutcome, Fwd, cache_status
 from edge.store.base import RemoveReason, Store
 
 __all__ = ["Passthrough"]
@@ -23,7 +23,8 @@ __all__ = ["Passthrough"]
 class Passthrough:
     """Forwards requests that cannot use the cache; invalidates after unsafe successes."""
 
-    def __init__(self, *, stores: tuple[Store, ...], heads: FastHeads) -> None:
+    def __init__(self, *, stores: tuple[Store, ...], heads: FastHeads, cache_name: str = CACHE_NAME) -> None:
+        self._name = cache_name  # this cache's Cache-Status member name
         self._stores = stores  # every store a key may live in (main, then hot copies)
         self._heads = heads  # prebuilt fast-path responses, dropped with their entries
 
@@ -37,6 +38,7 @@ class Passthrough:
                 request, fill=False, allowlist=ctx.allowlist, client_ip=ctx.client_ip, target=ctx.key.target
             )
         )
+        ctx.served.tier, ctx.served.upstream = "origin", response.upstream
         try:
             fields = list(replay_headers(response.headers))
             if not ctx.from_peer:
@@ -44,7 +46,9 @@ class Passthrough:
             age = response.header("age")
             if age is not None:
                 fields.append(("Age", age))
-            status = cache_status(CacheOutcome.PASS, fwd=fwd, fwd_status=response.status, detail=detail)
+            status = cache_status(
+                CacheOutcome.PASS, fwd=fwd, fwd_status=response.status, detail=detail, name=self._name
+            )
             fields.append(("Cache-Status", status))
             length_s = response.header("content-length")
             length = int(length_s) if length_s and length_s.isdigit() else None

@@ -10,6 +10,12 @@ Structured Fields item with parameters (RFC 8941), for hits, misses, passes and 
     edgecache; fwd=stale; fwd-status=304; ttl=60
     edgecache; hit; ttl=-3; detail=stale-while-revalidate
 
+In a cluster each node names itself (`edgecache-n1`), and a node that forwarded a request to
+the key's owner puts the owner's member first (RFC 9211 §2: the cache nearest the origin
+first), so a hit served through a peer reads
+
+    edgecache-n2; hit; ttl=42, edgecache-n1; fwd=uri-miss; fwd-status=200; detail=peer-n2
+
 A stale-while-revalidate hit is a `hit` with a negative ttl: RFC 9211 §2.1 defines `hit` as
 "not forwarded", which is true of the client's request; the background refresh is another
 request. A stale-if-error answer went forward, so it is `fwd=stale` with the failing status.
@@ -21,7 +27,17 @@ import math
 import re
 from enum import Enum
 
-__all__ = ["CACHE_NAME", "CacheOutcome", "Fwd", "NoStoreReason", "cache_status", "reason_detail"]
+__all__ = [
+    "CACHE_NAME",
+    "CacheOutcome",
+    "Fwd",
+    "NoStoreReason",
+    "cache_name",
+    "cache_status",
+    "is_hit_member",
+    "reason_detail",
+    "with_upstream",
+]
 
 CACHE_NAME = "edgecache"
 
@@ -59,6 +75,7 @@ class CacheOutcome(Enum):
     STALE_HIT = "stale-hit"  # stale response served while revalidating (RFC 5861 §3)
     STALE_ERROR = "stale-error"  # stale response served because upstream failed (RFC 5861 §4)
     MISS = "miss"  # fetched from upstream (stored or not: see `stored`)
+    PEER_HIT = "peer-hit"  # the region's owner of the key answered from its cache (no origin fetch)
     REVALIDATED = "revalidated"  # stored response validated by a 304 and served
     EXPIRED = "expired"  # stored response was stale; validation brought a new full response
     PASS = "pass"  # the request cannot use a cache (e.g. POST)
@@ -100,6 +117,7 @@ _FWD: dict[CacheOutcome, Fwd | None] = {
     CacheOutcome.STALE_HIT: None,
     CacheOutcome.STALE_ERROR: Fwd.STALE,
     CacheOutcome.MISS: Fwd.MISS,
+    CacheOutcome.PEER_HIT: Fwd.URI_MISS,
     CacheOutcome.REVALIDATED: Fwd.STALE,
     CacheOutcome.EXPIRED: Fwd.STALE,
     CacheOutcome.PASS: Fwd.METHOD,
@@ -113,6 +131,28 @@ _DEFAULT_DETAIL = {
 }
 # RFC 8941 §3.3.4 sf-token.
 _SF_TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+
+
+def cache_name(node: str | None) -> str:
+    """This cache's member name: `edgecache`, or `edgecache-<node>` for a node of a cluster."""
+    if node is None:
+        return CACHE_NAME
+    name = f"{CACHE_NAME}-{node}"
+    return name if _SF_TOKEN.fullmatch(name) else CACHE_NAME + "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", node)
+
+
+def with_upstream(upstream: str | None, own: str) -> str:
+    """RFC 9211 §2: the upstream caches' members (nearest the origin first), then this cache's."""
+    return own if not upstream else f"{upstream}, {own}"
+
+
+def is_hit_member(value: str | None) -> bool:
+    """True when the last member of a Cache-Status value is a fresh `hit` (the upstream served it)."""
+    if not value:
+        return False
+    last = value.rpartition(",")[2]
+    params = [p.strip() for p in last.split(";")]
+    return "hit" in params[1:] and not any(p.startswith("ttl=-") for p in params)
 
 
 def reason_detail(reason: NoStoreReason) -> str:
@@ -129,11 +169,12 @@ def cache_status(
     collapsed: bool = False,
     detail: str | None = None,
     fwd: Fwd | None = None,
+    name: str = CACHE_NAME,
 ) -> str:
     """Renders one RFC 9211 Cache-Status member; `fwd` overrides the outcome's default reason."""
     if outcome not in _FWD:
         raise ValueError(f"{outcome.name} answers carry no Cache-Status")
-    parts = [CACHE_NAME]
+    parts = [name]
     reason = _FWD[outcome] if fwd is None else fwd
     if reason is None:
         parts.append("hit")

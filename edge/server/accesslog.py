@@ -1,4 +1,12 @@
-"""AccessLog: one JSON line per request, written off the event loop through a bounded buffer.
+"""AccessLog: one line per request (JSON or the combined format), written off the event loop.
+
+Every line carries the request's real duration (from the parsed head to the answer's end,
+microsecond resolution; fast-path hits included), the outcome as Cache-Status tells it
+(`peer-hit` on the node that served a client through the key's owner), the upstream the
+body came from (an origin server's URL, `peer:<name>`, or empty for a stored answer), the
+body bytes sent and the status. `[server] access_log_format` picks `json` (the default) or
+`combined` (Apache/nginx combined plus `cache=`, `upstream=` and `us=` fields).
+
 
 The loop only formats a line and appends it to a bounded deque; one writer thread takes
 whatever has accumulated and writes it to the stream's descriptor in one os.write. When
@@ -24,11 +32,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO
 
 from edge.server.request import Request
 
-__all__ = ["AccessLog", "LoggedOutcome"]
+__all__ = ["AccessLog", "LogFormat", "LoggedOutcome"]
+
+LogFormat = Literal["json", "combined"]
 
 
 class LoggedOutcome(Protocol):
@@ -41,10 +51,24 @@ class LoggedOutcome(Protocol):
 log = logging.getLogger("edge.server")
 
 BATCH_BYTES = 256 * 1024  # the most one write hands the descriptor
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _field(raw_headers: list[tuple[bytes, bytes]] | None, name: bytes) -> str:
+    """The first value of a raw header field, for the combined format; "-" when absent."""
+    for field, value in raw_headers or ():
+        if len(field) == len(name) and field.lower() == name:
+            return value.decode("latin-1")
+    return "-"
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class AccessLog:
-    """Writes `{"t", "node", "peer", "method", "host", "target", "status", "cache", "bytes", "ms"}` lines."""
+    """Writes `{"t", "node", "peer", "method", "host", "target", "status", "cache", "upstream",
+    "bytes", "us", "ms"}` lines, or combined-format lines."""
 
     def __init__(
         self,
@@ -52,10 +76,14 @@ class AccessLog:
         node: str = "",
         max_lines: int = 10_000,
         path: Path | None = None,
+        *,
+        fmt: LogFormat = "json",
     ) -> None:
         """Raises OSError when `path` cannot be opened for appending."""
         self._node = node
         self._max_lines = max_lines
+        self._combined = fmt == "combined"
+        self._stamp = (-1, "")  # (second, its combined-format timestamp): formatted once a second
         self._lines: collections.deque[str] = collections.deque()
         self._wake = threading.Event()
         self._stop = False
@@ -92,47 +120,152 @@ class AccessLog:
         if not self._wake.is_set():
             self._wake.set()
 
-    def write(self, request: Request, status: int, cache: LoggedOutcome, size: int, seconds: float) -> None:
+    def write(
+        self,
+        request: Request,
+        status: int,
+        cache: LoggedOutcome,
+        size: int,
+        seconds: float,
+        upstream: str = "",
+    ) -> None:
         """Logs one finished request."""
+        if self._combined:
+            headers = request.headers
+            self._put_combined(
+                request.peer,
+                request.method,
+                request.target,
+                request.version,
+                status,
+                size,
+                headers.get("referer", "-"),
+                headers.get("user-agent", "-"),
+                cache,
+                upstream,
+                seconds,
+            )
+            return
         self._put(
-            json.dumps(
-                {
-                    "t": round(time.time(), 3),
-                    "node": self._node,
-                    "peer": request.peer,
-                    "method": request.method,
-                    "host": request.host,
-                    "target": request.target,
-                    "status": status,
-                    "cache": cache.log_name,
-                    "bytes": size,
-                    "ms": round(seconds * 1000, 2),
-                },
-                separators=(",", ":"),
+            self._json(
+                request.peer,
+                request.method,
+                request.host,
+                request.target,
+                status,
+                cache,
+                upstream,
+                size,
+                seconds,
             )
         )
 
     def write_fast(
-        self, peer: str, method: str, host: bytes, target: bytes, status: int, size: int, cache: LoggedOutcome
+        self,
+        peer: str,
+        method: str,
+        host: bytes,
+        target: bytes,
+        status: int,
+        size: int,
+        cache: LoggedOutcome,
+        seconds: float = 0.0,
+        raw_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         """Logs a hit answered on the fast path (no Request object exists for it)."""
+        if self._combined:
+            self._put_combined(
+                peer,
+                method,
+                target.decode("latin-1"),
+                "1.1",
+                status,
+                size,
+                _field(raw_headers, b"referer"),
+                _field(raw_headers, b"user-agent"),
+                cache,
+                "",
+                seconds,
+            )
+            return
         self._put(
-            json.dumps(
-                {
-                    "t": round(time.time(), 3),
-                    "node": self._node,
-                    "peer": peer,
-                    "method": method,
-                    "host": host.decode("latin-1").lower(),
-                    "target": target.decode("latin-1"),
-                    "status": status,
-                    "cache": cache.log_name,
-                    "bytes": size,
-                    "ms": 0.0,
-                },
-                separators=(",", ":"),
+            self._json(
+                peer,
+                method,
+                host.decode("latin-1").lower(),
+                target.decode("latin-1"),
+                status,
+                cache,
+                "",
+                size,
+                seconds,
             )
         )
+
+    def _json(
+        self,
+        peer: str,
+        method: str,
+        host: str | None,
+        target: str,
+        status: int,
+        cache: LoggedOutcome,
+        upstream: str,
+        size: int,
+        seconds: float,
+    ) -> str:
+        micros = max(1, round(seconds * 1_000_000))  # a request never takes no time at all
+        return json.dumps(
+            {
+                "t": round(time.time(), 3),
+                "node": self._node,
+                "peer": peer,
+                "method": method,
+                "host": host,
+                "target": target,
+                "status": status,
+                "cache": cache.log_name,
+                "upstream": upstream,
+                "bytes": size,
+                "us": micros,
+                "ms": micros / 1000,
+            },
+            separators=(",", ":"),
+        )
+
+    def _put_combined(
+        self,
+        peer: str,
+        method: str,
+        target: str,
+        version: str,
+        status: int,
+        size: int,
+        referer: str,
+        agent: str,
+        cache: LoggedOutcome,
+        upstream: str,
+        seconds: float,
+    ) -> None:
+        micros = max(1, round(seconds * 1_000_000))
+        self._put(
+            f'{peer} - - [{self._now()}] "{method} {_quoted(target)} HTTP/{version}" {status} {size} '
+            f'"{_quoted(referer)}" "{_quoted(agent)}" cache={cache.log_name} '
+            f"upstream={upstream or '-'} us={micros} node={self._node}"
+        )
+
+    def _now(self) -> str:
+        """The combined format's `10/Oct/2000:13:55:36 +0000` (UTC), formatted once a second."""
+        now = time.time()
+        second = int(now)
+        if self._stamp[0] != second:
+            t = time.gmtime(second)
+            text = (
+                f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+            )
+            self._stamp = (second, text)
+        return self._stamp[1]
 
     @property
     def dropped(self) -> int:

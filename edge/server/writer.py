@@ -210,8 +210,9 @@ class Writer:
         if self._chunked:
             self._transport.write(b"%x\r\n" % count)
         sock = self._transport.get_extra_info("socket")
-        if sock is None:
-            await self._pread_copy(fd, offset, count)  # a transport without a socket (tests, TLS)
+        if sock is None or self._transport.get_extra_info("ssl_object") is not None:
+            # no socket (tests), or TLS: the kernel would send the file's bytes unencrypted
+            await self._pread_copy(fd, offset, count)
         else:
             await self._sendfile_nonblocking(sock.fileno(), fd, offset, count)
         if self._chunked:

@@ -111,6 +111,7 @@ class DiskStore:
         self._verifier: asyncio.Task[None] | None = None
         self._bytes = 0
         self._counts = StoreCounters()
+        self.bytes_written = 0  # body bytes written to object files (metrics: disk write volume)
         self.invalid = 0  # objects dropped as corrupt since open
 
     @classmethod
@@ -269,6 +270,10 @@ class DiskStore:
     def note_refusal(self) -> None:
         """Counts a body the store refused (too large, I/O error, aborted)."""
         self._counts.rejected += 1
+
+    def note_written(self, size: int) -> None:
+        """Counts body bytes a writer got onto the disk."""
+        self.bytes_written += size
 
     async def publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None:
         """Takes over the writer's tmp file: writes the final meta, renames it into place."""

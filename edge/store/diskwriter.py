@@ -42,6 +42,8 @@ class WriterHost(Protocol):
 
     def note_refusal(self) -> None: ...
 
+    def note_written(self, size: int) -> None: ...
+
     async def publish(self, writer: DiskWriter, meta: EntryMeta) -> RefuseReason | None: ...
 
 
@@ -125,6 +127,8 @@ class DiskWriter(AbortOnExit):
         except OSError:
             log.exception("writing a disk object failed")
             await self._refuse(RefuseReason.IO_ERROR)
+        else:
+            self._store.note_written(len(data))
 
     async def _refuse(self, reason: RefuseReason) -> None:
         self._store.note_refusal()

@@ -64,7 +64,7 @@ class Transport:
         await self._reach(peer).receive(purge)
 
     async def fetch(self, peer: PeerConfig, cursor: Mapping[str, int], timeout_s: float) -> Page:
-        purges, more = self._reach(peer).missing(cursor, limit=2)
+        purges, more = self._reach(peer).missing(cursor, limit=2, asker=self._me)
         return Page(peer.name, purges, more)
 
 
@@ -134,6 +134,27 @@ class TestCatchUp:
         assert not net.hubs["n1"].accepting
         await net.hubs["n1"].sync_round()
         assert net.hubs["n1"].accepting
+
+
+class TestHolders:
+    """Issue 16: which nodes hold a purge, for `edgecache purge --wait`."""
+
+    async def test_cut_off_node_counts_as_holding_once_it_asked_with_a_cursor_past_the_purge(self) -> None:
+        net, _ = await _cluster(FakeClock(100.0))
+        for hub in net.hubs.values():
+            await hub.sync_round()
+        net.cut.add("n3")
+        result = await net.hubs["n1"].submit(PurgeKind.URL, "http://a.test/x", "a.test", False, timeout_s=1.0)
+        assert net.hubs["n1"].holders("n1", result.purge.seq) == (("n1", "n2"), ("n3",))
+        net.cut.clear()
+        await net.hubs["n3"].sync_round()  # gets the purge; its cursor then was still before it
+        assert net.hubs["n1"].holders("n1", result.purge.seq) == (("n1", "n2"), ("n3",))
+        await net.hubs["n3"].sync_round()  # asks again with the purge in its cursor
+        assert net.hubs["n1"].holders("n1", result.purge.seq) == (("n1", "n2", "n3"), ())
+
+    async def test_unknown_purge_is_held_by_nobody_but_its_maker_when_asked(self) -> None:
+        net, _ = await _cluster(FakeClock(100.0))
+        assert net.hubs["n1"].holders("n2", 7) == (("n2",), ("n1", "n3"))
 
 
 class TestWatchdog:

@@ -82,6 +82,7 @@ def test_wheel_holds_the_node_and_nothing_else(wheel: Path) -> None:
         assert f"{package}/py.typed" in names
     for module in ("edge/app/__init__.py", "edge/app/node.py", "edge/cli/main.py", "cluster/ring.py", "origin/pool.py"):
         assert module in names
+    assert "edge/metrics/status_page.html" in names  # the admin listener's status page (issue 16)
     assert not [n for n in names if n.startswith("origin/demo/")], "the demo origin stays out of the wheel"
     assert not [n for n in names if n.startswith(("tests/", "bench/", "deploy/"))]
     assert not [n for n in names if n.endswith((".pyc", ".toml", ".mp4", ".ts", ".m3u8"))]

@@ -349,9 +349,13 @@ class Reply:
 
 
 def parse_cache_status(value: str) -> dict[str, str]:
-    """"edgecache; hit; ttl=5" -> {"edgecache": "", "hit": "", "ttl": "5"} (quotes dropped)."""
+    """"edgecache; hit; ttl=5" -> {"edgecache": "", "hit": "", "ttl": "5"} (quotes dropped).
+
+    Only the last member counts: the node the client talked to (RFC 9211 lists the caches
+    nearer the origin first, e.g. a peer's "edgecache-b; hit, edgecache-a; fwd=miss").
+    """
     params: dict[str, str] = {}
-    for part in value.split(";"):
+    for part in value.rpartition(",")[2].split(";"):
         name, _, val = part.strip().partition("=")
         if name:
             params[name] = val.strip('"')

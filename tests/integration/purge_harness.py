@@ -199,7 +199,7 @@ class PurgeCluster:
 
     def __init__(self, tmp: Path, origin: VersionedOrigin, specs: Iterable[NodeSpec], *,
                  faulty: Iterable[str] = (), max_lag_s: float = 2.0, sync_s: float = 0.3,
-                 rate_per_s: float = 50.0, burst: int = 100,
+                 rate_per_s: float = 50.0, burst: int = 100, access_log: bool = False,
                  cluster_extra: dict[str, int | float] | None = None) -> None:
         self.tmp = tmp
         self.origin = origin
@@ -208,6 +208,7 @@ class PurgeCluster:
         self.max_lag_s = max_lag_s
         self._sync_s = sync_s
         self._rate = (rate_per_s, burst)
+        self._access_log = access_log
         self._cluster_extra = dict(cluster_extra or {})  # more `[cluster]` keys, e.g. hot_min_hits
         self.procs: dict[str, Proc] = {}
         self.proxies: dict[tuple[str, str], FaultProxy] = {}  # (from, to) -> proxy, for faulty links
@@ -244,7 +245,7 @@ class PurgeCluster:
         return f"127.0.0.1:{proxy.port}" if proxy is not None else f"{other.host}:{other.internal}"
 
     def _write_config(self, me: str) -> Path:
-        lines = ["access_log = false", "", "[cluster]", 'secret = "purge-test-secret"',
+        lines = [f"access_log = {str(self._access_log).lower()}", "", "[cluster]", 'secret = "purge-test-secret"',
                  f"purge_sync_interval_s = {self._sync_s}", f"max_purge_lag_s = {self.max_lag_s}",
                  "probe_interval_s = 0.2", "probe_timeout_s = 0.3",
                  *(f"{k} = {v}" for k, v in self._cluster_extra.items()), "",

@@ -10,6 +10,7 @@ import pytest
 
 from edge.config.errors import ConfigError
 from origin.config import (
+    AdmissionConfig,
     Balance,
     HealthCheckConfig,
     OriginPoolConfig,
@@ -94,6 +95,19 @@ class TestParseValid:
         assert routes == (rule("api.example.com", "/v1/", "api"), rule("*", "/", "web"))
 
 
+class TestAdmission:
+    def test_parse_reads_admission_limits_when_given(self) -> None:
+        table = {**OK_POOL, "max_in_flight": 2, "max_queue": 0, "queue_timeout_s": 0.5}
+        assert parse_pool(table)["web"].admission == AdmissionConfig(
+            max_in_flight=2, max_queue=0, queue_timeout_s=0.5
+        )
+
+    def test_parse_bounds_fetches_by_default_when_keys_are_absent(self) -> None:
+        admission = parse_pool(dict(OK_POOL))["web"].admission
+        assert admission == AdmissionConfig()
+        assert 0 < admission.max_in_flight <= 1024 and 0 < admission.max_queue <= 4096
+
+
 def parse_pool(table: dict[str, Any]) -> dict[str, OriginPoolConfig]:
     return parse_pools({"web": table}, "origins")
 
@@ -126,6 +140,10 @@ class TestParseErrors:
             ({**OK_POOL, "passive_cooldown_s": "5s"}, "origins.web.passive_cooldown_s:"),
             ({**OK_POOL, "passive_5xx": "yes"}, "origins.web.passive_5xx:"),
             ({**OK_POOL, "down_after_failures": 3}, "origins.web.down_after_failures: unknown"),
+            ({**OK_POOL, "max_in_flight": 0}, "origins.web.max_in_flight:"),
+            ({**OK_POOL, "max_in_flight": 2.5}, "origins.web.max_in_flight:"),
+            ({**OK_POOL, "max_queue": -1}, "origins.web.max_queue:"),
+            ({**OK_POOL, "queue_timeout_s": 0}, "origins.web.queue_timeout_s:"),
             ({**OK_POOL, "backup": "nowhere"}, "origins.web.backup: unknown pool 'nowhere'"),
             ({**OK_POOL, "backup": "web"}, "origins.web.backup: backup pools form a cycle"),
             ({}, "origins.web.servers:"),

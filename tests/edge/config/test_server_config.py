@@ -31,6 +31,11 @@ class TestServerSection:
         ).server
         assert (cfg.head_timeout_s, cfg.max_connections, cfg.body_min_rate) == (2.0, 500, 0.0)
 
+    def test_access_log_format_is_json_unless_combined_is_chosen(self) -> None:
+        assert parse(BASE, "edge1").server.access_log_format == "json"
+        chosen = parse({**BASE, "server": {"access_log_format": "combined"}}, "edge1").server
+        assert chosen.access_log_format == "combined"
+
     @pytest.mark.parametrize(
         ("table", "message"),
         [
@@ -41,6 +46,7 @@ class TestServerSection:
             ({"max_connections_per_ip": True}, r"^server\.max_connections_per_ip: expected a whole number"),
             ({"access_log_buffer_lines": 0},
              r"^server\.access_log_buffer_lines: expected a whole number >= 1"),
+            ({"access_log_format": "apache"}, r'^server\.access_log_format: expected "json" or "combined"'),
         ],
     )
     def test_mistake_names_its_key(self, table: dict[str, object], message: str) -> None:

@@ -29,7 +29,8 @@ class FakeHub:
         self.received.append(purge)
         return len(self.received)
 
-    def missing(self, cursor: Mapping[str, int]) -> tuple[Sequence[Purge], bool]:
+    def missing(self, cursor: Mapping[str, int], limit: int = 1000, *,
+                asker: str | None = None) -> tuple[Sequence[Purge], bool]:
         self.cursors.append(cursor)
         return [PURGE], False
 

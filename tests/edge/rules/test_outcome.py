@@ -124,3 +124,32 @@ class TestOutcomeNames:
     def test_cache_status_keeps_stale_fwd_when_follower_collapsed_on_revalidation(self) -> None:
         value = cache_status(CacheOutcome.COLLAPSED, fwd=Fwd.STALE, fwd_status=200, ttl=9, stored=True)
         assert value == "edgecache; fwd=stale; fwd-status=200; ttl=9; stored; collapsed"
+
+
+class TestClusterMembers:
+    """Issue 16: a node of a cluster names itself; a peer's member comes first (RFC 9211 §2)."""
+
+    def test_cache_name_carries_the_node_when_in_a_cluster(self) -> None:
+        from edge.rules.outcome import cache_name
+
+        assert cache_name(None) == "edgecache" and cache_name("n1") == "edgecache-n1"
+        assert cache_name("n 1") == "edgecache-n_1"
+
+    def test_with_upstream_puts_the_peer_member_first_when_a_peer_answered(self) -> None:
+        from edge.rules.outcome import with_upstream
+
+        own = cache_status(CacheOutcome.PEER_HIT, fwd=Fwd.MISS, name="edgecache-n2")
+        assert with_upstream("edgecache-n1; hit; ttl=5", own) == "edgecache-n1; hit; ttl=5, edgecache-n2; fwd=miss"
+        assert with_upstream(None, own) == own
+
+    @pytest.mark.parametrize(("value", "hit"), [
+        ("edgecache-n1; hit; ttl=5", True),
+        ("edgecache-n5; hit, edgecache-n1; fwd=miss", False),  # the last hop fetched
+        ("edgecache-n1; hit; ttl=-3; detail=stale-while-revalidate", False),  # stale is not a hit
+        ("edgecache-n1; fwd=uri-miss", False),
+        (None, False),
+    ])
+    def test_is_hit_member_reads_the_last_member_when_checking_a_peer_answer(self, value: str | None, hit: bool) -> None:
+        from edge.rules.outcome import is_hit_member
+
+        assert is_hit_member(value) is hit

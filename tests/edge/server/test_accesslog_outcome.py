@@ -20,6 +20,7 @@ LOGGED = {
     CacheOutcome.STALE_HIT: "stale",
     CacheOutcome.STALE_ERROR: "stale-error",
     CacheOutcome.MISS: "miss",
+    CacheOutcome.PEER_HIT: "peer-hit",
     CacheOutcome.EXPIRED: "miss",
     CacheOutcome.REVALIDATED: "revalidated",
     CacheOutcome.COLLAPSED: "collapsed",
@@ -58,3 +59,33 @@ def test_write_fast_logs_hit_when_fast_path_answers() -> None:
     log.close()
     line = json.loads(out.getvalue())
     assert (line["cache"], line["host"], line["target"]) == ("hit", "h", "/a")
+
+
+def test_combined_format_carries_duration_upstream_and_cache_when_chosen_in_config() -> None:
+    out = io.StringIO()
+    request = Request(
+        method="GET",
+        target='/a?q="x"',
+        version="1.1",
+        headers=CIMultiDict({"Host": "h", "User-Agent": "curl/8", "Referer": "http://r/"}),
+        body=None,
+        keep_alive=True,
+        peer="127.0.0.1",
+    )
+    log = AccessLog(out, "edge1", fmt="combined")
+    log.write(request, 200, CacheOutcome.PEER_HIT, 5, 0.000123, "peer:n1")
+    log.write_fast("127.0.0.2", "GET", b"h", b"/b", 200, 7, CacheOutcome.HIT, 0.0000004, [(b"User-Agent", b"wrk")])
+    log.close()
+    slow, fast = out.getvalue().splitlines()
+    assert slow.startswith('127.0.0.1 - - [') and '"GET /a?q=\\"x\\" HTTP/1.1" 200 5 "http://r/" "curl/8"' in slow
+    assert slow.endswith("cache=peer-hit upstream=peer:n1 us=123 node=edge1")
+    assert '"GET /b HTTP/1.1" 200 7 "-" "wrk" cache=hit upstream=- us=1 ' in fast  # never 0 µs
+
+
+def test_json_line_has_microseconds_and_upstream_when_a_request_is_logged() -> None:
+    out = io.StringIO()
+    log = AccessLog(out)
+    log.write_fast("127.0.0.1", "GET", b"h", b"/a", 200, 5, CacheOutcome.HIT, 0.0000072)
+    log.close()
+    line = json.loads(out.getvalue())
+    assert (line["us"], line["ms"], line["upstream"]) == (7, 0.007, "")
