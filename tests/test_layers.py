@@ -36,6 +36,7 @@ FOLDERS: dict[str, set[str]] = {
     "edge.app": {
         "edge.config",
         "edge.fill",
+        "edge.metrics",
         "edge.peering",
         "edge.purge",
         "edge.request",
@@ -50,6 +51,7 @@ FOLDERS: dict[str, set[str]] = {
     "edge.server": {"edge.config"},
     "edge.request": {
         "edge.fill",
+        "edge.metrics",
         "edge.peering",
         "edge.purge",
         "edge.rules",
@@ -61,6 +63,7 @@ FOLDERS: dict[str, set[str]] = {
     "edge.fill": {"edge.config", "edge.rules", "edge.store", "origin"},
     "edge.rules": {"edge.store", "origin"},
     "edge.store": set(),
+    "edge.metrics": {"edge.purge", "edge.rules", "edge.server", "edge.store", "cluster", "origin"},
     "edge.peering": {"edge.server", "edge.store", "cluster", "origin"},
     "edge.purge": {"edge.config", "edge.rules", "edge.store", "cluster"},
     "origin": set(),
