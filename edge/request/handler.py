@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from cluster.internal_paths import is_internal_target
 from edge.fill.coalesce import Coalescer, FillFailed, FillOutcome, JoinResult
 from edge.fill.keep import VARY_MARKER_STATUS
 from edge.fill.producer import Filler, FillInfo
@@ -28,18 +27,19 @@ from edge.fill.slices import SliceSource
 from edge.metrics.counts import RequestCounts
 from edge.peering.routing import PeerRouting
 from edge.purge.invalidate import Invalidator, Verdict
+from edge.request.admit import Refusal, admit
 from edge.request.context import RequestContext, Served
 from edge.request.deliver import FastHeads, deliver_fill, deliver_hit
+from edge.request.errors import error_status, retry_after
 from edge.request.fast import FastAnswer, FastPath
 from edge.request.hints import forward_hints
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
+from edge.request.peerview import PeerView
 from edge.request.restart import RestartReason, may_restart
 from edge.request.sliced import SlicedServer
 from edge.request.stale import whole_body
-from edge.rules.accept_encoding import normalise_accept_encoding
 from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
-from edge.rules.host import normalise_host
 from edge.rules.key import make_key, variant_id
 from edge.rules.outcome import (
     CACHE_NAME,
@@ -59,7 +59,7 @@ from edge.store.disk import DiskHit
 from edge.store.entry import EntryMeta
 from edge.store.sliced import is_sliced
 from edge.store.tiered import TieredStore
-from origin.errors import PoolSaturated, UpstreamError, UpstreamTimeout
+from origin.errors import UpstreamError
 from origin.routes import Router
 from origin.upstream import Upstream
 
@@ -69,30 +69,6 @@ log = logging.getLogger("edge.request.handler")
 
 # What one round of the miss path ends in: an answer, or a reason to look the key up again.
 _Step = CacheOutcome | RestartReason
-
-
-def error_status(exc: BaseException) -> tuple[int, str]:
-    """The one mapping of upstream failures to an HTTP status and a one-line reason."""
-    if isinstance(exc, FillFailed):
-        if exc.outcome in (FillOutcome.WAIT_TIMEOUT, FillOutcome.FILL_TIMEOUT):
-            return 504, "origin did not answer in time; retry later"
-        if exc.__cause__ is not None:
-            return error_status(exc.__cause__)
-        return 502, f"origin fetch failed ({exc.outcome.name.lower() if exc.outcome else 'unknown'})"
-    if isinstance(exc, UpstreamTimeout):
-        return 504, "origin did not answer in time; retry later"
-    if isinstance(exc, PoolSaturated):
-        return 503, f"origin busy: too many fetches in progress; retry after {exc.retry_after_s}s"
-    if isinstance(exc, UpstreamError):
-        return 502, f"origin failed: {exc}"
-    return 502, "upstream failure"
-
-
-def retry_after(exc: BaseException | None) -> list[tuple[str, str]]:
-    """A Retry-After field for an error that says when to come back (PoolSaturated), else none."""
-    while exc is not None and not isinstance(exc, PoolSaturated):
-        exc = exc.__cause__ if isinstance(exc, FillFailed) else None
-    return [("Retry-After", str(exc.retry_after_s))] if exc is not None else []
 
 
 class Handler:
@@ -188,30 +164,10 @@ class Handler:
                 self._log.write(request, writer.status, outcome, writer.bytes_sent, seconds, served.upstream)
 
     async def _recv(self, request: Request, writer: Writer, from_peer: bool, served: Served) -> CacheOutcome:
-        host = request.host
-        if not host or len(request.headers.getall("host", ())) != 1:
-            await writer.send_simple(
-                400, "exactly one Host header is required; send the site's host name", close=True
-            )
-            return CacheOutcome.BAD_REQUEST
-        normal_host = normalise_host(host)  # issue 12: a Host never carries a path, query or escape
-        if normal_host is None:
-            await writer.send_simple(
-                400, "Host must be a host name or address with an optional port", close=True
-            )
-            return CacheOutcome.BAD_REQUEST
-        host = normal_host
-        request.headers["Host"] = host  # the origin and peers see the host the key names
-        ae = ",".join(request.headers.getall("accept-encoding", ())) or None  # issue 12: br, gzip or identity
-        request.headers["Accept-Encoding"] = normalise_accept_encoding(ae)  # before it can enter a Vary key
-        if not request.target.startswith("/"):
-            await writer.send_simple(
-                400, "request target must be an absolute path such as /index.html", close=True
-            )
-            return CacheOutcome.BAD_REQUEST
-        if is_internal_target(request.target):  # issue 12: cluster endpoints never from the public port
-            await writer.send_simple(404, "no such resource; /_edge/ is reserved for the edge's own use")
-            return CacheOutcome.NOT_FOUND
+        host = admit(request)
+        if isinstance(host, Refusal):
+            await writer.send_simple(host.status, host.reason, close=host.close)
+            return host.outcome
         route = self._router.match(host, request.target)
         if route is None:
             await writer.send_simple(404, f"no route for host {host!r}; add a [[routes]] entry for it")
@@ -439,17 +395,3 @@ class Handler:
         if exc is not None:
             raise exc
         raise UpstreamError("upstream answered with an error")
-
-
-class PeerView:
-    """The handler for the internal listener: the same requests path, counted as a peer's."""
-
-    __slots__ = ("_handler", "try_fast")
-
-    def __init__(self, handler: Handler, try_fast: FastAnswer) -> None:
-        self._handler = handler
-        self.try_fast = try_fast
-
-    async def handle(self, request: Request, writer: Writer, *, from_peer: bool = False) -> None:
-        """Answers one peer request (the gate passes from_peer=True)."""
-        await self._handler.handle(request, writer, from_peer=from_peer)
