@@ -99,12 +99,14 @@ class HttpProtocol(GuardedConnection):
 
     __slots__ = (
         "_body",
+        "_drop_underscores",
         "_header_bytes",
         "_headers",
         "_host",
         "_limits",
         "_max_header_bytes",
         "_max_headers",
+        "_max_line",
         "_parser",
         "_plain",
         "_responder",
@@ -127,6 +129,8 @@ class HttpProtocol(GuardedConnection):
         self._headers: list[tuple[bytes, bytes]] = []
         self._max_header_bytes = limits.max_header_bytes
         self._max_headers = limits.max_headers
+        self._max_line = limits.max_header_line_bytes  # one field's name + value
+        self._drop_underscores = not limits.underscores_in_headers
         self._header_bytes = 0
         self._body: bytearray | None = None
         self._host: bytes | None = None  # the Host field of the request being parsed
@@ -179,14 +183,15 @@ class HttpProtocol(GuardedConnection):
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         headers.append((name, value))
-        self._header_bytes += len(name) + len(value)
+        size = len(name) + len(value)
+        self._header_bytes += size
         if self._header_bytes > self._max_header_bytes:
             raise _Reject(431, "request header fields too large")
         if len(headers) > self._max_headers:
             raise _Reject(431, "too many request header fields")
-        if len(name) + len(value) > self._limits.max_header_line_bytes:
+        if size > self._max_line:
             raise _Reject(431, "a request header field is too large")
-        if b"_" in name and not self._limits.underscores_in_headers:
+        if self._drop_underscores and b"_" in name:
             headers.pop()  # issue 12: origins may read X_Forwarded_Host as X-Forwarded-Host
             return
         kind = _SPECIAL.get(name.lower())
