@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from edge.config.deployment import CacheConfig
 from edge.rules.cache_control import Directives, response_directives
@@ -89,6 +89,32 @@ class FillFreshness:
     directives: Directives  # the Cache-Control that decided (CDN-Cache-Control first)
     used_cdn: bool  # CDN-Cache-Control decided the policy (RFC 9213)
     from_policy: bool  # the lifetime is the route policy's (the origin was silent)
+
+    def entry_fields(self) -> EntryFreshness:
+        """The fields an EntryMeta takes from it, for a new entry and for a 304 refresh alike."""
+        return EntryFreshness(
+            initial_age_s=self.initial_age_s,
+            lifetime_s=self.lifetime_s,
+            swr_s=self.swr_s,
+            sie_s=self.sie_s,
+            must_revalidate=self.must_revalidate,
+            no_cache=self.no_cache,
+            etag=self.etag,
+            last_modified=self.last_modified,
+        )
+
+
+class EntryFreshness(TypedDict):
+    """EntryMeta's freshness and validator fields (RFC 9111 §4.2, §4.3)."""
+
+    initial_age_s: float
+    lifetime_s: float
+    swr_s: float
+    sie_s: float
+    must_revalidate: bool
+    no_cache: bool
+    etag: str | None
+    last_modified: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,14 +264,7 @@ def decide_keep(
             headers=replay,
             request_time=head.request_time,
             response_time=head.response_time,
-            initial_age_s=fresh.initial_age_s,
-            lifetime_s=fresh.lifetime_s,
-            swr_s=fresh.swr_s,
-            sie_s=fresh.sie_s,
-            must_revalidate=fresh.must_revalidate,
-            no_cache=fresh.no_cache,
-            etag=fresh.etag,
-            last_modified=fresh.last_modified,
+            **fresh.entry_fields(),
             vary=vary,
             tags=_tags(headers),
             purge_gen=purge_gen,
@@ -284,14 +303,7 @@ def refreshed_meta(
         response_time=head.response_time,
         invalidated=False,
         purge_gen=purge_gen,
-        initial_age_s=fresh.initial_age_s,
-        lifetime_s=fresh.lifetime_s,
-        swr_s=fresh.swr_s,
-        sie_s=fresh.sie_s,
-        must_revalidate=fresh.must_revalidate,
-        no_cache=fresh.no_cache,
-        etag=fresh.etag,
-        last_modified=fresh.last_modified,
+        **fresh.entry_fields(),
     )
 
 
