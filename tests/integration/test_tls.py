@@ -105,12 +105,21 @@ async def test_two_hosts_get_their_own_certificate_and_hits_over_tls_when_the_cl
             current = name
             for size in (2048, 2048, 1 << 20):  # a miss, a hit from memory, a disk-tier object
                 path = f"/obj/tls-{name}-{size}?size={size}&cc=max-age=60"
-                for _ in range(2 if size > 4096 else 1):
+                # the disk-tier object is asked again until it is a stored hit: its fill leaves the
+                # coalescer once the disk commit is done, a moment after the last byte went out, and a
+                # request in between joins the finished fill ("collapsed") instead
+                for attempt in range(100 if size > 4096 else 1):
                     async with session.get(f"https://{host}:{port}{path}", ssl=ctx, server_hostname=name,
                                            headers={"Host": name}) as r:
                         body = await r.read()
                     assert r.status == 200 and body == synthetic.body(f"tls-{name}-{size}", size), name
-                    statuses.append(r.headers["Cache-Status"])
+                    status = r.headers["Cache-Status"]
+                    if attempt == 0 or "hit" in status:
+                        statuses.append(status)
+                    else:
+                        assert "collapsed" in status, status
+                    if attempt > 0 and "hit" in status:
+                        break
             assert "fwd=miss" in statuses[0] and "hit" in statuses[1], statuses
             assert "fwd=miss" in statuses[2] and "hit" in statuses[3], statuses  # the 1 MiB one, from disk
             assert await certificate_name(host, port, name, ctx) == cert_cn
