@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from cluster.config import PeerConfig
 from cluster.discovery import DnsDiscovery
 from cluster.members import Membership
 from cluster.propagate import PurgeHub
@@ -256,11 +257,16 @@ class EdgeNode:
     def _build_routing(self, memory_bytes: int, hot: MemoryStore | None = None) -> None:
         """Wires the region's ring, peer clients and membership (edge.app.peering); none when alone."""
         assert self._session is not None
-        peering = build_peering(self.config, self._session, memory_bytes, hot)
+        peering = build_peering(self.config, self._session, memory_bytes, hot, self._discovered)
         if peering is not None:
             self.routing, self._membership = peering.routing, peering.membership
             if peering.discovery is not None:
                 self._discovery = peering.discovery
+
+    def _discovered(self, found: tuple[PeerConfig, ...]) -> None:
+        """DNS discovery added or dropped nodes: purges fan out to and catch up with them too."""
+        if self.purges is not None:
+            self.purges.set_peers((*self.config.peers, *found))
 
     def purge_status(self) -> dict[str, object]:
         """What GET /status shows: this node, its purge state and its store."""
