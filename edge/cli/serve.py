@@ -20,11 +20,13 @@ import enum
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from edge.app import EdgeNode
 from edge.config.deployment import EdgeConfig
 from edge.config.errors import ConfigError
+from edge.metrics.reloads import ReloadResult
 
 __all__ = ["serve"]
 
@@ -87,8 +89,12 @@ async def _reload(node: EdgeNode, reload: Reloader | None) -> None:
         new = await asyncio.to_thread(reload)  # reading the file is blocking I/O
     except ConfigError as exc:
         log.error("SIGHUP: config not reloaded, the running config stays: %s", exc)
+        node.metrics.reloads.count(ReloadResult.FAILED, time.time())
         return
     try:
-        await node.reload(new)
+        plan = await node.reload(new)
     except Exception:  # a bug while applying must not end a node that was serving fine
         log.exception("SIGHUP: applying the new config failed; parts may be half applied")
+        node.metrics.reloads.count(ReloadResult.FAILED, time.time())
+        return
+    node.metrics.reloads.count(ReloadResult.FAILED if plan.failed else ReloadResult.OK, time.time())
