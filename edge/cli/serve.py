@@ -26,7 +26,6 @@ from collections.abc import Callable
 from edge.app import EdgeNode
 from edge.config.deployment import EdgeConfig
 from edge.config.errors import ConfigError
-from edge.metrics.reloads import ReloadResult
 
 __all__ = ["serve"]
 
@@ -89,12 +88,15 @@ async def _reload(node: EdgeNode, reload: Reloader | None) -> None:
         new = await asyncio.to_thread(reload)  # reading the file is blocking I/O
     except ConfigError as exc:
         log.error("SIGHUP: config not reloaded, the running config stays: %s", exc)
-        node.metrics.reloads.count(ReloadResult.FAILED, time.time())
+        node.metrics.reloads.failed()
         return
     try:
         plan = await node.reload(new)
     except Exception:  # a bug while applying must not end a node that was serving fine
         log.exception("SIGHUP: applying the new config failed; parts may be half applied")
-        node.metrics.reloads.count(ReloadResult.FAILED, time.time())
+        node.metrics.reloads.failed()
         return
-    node.metrics.reloads.count(ReloadResult.FAILED if plan.failed else ReloadResult.OK, time.time())
+    if plan.failed:  # e.g. new certificates that cannot be used: the running ones stay
+        node.metrics.reloads.failed()
+    else:
+        node.metrics.reloads.succeeded(time.time())

@@ -36,11 +36,14 @@ class ReloadCounts:
         # Alertmanager report it: "time() - last success" then says how old the running config is
         self.last_success_at = started_at
 
-    def count(self, result: ReloadResult, now: float) -> None:
-        """Notes one reload that ended with `result` at `now`."""
-        self._counts[result] += 1
-        if result is ReloadResult.OK:
-            self.last_success_at = now
+    def succeeded(self, now: float) -> None:
+        """Notes one reload that took effect at `now`."""
+        self._counts[ReloadResult.OK] += 1
+        self.last_success_at = now
+
+    def failed(self) -> None:
+        """Notes one reload that was refused or only partly applied."""
+        self._counts[ReloadResult.FAILED] += 1
 
     def __getitem__(self, result: ReloadResult) -> int:
         return self._counts[result]
