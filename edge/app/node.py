@@ -39,7 +39,7 @@ from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.lifecycle import Lifecycle, PublicGate, announce_s
 from edge.server.protocol import Responder
-from edge.server.tls import ServerTls, TlsError
+from edge.server.tls import ServerTls, TlsError, reload_certificates
 from edge.store.base import Store
 from edge.store.dirlock import DirLock
 from edge.store.memory import MemoryStore
@@ -214,6 +214,8 @@ class EdgeNode:
             membership = False  # leaving every ring takes the peer listener away: a restart
             plan = ReloadPlan(plan.live - {LiveChange.MEMBERSHIP}, (*plan.restart_only, "nodes (ring)"))
         applied = merge_live(self.config, new, plan.live)
+        if self.tls is not None and not reload_certificates(self.tls, new.tls):  # new handshakes only
+            plan = ReloadPlan(plan.live, plan.restart_only, failed=("tls.certificates",))
         if LiveChange.POOLS in plan.live:
             assert self._session is not None
             old_pools, self._pools = self._pools, build_pools(new.pools, self._session)

@@ -258,6 +258,14 @@ class Invalidator:
                     return False
         return True
 
+    def hard_purged(self, meta: EntryMeta) -> bool:
+        """Whether a hard purge matching `meta` arrived after it was stored (soft ones do not count)."""
+        for rules in (self._pending, self._recent):
+            for rule in rules:
+                if not rule.soft and rule.gen > meta.purge_gen and rule.matches(meta):
+                    return True
+        return False
+
     # -- sweeping -------------------------------------------------------------------------
     async def _sweep_loop(self) -> None:
         while True:
