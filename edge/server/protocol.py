@@ -191,7 +191,9 @@ class HttpProtocol(GuardedConnection):
             raise _Reject(431, "too many request header fields")
         if size > self._max_line:
             raise _Reject(431, "a request header field is too large")
-        if self._drop_underscores and b"_" in name:
+        # 95 is "_": an int test is a memchr, where `b"_" in name` first tries the needle as an
+        # int and pays for a raised and cleared TypeError (about 0.2 µs per field)
+        if self._drop_underscores and 95 in name:
             headers.pop()  # issue 12: origins may read X_Forwarded_Host as X-Forwarded-Host
             return
         kind = _SPECIAL.get(name.lower())
