@@ -125,7 +125,7 @@ class HttpProtocol(GuardedConnection):
         self._responder = responder
         self._limits = limits
         self._parser = httptools.HttpRequestParser(self)
-        self._url = bytearray()
+        self._url = b""  # the target as received (bytes: the hit path hashes it without a copy)
         self._headers: list[tuple[bytes, bytes]] = []
         self._max_header_bytes = limits.max_header_bytes
         self._max_headers = limits.max_headers
@@ -168,7 +168,7 @@ class HttpProtocol(GuardedConnection):
     def _reset(self) -> None:
         """Clears per-request parser state (after each message: llhttp's on_message_begin
         would cost a Python call per request)."""
-        self._url = bytearray()
+        self._url = b""
         self._headers = []
         self._header_bytes = 0
         self._body = None
@@ -176,8 +176,10 @@ class HttpProtocol(GuardedConnection):
         self._plain = True
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self._limits.max_url_bytes:
+        if self._url:  # the target came in pieces (b"" + url would be url itself, but skip the call)
+            url = self._url + url
+        self._url = url
+        if len(url) > self._limits.max_url_bytes:
             raise _Reject(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -227,37 +229,41 @@ class HttpProtocol(GuardedConnection):
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        host = self._host
+        # the hit path first: a plain GET/HEAD (no Upgrade field, not CONNECT, so should_upgrade()
+        # is False) on a keep-alive HTTP/1.1 connection with nothing queued before it
+        if (
+            self._plain
+            and host is not None
+            and not self._busy
+            and not self._pending
+            and self._body is None
+            and parser.should_keep_alive()
+        ):
+            method = parser.get_method()
+            if (method == b"GET" or method == b"HEAD") and parser.get_http_version() == "1.1":
+                fast = self._responder.try_fast(method == b"HEAD", host, self._url, self._headers, self._peer)
+                if fast is not None:
+                    # _reset() inline, for the fields a plain bodiless request can have changed
+                    self._url = b""
+                    self._headers = []
+                    self._header_bytes = 0
+                    self._host = None
+                    # idle from here on; the idle clock counts from when this request began
+                    self._phase = _IDLE
+                    transport = self._transport
+                    if transport is not None and not self._closed:
+                        if fast.__class__ is tuple:
+                            transport.write(fast[0])
+                            transport.write(fast[1])
+                        else:
+                            transport.write(fast)  # type: ignore[arg-type]
+                    return
         if parser.should_upgrade():
             # CONNECT and Upgrade (websocket, h2c): a cache has no tunnel to offer
             raise _Reject(501, "protocol upgrades and CONNECT are not supported; send plain HTTP/1.1")
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()
-        host = self._host
-        if (
-            self._plain
-            and host is not None
-            and keep_alive
-            and not self._busy
-            and not self._pending
-            and (method == b"GET" or method == b"HEAD")
-            and self._body is None
-            and parser.get_http_version() == "1.1"
-        ):
-            fast = self._responder.try_fast(
-                method == b"HEAD", host, bytes(self._url), self._headers, self._peer
-            )
-            if fast is not None:
-                self._reset()
-                # idle from here on; the idle clock counts from when this request began
-                self._phase = _IDLE
-                transport = self._transport
-                if transport is not None and not self._closed:
-                    if fast.__class__ is tuple:
-                        transport.write(fast[0])
-                        transport.write(fast[1])
-                    else:
-                        transport.write(fast)  # type: ignore[arg-type]
-                return
         request = Request(
             method=method.decode("ascii"),
             target=self._url.decode("latin-1"),
