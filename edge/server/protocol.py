@@ -43,10 +43,13 @@ log = logging.getLogger("edge.server")
 _monotonic = time.monotonic
 _IDLE, _HEAD, _BODY, _BUSY = Phase.IDLE, Phase.HEAD, Phase.BODY, Phase.BUSY
 
-# Request fields the listener looks at while parsing: Host (1), and the fields that take a
-# request off the fast path to the full handler (2).
+# Request fields the listener looks at while parsing: Host (1), the fields that take a
+# request off the fast path to the full handler (2), and those llhttp reads for keep-alive (3:
+# without them only an HTTP/1.1 request is kept alive, so the version need not be asked).
 _SPECIAL = {
     b"host": 1,
+    b"connection": 3,
+    b"proxy-connection": 3,
     **dict.fromkeys(
         (
             b"range",
@@ -99,6 +102,7 @@ class HttpProtocol(GuardedConnection):
 
     __slots__ = (
         "_body",
+        "_connection",
         "_drop_underscores",
         "_header_bytes",
         "_headers",
@@ -140,6 +144,7 @@ class HttpProtocol(GuardedConnection):
         self._body: bytearray | None = None
         self._host: bytes | None = None  # the Host field of the request being parsed
         self._plain = True  # no field of the request being parsed needs the slow path
+        self._connection = False  # the request being parsed has a Connection field
         self._tasks = tasks  # the server's owned set of request tasks (strong references)
 
     def data_received(self, data: bytes) -> None:
@@ -192,6 +197,7 @@ class HttpProtocol(GuardedConnection):
         self._body = None
         self._host = None
         self._plain = True
+        self._connection = False
 
     def on_url(self, url: bytes) -> None:
         if self._url:  # the target came in pieces (b"" + url would be url itself, but skip the call)
@@ -214,7 +220,9 @@ class HttpProtocol(GuardedConnection):
             return
         kind = _SPECIAL.get(name.lower())
         if kind is not None:
-            if kind == 1 and self._host is None:
+            if kind == 3:
+                self._connection = True
+            elif kind == 1 and self._host is None:
                 self._host = value
             else:
                 self._plain = False  # a second Host, or a field only the slow path handles
@@ -283,7 +291,10 @@ class HttpProtocol(GuardedConnection):
             and parser.should_keep_alive()
         ):
             method = parser.get_method()
-            if (method == b"GET" or method == b"HEAD") and parser.get_http_version() == "1.1":
+            # keep-alive without a Connection field is HTTP/1.1 (get_http_version() costs ~0.2 µs)
+            if (method == b"GET" or method == b"HEAD") and (
+                not self._connection or parser.get_http_version() == "1.1"
+            ):
                 fast = self._responder.try_fast(method == b"HEAD", host, self._url, self._headers, self._peer)
                 if fast is not None:
                     # _reset() inline, for the fields a plain bodiless request can have changed
@@ -291,6 +302,7 @@ class HttpProtocol(GuardedConnection):
                     self._headers = []
                     self._header_bytes = 0
                     self._host = None
+                    self._connection = False
                     # idle from here on; the idle clock counts from when this request began
                     self._phase = _IDLE
                     transport = self._transport

@@ -1,4 +1,5 @@
-"""The [limits] on request heads hold however the head is cut into reads.
+"""Request heads on the listener: the [limits] hold however a head is cut into reads, and only an
+HTTP/1.1 keep-alive head takes the hit path.
 
 The listener skips per-field byte accounting for a head that begins and ends inside one read no
 larger than both byte limits (such a head cannot be over them), and counts the fields once a
@@ -159,3 +160,27 @@ class TestOverSocket:
             finally:
                 writer.transport.abort()
             assert rest.startswith(b"HTTP/1.1 408 "), rest
+
+
+class TestVersion:
+    """Only an HTTP/1.1 keep-alive request takes the hit path (its prebuilt answer is HTTP/1.1)."""
+
+    @pytest.mark.parametrize(
+        ("version", "fields", "fast"),
+        [
+            ("1.1", "", True),
+            ("1.1", "Connection: keep-alive\r\n", True),
+            ("1.0", "Connection: keep-alive\r\n", False),
+            ("1.0", "Proxy-Connection: keep-alive\r\n", False),
+        ],
+    )
+    async def test_hit_path_only_for_http11_keepalive(self, version: str, fields: str, fast: bool) -> None:
+        async with listening(ServerConfig()) as srv:
+            reader, writer = await asyncio.open_connection(srv.host, srv.port)
+            try:
+                writer.write(f"GET /fast HTTP/{version}\r\nHost: a\r\n{fields}\r\n".encode())
+                head, body = await read_response(reader)
+            finally:
+                writer.transport.abort()
+            assert (body == FAST_BODY) is fast, (head, body)
+            assert body == (FAST_BODY if fast else b"len=0")  # else the full path's scripted answer
