@@ -1,14 +1,20 @@
-"""Load benchmark: cache hits from edgecache beside nginx proxy_cache on one machine, one run.
+"""Load benchmark: cache hits from edgecache beside nginx proxy_cache, Traffic Server and a bare
+Python floor, on one machine, in one run.
 
-Starts the demo origin, an edge node (memory tier) and an nginx proxy_cache in front of the same
-origin, all on loopback. For each object size it warms both, checks that a repeat request is a
-hit, then runs wrk against each (the order alternates per size to spread drift) and prints req/s,
-MB/s, p99 and the ratio to nginx, with the issue's targets. The run is also written to
-bench/results/hits-<timestamp>.json. Everything started is stopped in `finally`.
+Starts the demo origin, an edge node (memory tier), an nginx proxy_cache, Apache Traffic Server
+(installed with apt-get when it can be; skipped with the reason otherwise) and the floor (a bare
+uvloop asyncio.Protocol answering prebuilt bytes, bench/load/floor.py) in front of the same origin,
+all on loopback. For each object size it warms each, checks that a repeat request is a hit, then
+runs wrk against each (the order alternates per size to spread drift) and prints req/s, MB/s, p99,
+the server's CPU (its processes and their children, from /proc/PID/stat), requests per server
+CPU-second, wrk's CPU, and the ratios to nginx and to the floor of the same run, with the
+issue's targets. The run is also written to bench/results/hits-<timestamp>.json. Everything
+started is stopped in `finally`.
 
     .venv/bin/python bench/load/hits.py [--quick] [--duration S] [--rounds N] [--connections N]
-        [--sizes 1KiB,64KiB,1MiB,8MiB] [--servers edge,nginx] [--nginx-workers N]
-        [--nginx-sendfile on|off] [--wait-quiet S] [--profile]
+        [--sizes 1KiB,64KiB,1MiB,8MiB] [--servers edge,nginx,ats,floor] [--nginx-workers N]
+        [--edge-workers N|auto] [--ats-threads N] [--nginx-sendfile on|off] [--wait-quiet S]
+        [--profile]
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import http.client
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from ats import ensure_ats, is_ats_hit, render_ats
 from flamegraph import record_during_wrk
 from report import (
     BUSY_PCT,
@@ -53,6 +61,7 @@ _UNITS = {"GiB": 1024**3, "MiB": 1024**2, "KiB": KiB, "B": 1, "": 1}
 _READY_TIMEOUT_S = 30.0  # each server must listen within this
 _WARM_TRIES = 6
 _QUIET_S = 5  # --wait-quiet wants this many quiet seconds in a row
+SERVERS = ("edge", "nginx", "ats", "floor")
 
 
 def say(msg: str) -> None:
@@ -77,9 +86,11 @@ def object_path(size: int) -> str:
 
 
 def is_hit(server: str, headers: http.client.HTTPMessage) -> bool:
-    """nginx: X-Cache-Status HIT; edge: a `hit` parameter in its Cache-Status member."""
+    """nginx: X-Cache-Status HIT; ats: a cH code in Via; edge and floor: `hit` in Cache-Status."""
     if server == "nginx":
         return headers.get("X-Cache-Status", "") == "HIT"
+    if server == "ats":
+        return is_ats_hit(headers.get("Via", ""))
     # RFC 9211 §2: the last member of Cache-Status is the cache nearest the client
     last = headers.get("Cache-Status", "").split(",")[-1]
     return "hit" in [p.strip() for p in last.split(";")[1:]]
@@ -125,30 +136,82 @@ def measure(args: argparse.Namespace, svc: Service, size: int, hit: bool) -> Row
     row = Row(size=size, server=svc.name, hit_verified=hit, rps=r.rps, mb_s=r.mb_s,
               p99_ms=r.p99_ms, cpu_pct=100 * server_s / wall, wrk_pct=100 * wrk_s / wall,
               other_pct=max(0.0, 100 * other_s / wall), requests=r.requests,
-              socket_errors=r.socket_errors, non_2xx=r.non_2xx)
+              socket_errors=r.socket_errors, non_2xx=r.non_2xx,
+              req_per_cpu_s=r.requests / server_s if server_s > 0 else 0.0)
     say(f"    {r.rps:,.0f} req/s, {r.mb_s:,.1f} MB/s, p99 {r.p99_ms:.2f} ms, "
-        f"server cpu {row.cpu_pct:.0f}%, wrk cpu {row.wrk_pct:.0f}%, "
+        f"server cpu {row.cpu_pct:.0f}% ({row.req_per_cpu_s:,.0f} req per cpu-s), "
+        f"wrk cpu {row.wrk_pct:.0f}%, "
         f"other {row.other_pct:.0f}%, errors {r.socket_errors}, non-2xx {r.non_2xx}")
     return row
 
 
+def edge_workers_setting() -> bool:
+    """Whether this tree's [server] section knows `workers` (added by another branch)."""
+    probe = ("from edge.config.server import ServerConfig; "
+             "print('workers' in ServerConfig.__dataclass_fields__)")
+    res = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                         timeout=60, check=False)
+    return res.stdout.strip() == "True"
+
+
+def edge_command(args: argparse.Namespace, tmp: Path, port: int, origin_port: int) -> list[str]:
+    """The edge's command line: the quick start, or a config file when --edge-workers is given."""
+    quick = [sys.executable, "-m", "edge", "--origin", f"http://{HOST}:{origin_port}",
+             "--listen", f"{HOST}:{port}", "--memory", "1GiB", "--no-access-log",
+             "--log-level", "WARNING"]
+    if args.edge_workers is None:
+        return quick
+    if not edge_workers_setting():
+        say(f"  --edge-workers {args.edge_workers}: the [server] workers setting is unavailable "
+            "in this tree; the edge runs as one process")
+        return quick
+    workers = f'"{args.edge_workers}"' if args.edge_workers == "auto" else args.edge_workers
+    conf = tmp / "edge.toml"
+    conf.write_text(f"""access_log = false
+[nodes.bench]
+listen = "{HOST}:{port}"
+[cache]
+memory_bytes = "1GiB"
+memory_max_object_bytes = "8MiB"
+[server]
+workers = {workers}
+[origins.demo]
+servers = ["http://{HOST}:{origin_port}"]
+[[routes]]
+host = "*"
+origin = "demo"
+""")
+    say(f"  edge: {conf.name} with [server] workers = {workers}")
+    return [sys.executable, "-m", "edge", "--config", str(conf), "--node", "bench",
+            "--log-level", "WARNING"]
+
+
 def start_servers(args: argparse.Namespace, tmp: Path, procs: Services,
                   origin_port: int) -> dict[str, Service]:
-    """Starts the edge and nginx (those asked for); one that fails is reported and left out."""
-    eport, nport = free_port(), free_port()
+    """Starts the servers asked for; one that fails or is unavailable is reported and left out."""
+    eport, nport, aport, fport = free_port(), free_port(), free_port(), free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(render_nginx_conf(tmp, port=nport, origin_port=origin_port,
                                       workers=args.nginx_workers,
                                       sendfile=args.nginx_sendfile == "on"))
     argv = {
-        "edge": ([sys.executable, "-m", "edge", "--origin", f"http://{HOST}:{origin_port}",
-                  "--listen", f"{HOST}:{eport}", "--memory", "1GiB", "--no-access-log",
-                  "--log-level", "WARNING"], eport),
+        "edge": (edge_command(args, tmp, eport, origin_port), eport),
         "nginx": (["nginx", "-e", str(tmp / "error.log"), "-p", str(tmp), "-c", str(conf),
                    "-g", "daemon off;"], nport),
+        "floor": ([sys.executable, str(Path(__file__).with_name("floor.py")),
+                   "--listen", f"{HOST}:{fport}"], fport),
     }
+    if "ats" in args.servers:
+        skipped = ensure_ats(say)
+        if skipped:
+            say(f"  Traffic Server skipped: {skipped}")
+        else:
+            argv["ats"] = (render_ats(tmp, port=aport, origin_port=origin_port,
+                                      threads=args.ats_threads), aport)
     servers: dict[str, Service] = {}
     for name in args.servers:
+        if name not in argv:
+            continue
         cmd, port = argv[name]
         try:
             svc = procs.start(name, cmd, port, say)
@@ -181,7 +244,7 @@ def wait_quiet(limit_s: float) -> None:
 
 def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
     """Steps 1-5; returns the exit code (1 if anything was missing, not a hit, or errored)."""
-    say("step 1: tools (nginx, wrk)")
+    say("step 1: tools (nginx, wrk; Traffic Server when asked for)")
     ensure_tools(say)
     info = machine_info()
     for k, v in info.items():
@@ -206,7 +269,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
             order = sorted(servers, reverse=(i + rnd) % 2 == 1)
             rows += [measure(args, servers[name], size, hits[name]) for name in order]
     say("step 5: results" + (f" (best of {args.rounds} rounds)" if args.rounds > 1 else ""))
-    table = best_rows(rows)
+    table = sorted(best_rows(rows), key=lambda r: (r.size, SERVERS.index(r.server)))
     print_table(table)
     targets = check_targets(table)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -214,6 +277,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
     params: dict[str, object] = {
         "duration_s": args.duration, "rounds": args.rounds, "connections": args.connections,
         "wrk_threads": args.wrk_threads, "nginx_workers": args.nginx_workers,
+        "edge_workers": args.edge_workers, "ats_threads": args.ats_threads,
         "nginx_sendfile": args.nginx_sendfile,
         "edge_memory": "1GiB", "sizes": args.sizes, "servers": list(servers)}
     write_json(out, machine=info, params=params, targets=targets, rows=table, runs=rows)
@@ -221,7 +285,9 @@ def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
     if args.profile and "edge" in servers:
         profile(args, servers["edge"], stamp)
     clean = all(r.hit_verified and not r.socket_errors and not r.non_2xx for r in rows)
-    return 0 if clean and len(servers) == len(args.servers) else 1
+    # a server asked for but left out is an error, except Traffic Server when it cannot be had
+    missing = [n for n in args.servers if n not in servers and n != "ats"]
+    return 0 if clean and not missing else 1
 
 
 def profile(args: argparse.Namespace, edge: Service, stamp: str) -> None:
@@ -234,6 +300,12 @@ def profile(args: argparse.Namespace, edge: Service, stamp: str) -> None:
                           duration_s=args.duration, say=say)
     if r is not None:
         say(f"  {r.rps:,.0f} req/s under py-spy; flame graph: {out.relative_to(REPO)}")
+
+
+def _workers(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError("a count of at least 1, or auto")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,10 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     p.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1KiB,64KiB,1MiB,8MiB"),
                    help="object sizes, comma-separated (default 1KiB,64KiB,1MiB,8MiB)")
-    p.add_argument("--servers", type=lambda s: [x for x in ("edge", "nginx") if x in s.split(",")],
-                   default=["edge", "nginx"], help="which to measure: edge,nginx (default both)")
+    p.add_argument("--servers", type=lambda s: [x for x in SERVERS if x in s.split(",")],
+                   default=list(SERVERS),
+                   help="which to measure: edge,nginx,ats,floor (default all; ats = Apache Traffic "
+                   "Server, skipped with the reason when it cannot be installed; floor = a bare "
+                   "uvloop Protocol answering prebuilt bytes, bench/load/floor.py)")
     p.add_argument("--nginx-workers", type=int, default=1,
                    help="nginx worker_processes (default 1: the edge is one process)")
+    p.add_argument("--edge-workers", type=_workers, default=None, metavar="N|auto",
+                   help="run the edge from a config file with [server] workers = N (or \"auto\"); "
+                   "where the setting is unavailable, says so and runs one process")
+    p.add_argument("--ats-threads", type=int, default=1,
+                   help="Traffic Server exec threads (default 1, like one nginx worker)")
     # Measured here: sendfile off is nginx's faster setting on loopback (1 KiB ~1.5x, 8 MiB
     # ~1.3x: one writev per response, bigger segments for wrk), so it is the default baseline.
     p.add_argument("--nginx-sendfile", choices=["on", "off"], default="off",

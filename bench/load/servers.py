@@ -20,6 +20,7 @@ __all__ = [
     "Say",
     "Service",
     "Services",
+    "apt_install",
     "busy_cpu_seconds",
     "cpu_seconds",
     "ensure_tools",
@@ -68,21 +69,31 @@ def ensure_tools(say: Say) -> None:
         pkgs.append("nginx-light" if _has_candidate("nginx-light", say) else "nginx")
     if "wrk" in missing:
         pkgs.append("wrk")
-    # policy-rc.d exiting 101 keeps the package's postinst from starting the system nginx.
+    failed = apt_install(pkgs, say)
+    if failed:
+        raise RuntimeError(failed)
+    still = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if still:
+        raise RuntimeError(f"still missing after install: {', '.join(still)}")
+
+
+def apt_install(pkgs: Sequence[str], say: Say) -> str | None:
+    """apt-get install without recommends and without starting any service; None, or why it failed."""
+    # policy-rc.d exiting 101 keeps a package's postinst from starting its system service.
     own_policy = not _POLICY_RC_D.exists()
-    if own_policy:
-        _POLICY_RC_D.write_text("#!/bin/sh\nexit 101\n")
-        _POLICY_RC_D.chmod(0o755)
     try:
+        if own_policy:
+            _POLICY_RC_D.write_text("#!/bin/sh\nexit 101\n")
+            _POLICY_RC_D.chmod(0o755)
         res = _apt(["apt-get", "install", "-y", "--no-install-recommends", *pkgs], say)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"apt-get install {' '.join(pkgs)} failed: {exc}"
     finally:
         if own_policy:
             _POLICY_RC_D.unlink(missing_ok=True)
     if res.returncode != 0:
-        raise RuntimeError(f"apt-get install {' '.join(pkgs)} failed:\n{res.stderr[-2000:]}")
-    still = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
-    if still:
-        raise RuntimeError(f"still missing after install: {', '.join(still)}")
+        return f"apt-get install {' '.join(pkgs)} failed:\n{res.stderr[-2000:]}"
+    return None
 
 
 def tool_version(argv: Sequence[str]) -> str:
@@ -122,17 +133,32 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and all its descendants alive now (nginx's workers, edge worker processes)."""
+    out, todo = [], [pid]
+    while todo and len(out) < 1000:
+        p = todo.pop()
+        out.append(p)
+        todo += _children(p)
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its direct children (nginx's workers)."""
+    """User + system CPU time of a process, its descendants, and the children they reaped.
+
+    Read from /proc/PID/stat (utime, stime, cutime, cstime), so a run's figure is the difference
+    of two readings; threads are included (Traffic Server's are threads of one process).
+    """
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    for p in [pid, *_children(pid)]:
+    for p in _tree(pid):
         try:
-            # fields after the ")" of comm: state is [0], utime [11], stime [12]
+            # fields after the ")" of comm: state is [0], utime [11], stime [12], cutime [13],
+            # cstime [14] (children that exited and were waited for: a restarted worker)
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
+        total += sum(int(f) for f in fields[11:15]) / tick
     return total
 
 

@@ -178,12 +178,25 @@ async def deliver_fill(
     return plan.status
 
 
-_Prebuilt = tuple[EntryMeta, int, float, bytes, bytes | None]
+class _Prebuilt:
+    """One entry's prebuilt response for one second: what changes each second (Age, the ttl in
+    Cache-Status) goes between a head prefix and suffix built once per stored entry."""
 
+    __slots__ = ("head", "meta", "prefix", "start", "suffix", "until", "whole")
 
-def _held(entry: _Prebuilt) -> int:
-    """Bytes a prebuilt response holds beside the store's own copy of the body."""
-    return len(entry[3]) + (len(entry[4]) if entry[4] is not None else 0)
+    def __init__(self, meta: EntryMeta, prefix: bytes, suffix: bytes) -> None:
+        self.meta = meta  # the stored entry it was built for (the object: a new one rebuilds)
+        self.prefix = prefix  # status line, stored fields, Accept-Ranges
+        self.suffix = suffix  # Content-Length and the blank line
+        self.start = 0.0  # head and whole serve while start <= now < until (one second at most)
+        self.until = 0.0
+        self.head = b""
+        self.whole: bytes | None = None  # head + body for small bodies; else the body goes apart
+
+    @property
+    def held(self) -> int:
+        """Bytes it holds beside the store's own copy of the body."""
+        return len(self.prefix) + len(self.suffix) + len(self.head) + len(self.whole or b"")
 
 
 class FastHeads:
@@ -199,8 +212,7 @@ class FastHeads:
         self, cache_name: str = CACHE_NAME, limit: int = 4096, byte_limit: int = 8 * 1024 * 1024
     ) -> None:
         self._name = cache_name  # this cache's Cache-Status member name
-        # id → (meta it was built for, second, fresh until, head bytes, whole response or None)
-        self._cache: dict[bytes, _Prebuilt] = {}
+        self._cache: dict[bytes, _Prebuilt] = {}  # id → the response prebuilt for it
         self._limit = limit
         self._byte_limit = byte_limit
         self.held_bytes = 0  # heads and whole responses in the table
@@ -209,34 +221,48 @@ class FastHeads:
         self, meta: EntryMeta, body: bytes, now: float, head_only: bool
     ) -> bytes | tuple[bytes, bytes] | None:
         """The full response (small bodies) or (head, body) of a fresh entry at `now`; None if not fresh."""
-        second = int(now)
-        cached = self._cache.get(meta.key)
-        if cached is None or cached[0] is not meta or cached[1] != second:
-            ttl = meta.ttl(now)
-            if ttl <= 0 or meta.no_cache or any(n.lower() in CDN_ONLY_FIELDS for n, _ in meta.headers):
+        built = self._cache.get(meta.key)
+        if built is None or built.meta is not meta or not built.start <= now < built.until:
+            built = self._build(built, meta, body, now)
+            if built is None:
+                return None
+        if head_only:
+            return built.head
+        whole = built.whole
+        return whole if whole is not None else (built.head, body)
+
+    def _build(self, built: _Prebuilt | None, meta: EntryMeta, body: bytes, now: float) -> _Prebuilt | None:
+        """The response of this second: the fields of the second between the entry's prefix and suffix."""
+        ttl = meta.ttl(now)
+        if ttl <= 0:
+            return None
+        replaced = built
+        if built is None or built.meta is not meta:
+            if meta.no_cache or any(n.lower() in CDN_ONLY_FIELDS for n, _ in meta.headers):
                 return None  # (CDN-only fields go to peers, not clients: the slow path decides)
-            if len(self._cache) >= self._limit or self.held_bytes >= self._byte_limit:
-                self._cache.clear()
-                self.held_bytes = 0
             fields = list(meta.headers)
             fields.append(("Accept-Ranges", "bytes"))
-            fields.append(("Age", str(int(meta.age(now)))))
-            fields.append(("Cache-Status", cache_status(CacheOutcome.HIT, ttl=ttl, name=self._name)))
-            fields.append(("Content-Length", str(len(body))))
-            head = build_head(meta.status, fields)
-            cached = (meta, second, now + ttl, head, head + body if len(body) <= INLINE_BODY_MAX else None)
-            replaced = self._cache.get(meta.key)
-            self.held_bytes += _held(cached) - (_held(replaced) if replaced is not None else 0)
-            self._cache[meta.key] = cached
-        elif now >= cached[2]:
-            return None
-        if head_only:
-            return cached[3]
-        whole = cached[4]
-        return whole if whole is not None else (cached[3], body)
+            built = _Prebuilt(
+                meta, build_head(meta.status, fields)[:-2], b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+        if len(self._cache) >= self._limit or self.held_bytes >= self._byte_limit:
+            self._cache.clear()
+            self.held_bytes = 0
+            replaced = None
+        if replaced is not None:
+            self.held_bytes -= replaced.held
+        second = float(int(now))
+        status = cache_status(CacheOutcome.HIT, ttl=ttl, name=self._name)
+        age = f"Age: {int(meta.age(now))}\r\nCache-Status: {status}\r\n".encode("latin-1", "replace")
+        built.start, built.until = second, min(second + 1.0, now + ttl)
+        built.head = head = built.prefix + age + built.suffix
+        built.whole = head + body if len(body) <= INLINE_BODY_MAX else None
+        self.held_bytes += built.held
+        self._cache[meta.key] = built
+        return built
 
     def drop(self, key: bytes) -> None:
         """Forgets a prebuilt response (its entry was replaced or removed)."""
         dropped = self._cache.pop(key, None)
         if dropped is not None:
-            self.held_bytes -= _held(dropped)
+            self.held_bytes -= dropped.held

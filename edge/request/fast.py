@@ -42,6 +42,7 @@ FastAnswer = Callable[
 _perf = time.perf_counter
 _MAX_MEMO_HOSTS = 1024  # hosts whose route is memoised; the memo starts over beyond it
 _FIRST_BOUND_S = LATENCY_BOUNDS_S[0]  # nearly every fast hit falls in the first bucket: skip bisect
+_Known = tuple[bytes | None, Cell | None]  # FastPath._hosts' values
 
 
 class FastPath:
@@ -61,13 +62,13 @@ class FastPath:
     ) -> None:
         self._router = router
         self._counts = counts  # None: not counted
-        self._cells: dict[
-            bytes, Cell
-        ] = {}  # raw Host → the ("hit", route) cell, when the path does not decide
+        # raw Host → (b"http://" + its lower-case form, or None when it is not a normal Host;
+        # its ("hit", route) counter cell when the host alone decides the route, else None)
+        self._hosts: dict[bytes, _Known] = {}
         if counts is not None:
             self._latency = counts.latency["hit"]
-        self._memory = memory
         self._peek = memory.peek
+        self._record_hit = memory.record_hit
         self._heads = heads  # shared with the handler, which drops entries it invalidates
         self._policies = policies
         self._purges = purges
@@ -79,16 +80,20 @@ class FastPath:
     ) -> bytes | tuple[bytes, bytes] | None:
         """A fresh memory hit for a plain GET/HEAD, as prebuilt bytes; else None (slow path)."""
         started = _perf()
-        if self._policies.rewrites and b"?" in target:
+        if self._policies.rewrites and 63 in target:  # "?" (an int needle: see HttpProtocol.on_header)
             return None  # the key uses a normalised target: let the slow path compute it
-        if not is_normal_host(host):
+        known = self._hosts.get(host)
+        if known is None:
+            known = self._learn(host)
+        prefix = known[0]
+        if prefix is None:
             return None  # an invalid Host (400) or one the slow path rewrites to its normal form
         now = self._clock()
         if now > self._purges.fast_until:
             return None  # purge rules pending or purge lag exceeded: the slow path checks each hit
         # peek, and count the hit only once it is served here: a declined request is looked up
         # (and counted) again by the slow path
-        store_id = url_id(b"http://" + host.lower() + target)
+        store_id = url_id(prefix + target)
         hit = self._peek(store_id)
         if hit is None:
             return None
@@ -105,11 +110,11 @@ class FastPath:
         response = self._heads.get(meta, hit.body, now, head_only)
         if response is None:
             return None
-        self._memory.record_hit(store_id)
+        self._record_hit(store_id)
         size = 0 if head_only else len(hit.body)
         seconds = _perf() - started
         if self._counts is not None:
-            cell = self._cells.get(host) or self._cell(host, target)
+            cell = known[1] or self._route_cell(host, target)
             cell.count += 1
             cell.bytes += size
             latency = self._latency
@@ -122,20 +127,26 @@ class FastPath:
             )
         return response
 
-    def _cell(self, host: bytes, target: bytes) -> Cell:
-        """The hit counter cell of this request's route; memoised per host when the path does not decide."""
-        assert self._counts is not None
-        name = host.decode("latin-1")
-        if self._router is None:
-            return self._counts.fast_cell("")
-        rule = self._router.host_route(name)
-        if rule is None:  # the path decides: look it up every time
-            rule = self._router.match(name, target.decode("latin-1"))
-            return self._counts.fast_cell(rule.pool if rule is not None else "")
-        if len(self._cells) >= _MAX_MEMO_HOSTS:
-            self._cells.clear()
-        cell = self._cells[host] = self._counts.fast_cell(rule.pool)
-        return cell
+    def _learn(self, host: bytes) -> _Known:
+        """What the fast path keeps of a Host it has not seen yet (memoised; the memo is bounded)."""
+        if len(self._hosts) >= _MAX_MEMO_HOSTS:
+            self._hosts.clear()
+        known: _Known = (None, None)
+        if is_normal_host(host):
+            cell = None
+            if self._counts is not None:
+                rule = self._router.host_route(host.decode("latin-1")) if self._router is not None else None
+                if self._router is None or rule is not None:  # the host alone decides the route
+                    cell = self._counts.fast_cell(rule.pool if rule is not None else "")
+            known = (b"http://" + host.lower(), cell)
+        self._hosts[host] = known
+        return known
+
+    def _route_cell(self, host: bytes, target: bytes) -> Cell:
+        """The hit counter cell of a host whose route the path decides (looked up every time)."""
+        assert self._counts is not None and self._router is not None
+        rule = self._router.match(host.decode("latin-1"), target.decode("latin-1"))
+        return self._counts.fast_cell(rule.pool if rule is not None else "")
 
 
 class FirstFields(Mapping[str, str]):
