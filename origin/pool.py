@@ -21,9 +21,10 @@ is neither retried nor counted against the server.
 
 A fetch holds an admission slot (origin/admission.py) from its first try to its body's end.
 
-Note: aiohttp itself resends an idempotent request once when its connection drops before
-the head (RFC 9112 §9.3.1, meant for stale keep-alive connections). That resend happens
-inside one try here and is not counted against the retry budget.
+A try is one request on the wire (aiohttp's own resend is off: origin.client.make_session),
+so `retry.attempts` bounds what an origin sees (issue 11). Only a StaleConnection (a reused
+keep-alive connection closed before any response byte, RFC 9112 §9.3.1) is retried on the
+SAME server, afresh: a retry like any other, but no mark against the server's health.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from origin.errors import (
     ConnectError,
     DeadlineExceeded,
     NoServerAvailable,
+    StaleConnection,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -95,6 +97,7 @@ class OriginPool:
         "panics",
         "requests",
         "retries",
+        "stale_retries",
     )
 
     def __init__(
@@ -113,7 +116,7 @@ class OriginPool:
             shared = session
 
             def client_factory(server: ServerConfig) -> OriginClient:
-                return OriginClient(server, config.timeouts, shared, config.rewrite)
+                return OriginClient(server, config.timeouts, shared, config.rewrite, resend_stale=False)
 
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)
@@ -136,7 +139,8 @@ class OriginPool:
             ]
             self._checker = HealthChecker(config.health, targets, self._record_probe, clock=clock)
         self.requests = 0  # requests this pool's servers were asked to serve
-        self.retries = 0  # retries made
+        self.retries = 0  # retries made on another server
+        self.stale_retries = 0  # retries on the same server after a StaleConnection
         self.backup_uses = 0  # requests handed to the backup pool
         self.panics = 0  # tries sent to a down server because every server was down
         self.no_retries: dict[NoRetryReason, int] = {r: 0 for r in NoRetryReason}
@@ -260,7 +264,8 @@ class OriginPool:
                 failures.append(exc)
                 time_left = head_by - loop.time()
                 reason = retry_denied(exc, request.method, len(failures), self._config.retry, time_left)
-                next_index = self._pick(tried) if reason is None else None
+                stale = isinstance(exc, StaleConnection)  # the same server again, afresh
+                next_index = None if reason is not None else index if stale else self._pick(tried)
                 if reason is None and next_index is None:
                     reason = NoRetryReason.NO_OTHER_SERVER
                 if reason is None and not self._budget.try_spend():
@@ -270,7 +275,10 @@ class OriginPool:
                     raise
                 assert next_index is not None
                 index = next_index
-                self.retries += 1
+                if stale:
+                    self.stale_retries += 1
+                else:
+                    self.retries += 1
 
     async def _try(
         self, index: int, request: UpstreamRequest, head_by: float, deadline: float, *, retry: bool
@@ -301,7 +309,7 @@ class OriginPool:
                 ) from exc
         except UpstreamError as exc:
             release()
-            if exc.retryable:
+            if exc.retryable and not isinstance(exc, StaleConnection):
                 self._record_failure(index, str(exc))
             raise
         except BaseException:
