@@ -167,6 +167,8 @@ async def test_origin_download_stops_when_one_byte_range_of_unstored_object_is_a
         assert not slow.finished.is_set()
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def test_origin_download_goes_on_when_client_of_stored_fill_leaves(

@@ -60,6 +60,7 @@ class TestTrailers:
                 _, body = await read_response(reader)
             finally:
                 writer.close()
+                await writer.wait_closed()
         seen = json.loads(body)
         assert [name for name, _ in seen["fields"]] == ["Host", "Transfer-Encoding"]
         assert seen["host"] == "good.example" and seen["body"] == b"".join(chunks).decode()
@@ -73,6 +74,7 @@ class TestTrailers:
                 _, body = await read_response(reader)
             finally:
                 writer.close()
+                await writer.wait_closed()
         seen = json.loads(body)
         assert seen["host"] is None and seen["fields"] == [["Transfer-Encoding", "chunked"]]
 
@@ -88,6 +90,7 @@ class TestTrailers:
                 _, second = await read_response(reader)
             finally:
                 writer.close()
+                await writer.wait_closed()
         assert "Cookie" not in json.dumps(json.loads(first)["fields"])
         assert json.loads(second)["fields"] == [
             ["Host", "good.example"],
