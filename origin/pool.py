@@ -22,9 +22,9 @@ is neither retried nor counted against the server.
 A fetch holds an admission slot (origin/admission.py) from its first try to its body's end.
 
 A try is one request on the wire (aiohttp's own resend is off: origin.client.make_session),
-so `retry.attempts` bounds what an origin sees (issue 11). Only a StaleConnection (a reused
-keep-alive connection closed before any response byte, RFC 9112 §9.3.1) is retried on the
-SAME server, afresh: a retry like any other, but no mark against the server's health.
+so `retry.attempts` bounds what an origin sees (issue 11). A StaleConnection (a reused
+keep-alive connection closed before any response byte, RFC 9112 §9.3.1) is retried like any
+failure, and on the SAME server, afresh, when no other is left: no mark against its health.
 """
 
 from __future__ import annotations
@@ -264,8 +264,10 @@ class OriginPool:
                 failures.append(exc)
                 time_left = head_by - loop.time()
                 reason = retry_denied(exc, request.method, len(failures), self._config.retry, time_left)
-                stale = isinstance(exc, StaleConnection)  # the same server again, afresh
-                next_index = None if reason is not None else index if stale else self._pick(tried)
+                next_index = self._pick(tried) if reason is None else None
+                # a stale keep-alive connection and no other server left to try: this one, afresh
+                stale = next_index is None and reason is None and isinstance(exc, StaleConnection)
+                next_index = index if stale else next_index
                 if reason is None and next_index is None:
                     reason = NoRetryReason.NO_OTHER_SERVER
                 if reason is None and not self._budget.try_spend():

@@ -20,7 +20,7 @@ from origin.config import OriginPoolConfig, PassiveHealthConfig, RetryConfig, Se
 from origin.errors import ProtocolError, StaleConnection
 from origin.pool import OriginPool
 from origin.upstream import UpstreamRequest
-from tests.origin.servers import OK_EMPTY, RawServer, read_all
+from tests.origin.servers import OK_EMPTY, RawServer, read_all, respond
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -111,6 +111,22 @@ class TestResetCount:
         assert server.connections == 2
         assert [head.split(b" ")[1] for head in server.heads] == [b"/first", b"/second", b"/second"]
         assert origin.stale_retries == 1 and origin.retries == 0
+
+    async def test_stale_keepalive_connection_fails_over_when_another_server_is_left(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async with (
+            RawServer(answer_once_then_reset) as a,
+            RawServer(respond(OK_EMPTY, then_close=False)) as b,
+        ):
+            origin = pool(a, b, attempts=2, session=session)
+            for target in ("/1", "/2", "/3"):  # round robin: a, b, then a's reused connection
+                response = await origin.fetch(get(target))
+                await read_all(response)
+        assert response.upstream == b.url
+        assert [head.split(b" ")[1] for head in a.heads] == [b"/1", b"/3"]
+        assert [head.split(b" ")[1] for head in b.heads] == [b"/2", b"/3"]
+        assert (origin.retries, origin.stale_retries) == (1, 0)
 
 
 class TestLoneClient:
