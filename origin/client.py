@@ -26,6 +26,7 @@ the final one and hands a 103's fields to the request's sink (origin/early_hints
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -172,6 +173,7 @@ class OriginClient:
         "_server_name",
         "_session",
         "_timeouts",
+        "_tls",
     )
 
     def __init__(
@@ -180,10 +182,13 @@ class OriginClient:
         timeouts: TimeoutConfig,
         session: aiohttp.ClientSession,
         rewrite: OriginRewrite | None = None,
+        tls_context: ssl.SSLContext
+        | None = None,  # the pool's (origin/tls.py); None = aiohttp's verified default
         *,
         resend_stale: bool = True,
     ) -> None:
         self._server = server
+        self._tls: ssl.SSLContext | bool = tls_context if tls_context is not None else True
         # send a request once more, on a fresh connection, when its reused one was stale; an
         # origin pool passes False and lets its retry policy decide (origin/pool.py)
         self._resend_stale = resend_stale
@@ -249,6 +254,7 @@ class OriginClient:
                     allow_redirects=False,
                     timeout=self._client_timeout,
                     server_hostname=self._server_name,
+                    ssl=self._tls,
                     trace_request_ctx=reuse,
                 )
         except TimeoutError as exc:
@@ -256,6 +262,12 @@ class OriginClient:
             elapsed = loop.time() - started
             raise UpstreamTimeout(
                 f"{request.method} {upstream}: no response head after {elapsed:.3f}s",
+                upstream=upstream,
+            ) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise ConnectError(
+                f"{request.method} {upstream}: TLS certificate not accepted ({_verify_message(exc)}); fix "
+                "the origin's certificate, or give its pool tls_ca_file",
                 upstream=upstream,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
@@ -284,6 +296,12 @@ class OriginClient:
             close=body.close,
             upstream=upstream,
         )
+
+
+def _verify_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What OpenSSL found wrong with the certificate, in one line."""
+    error = exc.certificate_error
+    return str(getattr(error, "verify_message", None) or error).replace("\n", " ")
 
 
 class _Body:

@@ -21,10 +21,9 @@ is neither retried nor counted against the server.
 
 A fetch holds an admission slot (origin/admission.py) from its first try to its body's end.
 
-A try is one request on the wire (aiohttp's own resend is off: origin.client.make_session),
-so `retry.attempts` bounds what an origin sees (issue 11). A StaleConnection (a reused
-keep-alive connection closed before any response byte, RFC 9112 §9.3.1) is retried like any
-failure, and on the SAME server, afresh, when no other is left: no mark against its health.
+A try is one request on the wire (make_session turns aiohttp's resend off; issue 11). A
+StaleConnection (RFC 9112 §9.3.1) is retried like any failure, on the SAME server afresh
+when no other is left, and is no mark against the server's health.
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ from origin.health import (
     ServerStatus,
 )
 from origin.retry import IDEMPOTENT_METHODS, NoRetryReason, RetryBudget, retry_denied
+from origin.tls import client_context
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 __all__ = [
@@ -113,10 +113,10 @@ class OriginPool:
         if client_factory is None:
             if session is None:
                 raise ValueError("an OriginPool needs a session or a client_factory")
-            shared = session
+            shared, tls = session, client_context(config)  # verified by default (origin/tls.py)
 
             def client_factory(server: ServerConfig) -> OriginClient:
-                return OriginClient(server, config.timeouts, shared, config.rewrite, resend_stale=False)
+                return OriginClient(server, config.timeouts, shared, config.rewrite, tls, resend_stale=False)
 
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)
