@@ -10,8 +10,13 @@ is translated into origin.errors here, the body iterator included:
     before the head   connect refused/unreachable -> ConnectError
                       connect, first-byte or total timeout -> UpstreamTimeout
                       disconnect, malformed head, other I/O -> ProtocolError
+                      a reused keep-alive connection closed or reset -> StaleConnection
     while streaming   idle or total timeout -> BodyTimeout (a BodyError and an UpstreamTimeout)
                       truncated body, bad chunking, reset -> BodyError
+
+A request goes out once per fetch: the session never resends on its own (make_session). A
+StaleConnection is sent again, on a fresh connection, only when the client was made with
+`resend_stale` (a peer's client); an origin pool's clients leave it to the pool's policy.
 
 103 Early Hints (RFC 8297): aiohttp reads 1xx responses and drops them without a hook, so
 the session's response class (`_HintingResponse`) looks at each message aiohttp reads before
@@ -37,6 +42,7 @@ from origin.errors import (
     ConnectError,
     InvalidTarget,
     ProtocolError,
+    StaleConnection,
     UpstreamTimeout,
 )
 from origin.hopbyhop import strip_hop_by_hop
@@ -81,6 +87,29 @@ class _HintingResponse(aiohttp.ClientResponse):
             del protocol.read  # the instance attribute goes; the class's method is back
 
 
+class _Reuse:
+    """Per-request trace context: whether aiohttp sent the request on a reused connection."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+async def _note_reuse(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceConnectionReuseconnParams
+) -> None:
+    request_ctx = getattr(context, "trace_request_ctx", None)
+    if isinstance(request_ctx, _Reuse):
+        request_ctx.reused = True
+
+
+def _reuse_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(_note_reuse)
+    return trace
+
+
 def make_session(
     *,
     limit: int = 1000,
@@ -94,14 +123,15 @@ def make_session(
     keep-alive connections are reused until `keepalive_timeout_s`. The session never
     decompresses (the cache stores exactly what the origin sent, Content-Encoding
     included), keeps no cookies, follows no proxy settings from the environment and adds
-    no Accept, Accept-Encoding, User-Agent or Content-Type of its own.
+    no Accept, Accept-Encoding, User-Agent or Content-Type of its own. It never resends a
+    request on its own either: every retry is the pool's (origin/pool.py).
     """
     connector = aiohttp.TCPConnector(
         limit=limit,
         limit_per_host=limit_per_host,
         keepalive_timeout=keepalive_timeout_s,
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -111,7 +141,16 @@ def make_session(
         read_bufsize=read_bufsize_bytes,
         timeout=aiohttp.ClientTimeout(total=None),
         response_class=_HintingResponse,
+        trace_configs=[_reuse_trace()],  # tells a StaleConnection from a reset on a new one
     )
+    # aiohttp resends an idempotent request once on a fresh connection when the connection
+    # drops before the head (ClientOSError, ServerDisconnectedError), reused or not: a reset
+    # then reaches the origin twice behind the pool's back (issue 11). The pool's retry
+    # policy alone decides how often a request is sent. aiohttp has no public switch for
+    # this (aio-libs/aiohttp#10790); its own test client turns it off through this attribute,
+    # and tests/origin/test_resend.py fails if it stops working.
+    session._retry_connection = False
+    return session
 
 
 def _check_target(target: str) -> None:
@@ -126,7 +165,16 @@ def _check_target(target: str) -> None:
 class OriginClient:
     """Fetches from one origin server; an Upstream."""
 
-    __slots__ = ("_client_timeout", "_rewrite", "_server", "_server_name", "_session", "_timeouts", "_tls")
+    __slots__ = (
+        "_client_timeout",
+        "_resend_stale",
+        "_rewrite",
+        "_server",
+        "_server_name",
+        "_session",
+        "_timeouts",
+        "_tls",
+    )
 
     def __init__(
         self,
@@ -136,9 +184,14 @@ class OriginClient:
         rewrite: OriginRewrite | None = None,
         tls_context: ssl.SSLContext
         | None = None,  # the pool's (origin/tls.py); None = aiohttp's verified default
+        *,
+        resend_stale: bool = True,
     ) -> None:
         self._server = server
         self._tls: ssl.SSLContext | bool = tls_context if tls_context is not None else True
+        # send a request once more, on a fresh connection, when its reused one was stale; an
+        # origin pool passes False and lets its retry policy decide (origin/pool.py)
+        self._resend_stale = resend_stale
         self._timeouts = timeouts
         self._session = session
         self._rewrite = rewrite if rewrite is not None else OriginRewrite()
@@ -173,6 +226,15 @@ class OriginClient:
 
     async def fetch(self, request: UpstreamRequest) -> UpstreamResponse:
         """Sends the request; returns once the head has arrived. Raises UpstreamError."""
+        if not self._resend_stale:
+            return await self._fetch(request)
+        try:
+            return await self._fetch(request)
+        except StaleConnection:
+            pass  # the server closed the idle connection as it was reused: once more, afresh
+        return await self._fetch(request)
+
+    async def _fetch(self, request: UpstreamRequest) -> UpstreamResponse:
         url = self._url(rewrite_target(self._rewrite, request.target))
         headers = self._request_headers(request)
         upstream = self._server.base
@@ -181,6 +243,7 @@ class OriginClient:
         total_deadline = started + self._timeouts.total_s
         head_deadline = min(started + self._timeouts.first_byte_s, total_deadline)
         request_time = time.time()
+        reuse = _Reuse()
         try:
             async with asyncio.timeout_at(head_deadline):
                 resp = await self._session.request(
@@ -192,6 +255,7 @@ class OriginClient:
                     timeout=self._client_timeout,
                     server_hostname=self._server_name,
                     ssl=self._tls,
+                    trace_request_ctx=reuse,
                 )
         except TimeoutError as exc:
             # Also aiohttp's ConnectionTimeoutError (sock_connect), which is a TimeoutError.
@@ -211,6 +275,11 @@ class OriginClient:
                 f"{request.method} {upstream}: cannot connect: {exc}", upstream=upstream
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
+            if reuse.reused and isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+                raise StaleConnection(
+                    f"{request.method} {upstream}: reused connection closed before the head: {exc!r}",
+                    upstream=upstream,
+                ) from exc
             raise ProtocolError(
                 f"{request.method} {upstream}: failed before the head: {exc!r}", upstream=upstream
             ) from exc

@@ -5,6 +5,7 @@
     ├── UpstreamTimeout           connect, first-byte or total timeout expired              retryable
     │   └── DeadlineExceeded      the request's own deadline (from the asking node) passed   not retryable
     ├── ProtocolError             malformed or truncated response from upstream             retryable
+    │   └── StaleConnection       a reused keep-alive connection closed before any response  retryable
     ├── BodyError                 the body broke after the head was received               not retryable
     │   └── BodyTimeout           idle or total timeout mid-body (also an UpstreamTimeout)  not retryable
     ├── InvalidTarget             the request target cannot be sent byte-for-byte           not retryable
@@ -28,6 +29,7 @@ __all__ = [
     "NoServerAvailable",
     "PoolSaturated",
     "ProtocolError",
+    "StaleConnection",
     "UpstreamError",
     "UpstreamTimeout",
 ]
@@ -64,6 +66,16 @@ class DeadlineExceeded(UpstreamTimeout):
 
 class ProtocolError(UpstreamError):
     """Upstream sent a malformed or truncated response head."""
+
+
+class StaleConnection(ProtocolError):
+    """A reused keep-alive connection closed or reset before any byte of the response.
+
+    The server may have closed the idle connection just as it was reused (RFC 9112 §9.3.1):
+    the one failure worth trying again on the same server, on a fresh connection. A pool's
+    retry policy decides whether it is (origin/pool.py); a lone OriginClient (a peer's)
+    resends it once itself.
+    """
 
 
 class BodyError(UpstreamError):

@@ -21,9 +21,9 @@ is neither retried nor counted against the server.
 
 A fetch holds an admission slot (origin/admission.py) from its first try to its body's end.
 
-Note: aiohttp itself resends an idempotent request once when its connection drops before
-the head (RFC 9112 §9.3.1, meant for stale keep-alive connections). That resend happens
-inside one try here and is not counted against the retry budget.
+A try is one request on the wire (make_session turns aiohttp's resend off; issue 11). A
+StaleConnection (RFC 9112 §9.3.1) is retried like any failure, on the SAME server afresh
+when no other is left, and is no mark against the server's health.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from origin.errors import (
     ConnectError,
     DeadlineExceeded,
     NoServerAvailable,
+    StaleConnection,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -96,6 +97,7 @@ class OriginPool:
         "panics",
         "requests",
         "retries",
+        "stale_retries",
     )
 
     def __init__(
@@ -114,7 +116,7 @@ class OriginPool:
             shared, tls = session, client_context(config)  # verified by default (origin/tls.py)
 
             def client_factory(server: ServerConfig) -> OriginClient:
-                return OriginClient(server, config.timeouts, shared, config.rewrite, tls)
+                return OriginClient(server, config.timeouts, shared, config.rewrite, tls, resend_stale=False)
 
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)
@@ -137,7 +139,8 @@ class OriginPool:
             ]
             self._checker = HealthChecker(config.health, targets, self._record_probe, clock=clock)
         self.requests = 0  # requests this pool's servers were asked to serve
-        self.retries = 0  # retries made
+        self.retries = 0  # retries made on another server
+        self.stale_retries = 0  # retries on the same server after a StaleConnection
         self.backup_uses = 0  # requests handed to the backup pool
         self.panics = 0  # tries sent to a down server because every server was down
         self.no_retries: dict[NoRetryReason, int] = {r: 0 for r in NoRetryReason}
@@ -262,6 +265,9 @@ class OriginPool:
                 time_left = head_by - loop.time()
                 reason = retry_denied(exc, request.method, len(failures), self._config.retry, time_left)
                 next_index = self._pick(tried) if reason is None else None
+                # a stale keep-alive connection and no other server left to try: this one, afresh
+                stale = next_index is None and reason is None and isinstance(exc, StaleConnection)
+                next_index = index if stale else next_index
                 if reason is None and next_index is None:
                     reason = NoRetryReason.NO_OTHER_SERVER
                 if reason is None and not self._budget.try_spend():
@@ -271,7 +277,10 @@ class OriginPool:
                     raise
                 assert next_index is not None
                 index = next_index
-                self.retries += 1
+                if stale:
+                    self.stale_retries += 1
+                else:
+                    self.retries += 1
 
     async def _try(
         self, index: int, request: UpstreamRequest, head_by: float, deadline: float, *, retry: bool
@@ -302,7 +311,7 @@ class OriginPool:
                 ) from exc
         except UpstreamError as exc:
             release()
-            if exc.retryable:
+            if exc.retryable and not isinstance(exc, StaleConnection):
                 self._record_failure(index, str(exc))
             raise
         except BaseException:

@@ -108,6 +108,7 @@ class Coalescer:
         # deadline order, so expired entries are always at the front.
         self._passes: OrderedDict[bytes, float] = OrderedDict()
         self._closed = False
+        self.stopped_unwatched = 0  # unkept fills stopped because their last joiner left
 
     @property
     def in_flight(self) -> int:
@@ -142,6 +143,7 @@ class Coalescer:
             head_timeout_s=self._head_timeout_s,
             idle_timeout_s=self._idle_timeout_s,
             on_uncacheable=self._memo_pass,
+            on_unwatched=self._stop_unwatched,
         )
         self._fills[key] = fill
         # The task is named for the key so logs, debuggers and tests can find it.
@@ -207,6 +209,19 @@ class Coalescer:
         self._passes.move_to_end(fill.key)
         if self._fills.get(fill.key) is fill:
             del self._fills[fill.key]
+
+    def _stop_unwatched(self, fill: Fill[Any]) -> None:
+        # Called when the last joiner of a fill that nothing stores let go (issue 12): the
+        # producer is cancelled, which closes its upstream response (the origin connection),
+        # and the fill ends ABANDONED before a new joiner could get it.
+        for task, owned in self._tasks.items():
+            if owned is fill:
+                fill.fail(None, outcome=FillOutcome.ABANDONED)
+                self.detach(fill)
+                task.cancel()
+                self.stopped_unwatched += 1
+                log.debug("fill %s: last client gone and nothing stores it; upstream stopped", fill.key.hex())
+                return
 
     async def _drive(self, producer: Producer[T], fill: Fill[T]) -> None:
         # The bookkeeping runs inside the task, so once the task is done the fill has ended

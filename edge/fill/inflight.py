@@ -13,6 +13,11 @@ code) publishes into it; every joiner reads the head with `head()` and the body 
 Every wait is bounded: head() by head_timeout_s (WAIT_TIMEOUT; the fill itself goes on),
 each wait for more body bytes by idle_timeout_s (FILL_TIMEOUT).
 
+A fill whose body is kept for nobody but its readers (not stored: no-store, private, too
+big, pass) is told so by its producer (`stop_when_unwatched`); once its last joiner has
+released it, the coalescer is told (`on_unwatched`) and stops the producer, so the origin
+download ends with the last client (issue 12). A stored fill always runs to its end.
+
 A Fill is generic in what its producer attaches to the head (`FillHead.extra`, typed `T`):
 the edge's producer attaches its FillInfo, so its readers get a typed value, never `object`.
 """
@@ -93,11 +98,13 @@ class Fill(Generic[T]):
         "_holds",
         "_idle_timeout_s",
         "_on_uncacheable",
+        "_on_unwatched",
         "_outcome",
         "_progress",
         "_readers",
         "_retired",
         "_spool",
+        "_unkept",
         "key",
     )
 
@@ -109,12 +116,15 @@ class Fill(Generic[T]):
         head_timeout_s: float,
         idle_timeout_s: float,
         on_uncacheable: Callable[[Fill[T]], None],
+        on_unwatched: Callable[[Fill[T]], None] | None = None,
     ) -> None:
         self.key = key
         self._spool = spool
         self._head_timeout_s = head_timeout_s
         self._idle_timeout_s = idle_timeout_s
         self._on_uncacheable = on_uncacheable
+        self._on_unwatched = on_unwatched  # stops the producer of an unkept fill nobody reads
+        self._unkept = False  # set by stop_when_unwatched(): the body is not stored anywhere
         self._head: FillHead[T] | None = None
         self._outcome: FillOutcome | None = None
         self._cause: BaseException | None = None
@@ -223,6 +233,12 @@ class Fill(Generic[T]):
         if not head.shareable:
             self._on_uncacheable(self)
 
+    def stop_when_unwatched(self) -> None:
+        """Says the body is kept for nobody but the readers: once no joiner holds the fill,
+        `on_unwatched` stops the producer (at once when none holds it now)."""
+        self._unkept = True
+        self._check_unwatched()
+
     async def append(self, chunk: bytes) -> None:
         """Spools one body chunk and wakes the readers waiting for it."""
         self._check_open()
@@ -285,12 +301,20 @@ class Fill(Generic[T]):
     def let_go(self) -> None:
         """Counts one joiner done with the fill (JoinResult.release does this)."""
         self._holds -= 1
+        self._check_unwatched()
         self._maybe_release()
 
     def retire(self) -> None:
         """Marks the producer task ended: no new joiner can get this fill."""
         self._retired = True
         self._maybe_release()
+
+    def _check_unwatched(self) -> None:
+        # Joiners, not body() iterators, are counted: every reader holds a JoinResult until
+        # its reading has ended, while an abandoned iterator ends only when it is collected.
+        if self._unkept and self._holds == 0 and self._outcome is None and self._on_unwatched is not None:
+            self._unkept = False  # once
+            self._on_unwatched(self)
 
     def _maybe_release(self) -> None:
         # Race: a small body can be fetched and finished before the leader's first body() call.

@@ -263,6 +263,7 @@ class Filler:
         fill.set_head(head)
         if keep.meta is None or store is None:
             log.debug("not storing %s: %s", key.url, keep.reason.name if keep.reason else "?")
+            fill.stop_when_unwatched()  # issue 12: the origin download ends with the last client
             async for chunk in response.body:
                 await fill.append(chunk)
             fill.finish()

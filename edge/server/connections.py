@@ -87,6 +87,7 @@ class Connections:
         "max_connections",
         "refused",
         "timeouts",
+        "trailers_dropped",
     )
 
     def __init__(self, config: ServerConfig, max_connections: int) -> None:
@@ -98,6 +99,7 @@ class Connections:
         self.evicted = 0  # idle connections closed to make room for a new one
         self.refused: Counter[Admission] = Counter()
         self.timeouts: Counter[TimeoutReason] = Counter()
+        self.trailers_dropped = 0  # request trailer fields discarded (edge.server.request)
         self._last_refusal_log = float("-inf")
         self.draining = False  # set by drain(): every connection closes once it is idle
 
@@ -178,4 +180,5 @@ class Connections:
             "evicted_idle": self.evicted,
             "refused": {a.value: self.refused[a] for a in Admission if a is not Admission.ADMITTED},
             "timeouts": {r.value: self.timeouts[r] for r in TimeoutReason},
+            "trailers_dropped": self.trailers_dropped,
         }

@@ -33,7 +33,7 @@ from edge.config.server import ServerConfig
 from edge.server.connections import Connections
 from edge.server.deadline import Phase, TimeoutReason, verdict
 from edge.server.guard import TIMEOUT_REASONS, GuardedConnection
-from edge.server.request import Request
+from edge.server.request import Request, drop_trailers
 from edge.server.writer import Writer
 
 __all__ = ["HttpProtocol", "Limits", "Responder"]
@@ -117,6 +117,7 @@ class HttpProtocol(GuardedConnection):
         "_sized",
         "_small",
         "_tasks",
+        "_trailer_at",
         "_url",
     )
 
@@ -146,6 +147,7 @@ class HttpProtocol(GuardedConnection):
         self._plain = True  # no field of the request being parsed needs the slow path
         self._connection = False  # the request being parsed has a Connection field
         self._tasks = tasks  # the server's owned set of request tasks (strong references)
+        self._trailer_at: int | None = None  # chunked body: fields from this index on are trailers
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
@@ -275,6 +277,11 @@ class HttpProtocol(GuardedConnection):
         if found.at is not None:
             self._arm(found.at)
 
+    def on_chunk_header(self) -> None:
+        # llhttp calls on_header for trailer fields too, after the last chunk's header: what
+        # the head had is all there is (chunked requests only, never the fast path's)
+        self._trailer_at = len(self._headers)
+
     def on_message_complete(self) -> None:
         if len(self._headers) > self._max_headers:  # (a head in one chunk is only counted here)
             raise _Reject(431, "too many request header fields")
@@ -318,6 +325,9 @@ class HttpProtocol(GuardedConnection):
             raise _Reject(501, "protocol upgrades and CONNECT are not supported; send plain HTTP/1.1")
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()
+        if self._trailer_at is not None:
+            host = drop_trailers(self._headers, self._trailer_at, host, self._conns)
+            self._trailer_at = None
         request = Request(
             method=method.decode("ascii"),
             target=self._url.decode("latin-1"),

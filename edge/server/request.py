@@ -7,9 +7,40 @@ records while it reads the fields, so the hot path never builds one.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from multidict import CIMultiDict
 
-__all__ = ["Request"]
+__all__ = ["Request", "TrailerCount", "drop_trailers"]
+
+
+class TrailerCount(Protocol):
+    """Where dropped trailer fields are counted (edge.server.connections.Connections)."""
+
+    trailers_dropped: int
+
+
+def drop_trailers(
+    fields: list[tuple[bytes, bytes]], head_count: int, host: bytes | None, count: TrailerCount
+) -> bytes | None:
+    """Drops a chunked request's trailer fields, the parsed fields from `head_count` on.
+
+    llhttp reports trailer fields through the same callback as header fields, so without
+    this a trailer (Cookie, Authorization, Host, X-Forwarded-Host ...) would reach the cache
+    key, the policies and the origin as if it were a header (issue 12). RFC 9110 §6.5.1 lets
+    a recipient discard trailers and forbids merging them into the header section unless each
+    field's definition allows it; the edge buffers the body and sends it upstream with a
+    Content-Length, so there is no trailer section left to forward them in. Returns the Host
+    of the remaining head (None when only a trailer carried one).
+    """
+    dropped = len(fields) - head_count
+    if dropped <= 0:
+        return host
+    del fields[head_count:]
+    count.trailers_dropped += dropped
+    if host is not None and not any(name.lower() == b"host" for name, _ in fields):
+        return None
+    return host
 
 
 class Request:

@@ -21,10 +21,9 @@ never accepts, with its accept queue already full (a few connections of our own)
 kernel drops the edge's SYNs and its connect times out: a blackhole inside 127.0.0.0/8.
 `accept_connections()` puts the serving listener back.
 
-Every response says `Connection: close`, so each edge fetch opens its own connection and
-aiohttp's resend of an idempotent request on a reused keep-alive connection never adds a
-fetch the test did not cause. `counts` is requests read per target (a NO_READ or a refused
-connection is counted in `connects`, per target unknown). Held connections are closed by
+Every response says `Connection: close`, so each edge fetch opens its own connection.
+`counts` is requests read per target (a NO_READ or a refused connection is counted in
+`connects`, per target unknown). Held connections are closed by
 `close()`, which every test calls in `finally`.
 """
 
