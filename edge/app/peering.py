@@ -51,7 +51,6 @@ def build_peering(
             p,
             self_name=cfg.node.name,
             secret=cluster.secret,
-            session=session,
             timeouts=cluster.peer_timeouts,
             margin_s=cluster.peer_deadline_margin_s,
             down=functools.partial(lambda name: membership.down_event(name), p.name),
@@ -88,6 +87,13 @@ def build_peering(
             self_name=cfg.node.name,
             self_url=cfg.node.internal_url,
             on_join=lambda peer: peers.__setitem__(peer.name, client(peer)),
-            on_leave=lambda name: peers.pop(name, None),
+            on_leave=lambda name: _drop(peers, name),
         )
     return Peering(routing, membership, found)
+
+
+def _drop(peers: dict[str, Upstream], name: str) -> None:
+    """A peer left DNS: its client goes, and with it its idle connections."""
+    client = peers.pop(name, None)
+    if isinstance(client, PeerClient):
+        client.close()
