@@ -26,7 +26,7 @@ forwards Early Hints to clients only).
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 import httptools
 
@@ -73,6 +73,7 @@ class PeerConnection(asyncio.Protocol):
         "_has_length",
         "_head_bytes",
         "_interim",
+        "_keep_alive",
         "_parser",
         "_paused",
         "_pool",
@@ -96,6 +97,7 @@ class PeerConnection(asyncio.Protocol):
         self._interim = False  # the message being parsed is a 1xx
         self._framing = Framing.UNTIL_CLOSE
         self._complete = False  # the exchange's response has ended
+        self._keep_alive = False  # the peer keeps the connection open after it (read at its end)
         self._extra = False  # bytes came that belong to no request
         self._got_bytes = False  # any byte of an answer arrived for the current exchange
         self._paused = False
@@ -119,7 +121,7 @@ class PeerConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._has_length = self._chunked = self._interim = False
         self._framing = Framing.UNTIL_CLOSE
-        self._complete = self._got_bytes = False
+        self._complete = self._got_bytes = self._keep_alive = False
         self._transport.write(exchange.request)
 
     def close(self) -> None:
@@ -142,8 +144,7 @@ class PeerConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # a TCP transport (uvloop's is no subclass)
 
     def data_received(self, data: bytes) -> None:
         ex = self._ex
@@ -232,6 +233,8 @@ class PeerConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self._ex
+        if self._complete:
+            return  # bytes after the head of an answer to HEAD: not a body; the connection closes
         if ex is not None and ex.push(body) > HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
@@ -241,6 +244,7 @@ class PeerConnection(asyncio.Protocol):
             self._interim = False
             return
         self._complete = True
+        self._keep_alive = self._parser.should_keep_alive()  # reset once the next message begins
 
     # -- internals ----------------------------------------------------------------------------------
     def _ended(self) -> None:
@@ -254,7 +258,7 @@ class PeerConnection(asyncio.Protocol):
             verdict = reuse_verdict(
                 self._framing,
                 complete=True,
-                keep_alive=self._parser.should_keep_alive(),
+                keep_alive=self._keep_alive,
                 extra_bytes=self._extra,
             )
         if self._paused and self._transport is not None:

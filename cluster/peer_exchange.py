@@ -98,6 +98,11 @@ class PeerExchange:
 
     # -- the fetch's side ------------------------------------------------------------------
     @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet read."""
+        return self._buffered
+
+    @property
     def pending(self) -> bool:
         """True while nobody has settled the head: it still wants a connection and an answer."""
         return not self.head.done()
