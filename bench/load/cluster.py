@@ -210,9 +210,7 @@ def zipf_load(
         )
     size = args.zipf_size
     paths = [zipf_path(size, r) for r in range(1, args.zipf_keys + 1)]
-    say(
-        f"zipf: warming {len(paths)} keys of {size_label(size)} at their owners (through a) and at the lone node"
-    )
+    say(f"zipf: warming {len(paths)} keys of {size_label(size)} at their owners (via a) and at the lone node")
     warm(region["a"], paths)
     warm(solo, paths)
     status, _, cs = get(region["b"], paths[-1])
@@ -224,13 +222,10 @@ def zipf_load(
         script.write_text(lua_script(size, args.zipf_keys, args.zipf_s, seed=1000 + i, host=SITE))
         scripts.append(script)
     conns = args.node_connections
-    run_wrks("zipf-settle", size, [(n, "/", conns, s) for n, s in zip(nodes, scripts, strict=True)], 2.0, nodes)
+    spread = [(n, "/", conns, s) for n, s in zip(nodes, scripts, strict=True)]
+    run_wrks("zipf-settle", size, spread, 2.0, nodes)
     before = {n.name: served_bytes(n.host, n.admin_port) for n in nodes}
-    rows.append(
-        run_wrks(
-            "zipf-region", size, [(n, "/", conns, s) for n, s in zip(nodes, scripts, strict=True)], args.duration, nodes
-        )
-    )
+    rows.append(run_wrks("zipf-region", size, spread, args.duration, nodes))
     after = {n.name: served_bytes(n.host, n.admin_port) for n in nodes}
     rows.append(
         run_wrks("zipf-one-node", size, [(solo, "/", conns, s) for s in scripts], args.duration, [solo])
@@ -266,7 +261,8 @@ def print_tables(rows: list[Measure], sizes: list[int], share: dict[str, float])
         ):
             r = by[(part, size)]
             print(
-                f"{size_label(size):>7} | {label:<22} | {r.rps:>8,.0f} | {r.p50_ms:>7.2f} | {r.p99_ms:>7.2f} | "
+                f"{size_label(size):>7} | {label:<22} | {r.rps:>8,.0f} | {r.p50_ms:>7.2f} | "
+                f"{r.p99_ms:>7.2f} | "
                 f"{r.cpu_us:>11.1f} | {r.us_of('a'):>5.1f}/{r.us_of('b'):<5.1f} | {r.wrk_pct:>8.0f} | "
                 f"{r.other_pct:>6.0f} | {r.errors}"
             )
@@ -287,7 +283,8 @@ def print_tables(rows: list[Measure], sizes: list[int], share: dict[str, float])
     zsize = rows[-1].size
     reg, one = by[("zipf-region", zsize)], by[("zipf-one-node", zsize)]
     print(
-        f"\nZipf load ({size_label(one.size)}): 3 wrk -t1 with a Zipf script, one per region node vs all on a lone node"
+        f"\nZipf load ({size_label(one.size)}): 3 wrk -t1 with a Zipf script, one per region node "
+        "vs all three on a lone node"
     )
     head2 = (
         f"{'run':<24} | {'hits/s':>8} | {'p99 ms':>7} | {'nodes cpu%':>10} | {'node us/req':>11} | "
@@ -296,13 +293,15 @@ def print_tables(rows: list[Measure], sizes: list[int], share: dict[str, float])
     print(head2 + "\n" + "-" * len(head2))
     for r, label in ((reg, "region, 3 nodes"), (one, "one node (no cluster)")):
         print(
-            f"{label:<24} | {r.rps:>8,.0f} | {r.p99_ms:>7.2f} | {100 * sum(r.node_cpu_s.values()) / r.wall_s:>10.0f} "
+            f"{label:<24} | {r.rps:>8,.0f} | {r.p99_ms:>7.2f} | "
+            f"{100 * sum(r.node_cpu_s.values()) / r.wall_s:>10.0f} "
             f"| {r.cpu_us:>11.1f} | {r.wrk_pct:>8.0f} | {r.other_pct:>6.0f} | {r.errors}"
         )
     out["region_over_one"] = reg.rps / one.rps if one.rps else 0.0
     verdict = "met" if out["region_over_one"] >= REGION_OVER_ONE_MIN else "NOT met"
     print(
-        f"region / one node: {out['region_over_one']:.2f}x hits/s (target >= {REGION_OVER_ONE_MIN}x: {verdict})"
+        f"region / one node: {out['region_over_one']:.2f}x hits/s "
+        f"(target >= {REGION_OVER_ONE_MIN}x: {verdict})"
     )
     print(
         f"non-owner requests answered from hot copies: {100 * share['hot_share_measured']:.1f}% "
