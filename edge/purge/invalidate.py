@@ -303,13 +303,13 @@ class Invalidator:
         if not soft:
             removed = await store.remove(key, RemoveReason.PURGE)
         elif meta is not None:
-            removed = await store.update_meta(key, meta.replace(invalidated=True))
+            removed = await store.update_meta(key, meta.replace(invalidated=True), expect=meta)
         else:
             hit = await store.lookup(key)
             if hit is None:
                 return 0
             await hit.close()
-            removed = await store.update_meta(key, hit.meta.replace(invalidated=True))
+            removed = await store.update_meta(key, hit.meta.replace(invalidated=True), expect=hit.meta)
         self.removed += removed
         return int(removed)
 
