@@ -205,10 +205,10 @@ class PeerClient:
         )
         request_time = time.time()
         exchange.arm_head(now + wait_s, asked=by_request)
-        self._pool.start(exchange)
         waiting = self._waiting
         waiting.add(exchange)
         try:
+            self._pool.start(exchange)  # PoolSaturated, or ConnectError once closed
             await exchange.head
         except BaseException:
             exchange.close()  # cancelled, or failed: nothing of it is read

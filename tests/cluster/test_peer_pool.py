@@ -17,7 +17,7 @@ from cluster.config import PeerConfig
 from cluster.peer import PeerClient
 from cluster.peer_exchange import HIGH_WATER, PeerExchange
 from origin.config import TimeoutConfig
-from origin.errors import BodyError, BodyTimeout, ProtocolError, UpstreamTimeout
+from origin.errors import BodyError, BodyTimeout, ConnectError, PoolSaturated, ProtocolError, UpstreamTimeout
 from origin.upstream import UpstreamRequest
 from tests.origin.servers import RawServer, read_all
 
@@ -313,3 +313,33 @@ class TestPool:
             assert await read_all(await peer.fetch(get())) == b"ok"
             await asyncio.wait_for(closed.wait(), 5.0)
             assert peer.pool.idle_connections == 0
+
+    async def test_pool_saturated_when_waiting_queue_is_full(self) -> None:
+        go = asyncio.Event()
+
+        async def held(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await server.read_head(reader):
+                await go.wait()
+                writer.write(framed(b"x"))
+                await writer.drain()
+
+        async with RawServer(held) as server:
+            peer = make(server.port, max_connections=1)  # one connection, 8 waiting
+            fetches = [asyncio.ensure_future(peer.fetch(get())) for _ in range(9)]
+            await asyncio.wait_for(server.got_request.wait(), 5.0)
+            with pytest.raises(PoolSaturated) as info:
+                await peer.fetch(get())
+            assert not info.value.retryable and info.value.upstream == "peer:edge2"
+            go.set()
+            bodies = [await read_all(r) for r in await asyncio.wait_for(asyncio.gather(*fetches), 10.0)]
+        assert bodies == [b"x"] * 9 and server.connections == 1
+
+    async def test_closed_client_refuses_new_fetches_with_retryable_connect_error(self) -> None:
+        async with RawServer(answer_each) as server:
+            peer = make(server.port)
+            assert await read_all(await peer.fetch(get())) == b"1"
+            peer.close()
+            assert await peer.wait_closed(5.0)
+            with pytest.raises(ConnectError) as info:
+                await peer.fetch(get())
+        assert info.value.retryable and server.connections == 1
