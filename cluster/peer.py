@@ -1,21 +1,28 @@
 """PeerClient: fetches a key from the node that owns it, over that node's internal listener.
 
-It is an origin.upstream.Upstream built on origin.client.OriginClient (raw target, phase
-timeouts, hop-by-hop stripping, error translation) aimed at the peer's `internal_url`. It
-adds three headers: `X-Edge-Hop: <this node>`, so the owner never forwards the request again
-(no loops, even when two nodes disagree about the ring), `X-Edge-Secret`, without which
-the owner's internal endpoints answer 403, and `X-Edge-Deadline: <seconds>`, how long the
-owner has to send a head: this client's own wait (its first-byte timeout, or less when the
-request brought a deadline of its own, origin/deadline.py) minus `margin_s`. The owner caps
-its own upstream waits there and answers (504 at worst) before this client stops waiting, so
-a slow origin never makes the asker give up on the owner and fetch the key a second time.
-Whatever the caller put in those headers is replaced.
+It is an origin.upstream.Upstream on a pool of keep-alive connections of its own
+(cluster/peer_pool.py: llhttp on a plain asyncio.Protocol, bounded connections, streamed
+bodies with backpressure). It sends the raw target byte for byte with the Host the caller
+chose, the caller's fields minus hop-by-hop ones, and three headers of its own:
+`X-Edge-Hop: <this node>`, so the owner never forwards the request again (no loops, even
+when two nodes disagree about the ring), `X-Edge-Secret`, without which the owner's
+internal endpoints answer 403, and `X-Edge-Deadline: <seconds>`, how long the owner has to
+send a head: this client's own wait (its first-byte timeout, or less when the request
+brought a deadline of its own, origin/deadline.py) minus `margin_s`. The owner caps its own
+upstream waits there and answers (504 at worst) before this client stops waiting, so a slow
+origin never makes the asker give up on the owner and fetch the key a second time.
+Whatever the caller put in those headers is replaced. The hop and secret fields are encoded
+once per client (cluster/peer_wire.py), so a request head is one string join.
 
 The wait for the head ends early when membership marks the peer down (`down`: the Event it
 sets): a hung peer is left for the origin as soon as it is known to be gone, while there is
-still time left. Errors keep their origin.errors class but name the peer:
-`upstream="peer:<name>"`, inside the body iterator too. `check_secret` is the owner's side
-of the secret check and `parse_deadline` reads the deadline header.
+still time left. One watcher task per client and Event does that for every waiting fetch.
+Errors are origin.errors classes naming the peer (`upstream="peer:<name>"`), in the body
+too: ConnectError (refused, or marked down), UpstreamTimeout (connect or first byte),
+DeadlineExceeded (the request's own deadline), ProtocolError (closed or malformed before
+the head), BodyError / BodyTimeout (after it), PoolSaturated (too many waiting).
+`check_secret` is the owner's side of the secret check and `parse_deadline` reads the
+deadline header.
 """
 
 from __future__ import annotations
@@ -23,17 +30,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import aiohttp
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from cluster.config import PeerConfig
 from cluster.internal_paths import is_internal_target
-from origin.client import OriginClient
+from cluster.peer_exchange import PeerExchange
+from cluster.peer_pool import KEEPALIVE_S, MAX_CONNECTIONS, PeerPool
+from cluster.peer_wire import HopHead
 from origin.config import TimeoutConfig
 from origin.deadline import head_deadline
-from origin.errors import ConnectError, DeadlineExceeded, InvalidTarget, UpstreamError
+from origin.errors import ConnectError, DeadlineExceeded, InvalidTarget
 from origin.upstream import UpstreamRequest, UpstreamResponse
 
 __all__ = [
@@ -83,15 +91,23 @@ def check_secret(presented: str | None, secret: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), secret.encode("utf-8"))
 
 
-def _renamed(exc: UpstreamError, label: str) -> UpstreamError:
-    """The same error class and message, attributed to the peer."""
-    return type(exc)(str(exc), upstream=label)
-
-
 class PeerClient:
     """Fetches from one peer's internal listener; an Upstream."""
 
-    __slots__ = ("_client", "_down", "_first_byte_s", "_label", "_margin_s", "_peer", "_secret", "_self_name")
+    __slots__ = (
+        "_down",
+        "_first_byte_s",
+        "_head",
+        "_idle_s",
+        "_label",
+        "_margin_s",
+        "_peer",
+        "_pool",
+        "_total_s",
+        "_waiting",
+        "_watched",
+        "_watcher",
+    )
 
     def __init__(
         self,
@@ -99,24 +115,49 @@ class PeerClient:
         *,
         self_name: str,
         secret: str,
-        session: aiohttp.ClientSession,
         timeouts: TimeoutConfig,
         margin_s: float = 0.5,
         down: Callable[[], asyncio.Event] | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
+        parts = urlsplit(peer.internal_url)
+        if parts.scheme != "http" or parts.hostname is None:
+            raise ValueError(
+                f"peer {peer.name}: internal listeners speak plain http://, not {peer.internal_url!r}"
+            )
         self._peer = peer
-        self._self_name = self_name
-        self._secret = secret
         self._label = f"peer:{peer.name}"
-        self._client = OriginClient(peer.server, timeouts, session)
-        self._first_byte_s = timeouts.first_byte_s
+        self._pool = PeerPool(
+            parts.hostname,
+            parts.port or 80,
+            label=self._label,
+            connect_s=timeouts.connect_s,
+            max_connections=max_connections,
+            keepalive_s=keepalive_s,
+        )
+        self._head = HopHead(
+            ((HOP_HEADER, self_name), (SECRET_HEADER, secret)),
+            _OWN_HEADERS,
+        )
+        self._first_byte_s = min(timeouts.first_byte_s, timeouts.total_s)
+        self._idle_s = timeouts.idle_s
+        self._total_s = timeouts.total_s
         self._margin_s = margin_s  # the owner is told to answer this long before we give up
         self._down = down  # membership's "this peer is down" Event, when there is membership
+        self._waiting: set[PeerExchange] = set()  # fetches waiting for a head
+        self._watched: asyncio.Event | None = None  # the down Event the watcher waits on
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def peer(self) -> PeerConfig:
         """The peer this client talks to."""
         return self._peer
+
+    @property
+    def pool(self) -> PeerPool:
+        """The client's connections (tests and status read their counts)."""
+        return self._pool
 
     async def fetch(self, request: UpstreamRequest) -> UpstreamResponse:
         """Sends the request to the peer with hop, secret and deadline headers; raises UpstreamError.
@@ -125,96 +166,95 @@ class PeerClient:
         first; ConnectError (retryable: fill from the origin) when the peer is marked down
         while we wait.
         """
+        label = self._label
         if is_internal_target(request.target):  # issue 12: a client request never reaches /_edge/
-            raise InvalidTarget("internal paths are never forwarded to a peer", upstream=self._label)
+            raise InvalidTarget("internal paths are never forwarded to a peer", upstream=label)
         loop = asyncio.get_running_loop()
         now = loop.time()
         wait_s = self._first_byte_s
         asked = head_deadline()
-        if asked is not None:
-            wait_s = min(wait_s, asked - now)
+        # a shorter wait than our own first-byte timeout only ever comes from `asked`
+        by_request = False
+        if asked is not None and asked - now < wait_s:
+            wait_s, by_request = asked - now, True
         if wait_s - self._margin_s <= 0:
             raise DeadlineExceeded(
-                f"{request.method} {self._label}: the request's deadline leaves the peer no time",
-                upstream=self._label,
+                f"{request.method} {label}: the request's deadline leaves the peer no time", upstream=label
             )
-        headers = tuple((n, v) for n, v in request.headers if n.lower() not in _OWN_HEADERS)
-        forwarded = UpstreamRequest(
-            method=request.method,
-            host=request.host,  # the owner derives the same cache key from the same Host
-            target=request.target,
-            headers=(
-                *headers,
-                (HOP_HEADER, self._self_name),
-                (SECRET_HEADER, self._secret),
-                (DEADLINE_HEADER, format_deadline(wait_s - self._margin_s)),
-            ),
-            body=request.body,
-        )
+        body = request.body
         try:
-            # a shorter wait than our own first-byte timeout only ever comes from `asked`
-            response = await self._head(forwarded, now + wait_s if wait_s < self._first_byte_s else None)
-        except UpstreamError as exc:
-            raise _renamed(exc, self._label) from exc
-        return UpstreamResponse(
-            status=response.status,
-            reason=response.reason,
-            headers=response.headers,
-            request_time=response.request_time,
-            response_time=response.response_time,
-            body=_PeerBody(response.body, self._label),
-            close=response.close,
-            upstream=self._label,
+            head = self._head.build(
+                request.method,
+                request.target,
+                request.host,  # the owner derives the same cache key from the same Host
+                request.headers,
+                ((DEADLINE_HEADER, format_deadline(wait_s - self._margin_s)),),
+                None if body is None else len(body),
+            )
+        except InvalidTarget as exc:
+            raise InvalidTarget(str(exc), upstream=label) from exc
+        if self._down is not None:
+            self._watch_down(self._down(), request.method)
+        exchange = PeerExchange(
+            loop,
+            head if body is None else head + body,
+            label=label,
+            head_only=request.method == "HEAD",
+            idle_s=self._idle_s,
+            total_at=now + self._total_s,
         )
-
-    async def _head(self, request: UpstreamRequest, deadline: float | None) -> UpstreamResponse:
-        """The client's fetch, given up at `deadline` or when the peer is marked down."""
-        down = self._down() if self._down is not None else None
-        if deadline is None and down is None:
-            return await self._client.fetch(request)
-        fetching = asyncio.ensure_future(self._client.fetch(request))
-        waiters: set[asyncio.Future[Any]] = {fetching}
-        gone = asyncio.ensure_future(down.wait()) if down is not None else None
-        if gone is not None:
-            waiters.add(gone)
-        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
-        handed_over = False
+        request_time = time.time()
+        exchange.arm_head(now + wait_s, asked=by_request)
+        waiting = self._waiting
+        waiting.add(exchange)
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if fetching.done():
-                handed_over = True
-                return fetching.result()
-            if gone is not None and gone.done():
-                raise ConnectError(f"{request.method} {self._label}: marked down while we waited")
-            raise DeadlineExceeded(f"{request.method} {self._label}: the request's deadline passed")
+            self._pool.start(exchange)  # PoolSaturated, or ConnectError once closed
+            await exchange.head
+        except BaseException:
+            exchange.close()  # cancelled, or failed: nothing of it is read
+            raise
         finally:
-            if gone is not None:
-                gone.cancel()
-            if not handed_over:
-                fetching.cancel()
-                # it may have finished in between: close a response nobody will read
-                fetching.add_done_callback(_close_unread)
+            waiting.discard(exchange)
+        return UpstreamResponse(
+            status=exchange.status,
+            reason=exchange.reason,
+            headers=exchange.headers,
+            request_time=request_time,
+            response_time=time.time(),
+            body=exchange,
+            close=exchange.close,
+            upstream=label,
+        )
 
+    def close(self) -> None:
+        """Closes idle connections and the down watcher; busy connections close when done."""
+        self._pool.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
 
-def _close_unread(task: asyncio.Future[UpstreamResponse]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        task.result().close()
+    async def wait_closed(self, timeout_s: float) -> bool:
+        """After close(): waits up to timeout_s for the connections to be gone; True if they are."""
+        return await self._pool.wait_closed(timeout_s)
 
+    def _watch_down(self, event: asyncio.Event, method: str) -> None:
+        """Raises ConnectError when the peer is down now; else makes sure its Event is watched."""
+        if event.is_set():
+            raise ConnectError(f"{method} {self._label}: marked down", upstream=self._label)
+        if event is not self._watched:
+            if self._watcher is not None:
+                self._watcher.cancel()
+            self._watched = event
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._on_down(event), name=f"down-{self._label}"
+            )
 
-class _PeerBody:
-    """The peer response's body iterator, with its errors attributed to the peer."""
-
-    __slots__ = ("_inner", "_label")
-
-    def __init__(self, inner: AsyncIterator[bytes], label: str) -> None:
-        self._inner = inner
-        self._label = label
-
-    def __aiter__(self) -> _PeerBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._inner.__anext__()
-        except UpstreamError as exc:
-            raise _renamed(exc, self._label) from exc
+    async def _on_down(self, event: asyncio.Event) -> None:
+        """Fails every fetch still waiting for a head once the peer is marked down."""
+        await event.wait()
+        for exchange in list(self._waiting):
+            exchange.interrupt(
+                ConnectError(f"{self._label}: marked down while we waited", upstream=self._label)
+            )
+        if self._watched is event:
+            self._watched = self._watcher = None

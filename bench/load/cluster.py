@@ -1,32 +1,38 @@
-"""Load benchmark: a 3-node region's hit throughput vs one node, and the latency a peer hop adds.
+"""Load benchmark: what a peer hop costs, and a 3-node region's hits/s under Zipf vs one node.
 
-Starts the demo origin and a 3-node region (nodes a, b, c on 127.0.0.2-4, each with its own
-internal listener; `hot_min_hits` set out of reach so a non-owner never keeps a copy). Every
-request sends `Host: demo.test`, so every node computes the same key. For each object size:
+Starts the demo origin, then (all on loopback, nodes on 127.0.0.2-5, every request with
+`Host: demo.test` so every node computes the same key):
 
-1. one key per node, owned by that node (found by asking: a non-owner names the owner in
-   `Cache-Status: ...; detail=peer-<owner>`), warmed and checked to be a hit at its owner;
-2. region: three wrk processes at once, one per node on the key it owns (-t1 -c32 each),
-   summed; one node: one wrk (-c64) on node a alone (b and c idle);
-3. peer hop: wrk --latency (-c8) on node a's key at a (a local hit) and at b (b asks a for
-   every request, checked first to be `detail=peer-a` and not a hit): p50/p99 and what
-   the hop adds.
+1. hop costs: a 3-node region with hot copies off (`hot_min_hits` out of reach). Per object
+   size, one key owned by node a, warmed and checked to be a hit at a; then wrk --latency
+   -c8 on it at a (an owner hit) and at b (a peer hit: b asks a every time, checked first
+   to be `detail=peer-a` and not a hit). CPU per request = the CPU seconds all node processes
+   spent (read from /proc/PID/stat) / requests; the added p50/p99 of the hop = peer - owner.
+2. Zipf: a 3-node region with hot copies at the defaults, and a lone node (no cluster, same
+   cache). Per size, a key owned by a asked at b until b keeps a hot copy (checked: a hit
+   at b), then wrk on it at b (a hot-copy hit). Then `--zipf-keys` keys of `--zipf-size`,
+   warmed at their owners and at the lone node, are asked with Zipf(`--zipf-s`) popularity
+   by three wrk processes (-c`--node-connections` each): one per node of the region (the
+   load spread evenly, as a load balancer would), then all three at the lone node. Reports
+   hits/s, CPU per request, the share of non-owner requests answered from hot copies
+   (tier counters of /metrics) beside what the ring's rule predicts (bench/load/zipf.py).
 
-Prints both tables with the ratios and writes bench/results/cluster-<timestamp>.json.
-Everything started is stopped in `finally`; nothing but loopback is contacted.
+Every run reports the load generator's own CPU (wrk, from rusage once reaped) and `other%`:
+what else the machine did meanwhile (other sessions on a shared machine). Prints the tables
+and the issue's targets (a peer hit <= 2.5x the CPU of an owner hit; region >= 2x one node's
+hits/s), writes bench/results/cluster-<timestamp>.json, stops everything in `finally`.
 
     .venv/bin/python bench/load/cluster.py [--quick] [--duration S] [--sizes 1KiB,1MiB]
-        [--node-connections N] [--single-connections N] [--hop-connections N]
+        [--hop-connections N] [--node-connections N] [--zipf-keys N] [--zipf-s S] [--zipf-size SIZE]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
+import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,16 +40,32 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cluster_nodes import (
+    SITE,
+    Node,
+    check,
+    detail,
+    free_port,
+    get,
+    is_hit,
+    keys_by_owner,
+    start_nodes,
+    stop_nodes,
+    warm,
+)
 from report import machine_info, size_label
-from servers import Service, Services, busy_cpu_seconds, cpu_seconds, ensure_tools
-from wrk import WrkResult, parse_wrk
+from servers import HOST, Services, busy_cpu_seconds, cpu_seconds, ensure_tools
+from wrk import parse_wrk
+from zipf import expected_hot_share, lua_script, served_bytes, zipf_path
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
-SITE = "demo.test"  # the Host of every request: one cache key per URL across the region
-NODES = (("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4"))
-SECRET = "bench-cluster-secret"
-_READY_TIMEOUT_S = 30.0
+REGION = [("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4")]
+LONE = [("solo", "127.0.0.5")]
+PROBES = ["probe_interval_s = 1.0", "fail_after = 3"]  # tolerant of a busy machine
+HOT_MIN_HITS, HOT_WINDOW_S = 20, 10.0  # the defaults (cluster.config.ClusterConfig)
+PEER_OVER_OWNER_MAX = 2.5  # issue 13's targets
+REGION_OVER_ONE_MIN = 2.0
 _UNITS = {"GiB": 1024**3, "MiB": 1024**2, "KiB": 1024, "B": 1, "": 1}
 _SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
@@ -54,29 +76,33 @@ def say(msg: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
-    """One node of the benchmark region."""
-
-    name: str
-    host: str
-    port: int
-    internal_port: int
-
-
-@dataclass(frozen=True, slots=True)
 class Measure:
-    """One line of a table: one wrk run (or three at once, summed)."""
+    """One line of a table: one wrk run, or several at once (summed)."""
 
-    part: str  # "region", "one-node", "owner-hit", "peer-hop"
+    part: str  # owner-hit, peer-hit, hot-hit, zipf-region, zipf-one-node
     size: int
     rps: float
     mb_s: float
-    p50_ms: float
-    p99_ms: float  # region: the worst of the three nodes
-    node_cpu_pct: float  # CPU of all edge nodes during the run; 100 = one core
-    other_pct: float  # CPU used meanwhile by anything else (wrk included)
+    p50_ms: float  # the worst of the wrk processes
+    p99_ms: float
     requests: int
     errors: int  # socket errors + non-2xx
+    wall_s: float
+    node_cpu_s: dict[str, float]  # CPU seconds per node process during the run
+    wrk_cpu_s: float  # the load generator's CPU seconds
+    other_pct: float  # the machine's other work meanwhile; 100 = one core
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU microseconds of all node processes per request."""
+        return 1e6 * sum(self.node_cpu_s.values()) / self.requests if self.requests else 0.0
+
+    def us_of(self, node: str) -> float:
+        return 1e6 * self.node_cpu_s.get(node, 0.0) / self.requests if self.requests else 0.0
+
+    @property
+    def wrk_pct(self) -> float:
+        return 100 * self.wrk_cpu_s / self.wall_s
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -85,94 +111,9 @@ def parse_sizes(text: str) -> list[int]:
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(GiB|MiB|KiB|B|)\s*", part)
         if not m:
-            raise SystemExit(f"--sizes: bad size {part!r}; use e.g. 1KiB,1MiB")
+            raise SystemExit(f"bad size {part!r}; use e.g. 1KiB,1MiB")
         sizes.append(int(m.group(1)) * _UNITS[m.group(2)])
     return sizes
-
-
-def free_port(host: str) -> int:
-    """A port free on `host` a moment ago."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(path: Path, origin_port: int, nodes: list[Node]) -> Path:
-    """The region's config.toml: memory-only nodes, no hot copies, probes that tolerate start-up."""
-    lines = ["access_log = false", "", "[cluster]", f'secret = "{SECRET}"', "probe_interval_s = 1.0",
-             "fail_after = 3", "hot_min_hits = 1000000000", "",
-             "[cache]", 'memory_bytes = "1GiB"', "",
-             "[origins.demo]", f'servers = ["http://127.0.0.1:{origin_port}"]', "",
-             "[[routes]]", 'host = "*"', 'path_prefix = "/"', 'origin = "demo"', ""]
-    for n in nodes:
-        lines += [f"[nodes.{n.name}]", f'listen = "{n.host}:{n.port}"', f'internal = "{n.host}:{n.internal_port}"',
-                  'region = "bench"', ""]
-    path.write_text("\n".join(lines))
-    return path
-
-
-def wait_listening(svc: Service, host: str, port: int) -> None:
-    """Returns once host:port accepts; raises if the process exits or time runs out."""
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if svc.proc.poll() is not None:
-            raise RuntimeError(f"{svc.name} exited with {svc.proc.returncode}:\n{svc.log_tail()}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{svc.name} not listening on {host}:{port}:\n{svc.log_tail()}")
-
-
-def get(node: Node, path: str) -> tuple[int, int, str]:
-    """GET with Host: SITE; (status, body bytes, Cache-Status)."""
-    conn = http.client.HTTPConnection(node.host, node.port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Host": SITE})
-        resp = conn.getresponse()
-        return resp.status, len(resp.read()), resp.headers.get("Cache-Status", "")
-    finally:
-        conn.close()
-
-
-def detail(cache_status: str) -> str | None:
-    m = re.search(r"detail=([^;,\s]+)", cache_status.split(",")[-1])  # this node's member (RFC 9211: last)
-    return m.group(1) if m else None
-
-
-def is_hit(cache_status: str) -> bool:
-    return "hit" in [p.strip() for p in cache_status.split(",")[-1].split(";")[1:]]
-
-
-def keys_by_owner(nodes: dict[str, Node], size: int) -> dict[str, str]:
-    """A path per node that the node owns: node a's answer names every other owner."""
-    found: dict[str, str] = {}
-    for i in range(200):
-        path = f"/obj/cluster-bench-{size}-{i}?size={size}&cc=max-age=3600"
-        status, _, cs = get(nodes["a"], path)
-        if status != 200:
-            raise RuntimeError(f"GET {path} at a -> {status}")
-        d = detail(cs)
-        owner = d.removeprefix("peer-") if d and d.startswith("peer-") else "a"
-        found.setdefault(owner, path)
-        if len(found) == len(nodes):
-            return found
-    raise RuntimeError(f"no key for every node among 200 (found {found})")
-
-
-def check(node: Node, path: str, size: int, *, hit: bool, via: str | None) -> None:
-    """Asks twice; the second answer must be `hit` or not, and name `via` as its source."""
-    for _ in range(2):
-        status, got, cs = get(node, path)
-    if status != 200 or got != size or is_hit(cs) != hit or (not hit and detail(cs) != via):
-        raise RuntimeError(f"{node.name} {path}: {status}, {got} bytes, Cache-Status {cs!r}; "
-                           f"wanted {'a hit' if hit else f'a fill via {via}'}")
-
-
-def wrk_argv(node: Node, path: str, connections: int, duration_s: float) -> list[str]:
-    return ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "--timeout", "10s",
-            "-H", f"Host: {SITE}", f"http://{node.host}:{node.port}{path}"]
 
 
 def p50_ms(out: str) -> float:
@@ -182,13 +123,20 @@ def p50_ms(out: str) -> float:
     return float(m.group(1)) * _SECONDS[m.group(2)] * 1e3
 
 
-def run_wrks(part: str, size: int, runs: list[tuple[Node, str, int]], duration_s: float,
-             pids: list[int]) -> Measure:
-    """Runs one wrk per (node, path, connections) at once; sums req/s and MB/s, worst p50/p99."""
-    say(f"  {part}: " + ", ".join(f"wrk -c{c} -> {n.name}" for n, _, c in runs))
-    cpu0, busy0, t0 = sum(cpu_seconds(p) for p in pids), busy_cpu_seconds(), time.monotonic()
-    procs = [subprocess.Popen(wrk_argv(n, path, c, duration_s), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for n, path, c in runs]
+def run_wrks(
+    part: str, size: int, runs: list[tuple[Node, str, int, Path | None]], duration_s: float, nodes: list[Node]
+) -> Measure:
+    """One wrk per (node, path, connections, script) at once; sums req/s and MB/s, worst p50/p99."""
+    say(f"  {part}: " + ", ".join(f"wrk -c{c} -> {n.name}" for n, _, c, _ in runs))
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = {n.name: cpu_seconds(n.pid) for n in nodes}
+    busy0, t0 = busy_cpu_seconds(), time.monotonic()
+    procs = []
+    for node, path, conns, script in runs:
+        argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration_s:g}s", "--latency", "--timeout", "10s"]
+        argv += ["-s", str(script)] if script is not None else ["-H", f"Host: {SITE}"]
+        argv.append(f"http://{node.host}:{node.port}{path}")
+        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
     for proc in procs:
         out, err = proc.communicate(timeout=duration_s + 60)
@@ -196,95 +144,215 @@ def run_wrks(part: str, size: int, runs: list[tuple[Node, str, int]], duration_s
             raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip()}")
         outs.append(out)
     wall = time.monotonic() - t0
-    node_s = sum(cpu_seconds(p) for p in pids) - cpu0
-    results: list[WrkResult] = [parse_wrk(o) for o in outs]
-    m = Measure(part=part, size=size, rps=sum(r.rps for r in results), mb_s=sum(r.mb_s for r in results),
-                p50_ms=max(p50_ms(o) for o in outs), p99_ms=max(r.p99_ms for r in results),
-                node_cpu_pct=100 * node_s / wall,
-                other_pct=max(0.0, 100 * (busy_cpu_seconds() - busy0 - node_s) / wall),
-                requests=sum(r.requests for r in results),
-                errors=sum(r.socket_errors + r.non_2xx for r in results))
-    say(f"    {m.rps:,.0f} req/s, {m.mb_s:,.1f} MB/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, "
-        f"nodes cpu {m.node_cpu_pct:.0f}%, errors {m.errors}")
+    node_s = {n.name: cpu_seconds(n.pid) - cpu0[n.name] for n in nodes}
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    results = [parse_wrk(o) for o in outs]
+    m = Measure(
+        part=part,
+        size=size,
+        rps=sum(r.rps for r in results),
+        mb_s=sum(r.mb_s for r in results),
+        p50_ms=max(p50_ms(o) for o in outs),
+        p99_ms=max(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.socket_errors + r.non_2xx for r in results),
+        wall_s=wall,
+        node_cpu_s=node_s,
+        wrk_cpu_s=wrk_s,
+        other_pct=max(0.0, 100 * (busy_cpu_seconds() - busy0 - sum(node_s.values()) - wrk_s) / wall),
+    )
+    say(
+        f"    {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, nodes {m.cpu_us:.0f} us/req "
+        f"({', '.join(f'{k} {100 * v / wall:.0f}%' for k, v in node_s.items())}), wrk {m.wrk_pct:.0f}%, "
+        f"other {m.other_pct:.0f}%, errors {m.errors}"
+    )
     return m
 
 
-def print_tables(rows: list[Measure], sizes: list[int]) -> dict[str, dict[str, float]]:
-    """Prints throughput and hop-latency tables; returns the ratios per size."""
+def hop_costs(args: argparse.Namespace, tmp: Path, procs: Services, oport: int) -> list[Measure]:
+    """Part 1: owner hits and peer hits of one key per size, hot copies off."""
+    say("part 1: a 3-node region without hot copies")
+    region = start_nodes(procs, tmp, "hop", oport, REGION, [*PROBES, "hot_min_hits = 1000000000"], say)
+    nodes, rows = list(region.values()), []
+    for size in args.sizes:
+        say(f"size {size_label(size)}: a key owned by a, checked a hit at a and a peer fill at b")
+        key = keys_by_owner(region, size, "hop")["a"]
+        check(region["a"], key, size, hit=True, via=None)
+        check(region["b"], key, size, hit=False, via="peer-a")
+        rows.append(
+            run_wrks(
+                "owner-hit", size, [(region["a"], key, args.hop_connections, None)], args.duration, nodes
+            )
+        )
+        rows.append(
+            run_wrks("peer-hit", size, [(region["b"], key, args.hop_connections, None)], args.duration, nodes)
+        )
+        check(region["b"], key, size, hit=False, via="peer-a")  # still no local copy at b
+    stop_nodes(procs, "hop-", say)
+    return rows
+
+
+def zipf_load(
+    args: argparse.Namespace, tmp: Path, procs: Services, oport: int
+) -> tuple[list[Measure], dict[str, float]]:
+    """Part 2: hot-copy hits per size, then the Zipf load on the region and on a lone node."""
+    say("part 2: a 3-node region with hot copies (defaults) and a lone node")
+    region = start_nodes(procs, tmp, "zipf", oport, REGION, PROBES, say)
+    lone = start_nodes(procs, tmp, "solo", oport, LONE, None, say)
+    nodes, solo, rows = list(region.values()), lone["solo"], []
+    for size in args.sizes:
+        say(f"size {size_label(size)}: a key owned by a, asked at b until b keeps a hot copy")
+        key = keys_by_owner(region, size, "hot")["a"]
+        check(region["b"], key, size, hit=True, via=None, tries=HOT_MIN_HITS + 5)
+        rows.append(
+            run_wrks("hot-hit", size, [(region["b"], key, args.hop_connections, None)], args.duration, nodes)
+        )
+    size = args.zipf_size
+    paths = [zipf_path(size, r) for r in range(1, args.zipf_keys + 1)]
+    say(f"zipf: warming {len(paths)} keys of {size_label(size)} at their owners (via a) and at the lone node")
+    warm(region["a"], paths)
+    warm(solo, paths)
+    status, _, cs = get(region["b"], paths[-1])
+    if status != 200 or not (is_hit(cs) or (detail(cs) or "").startswith("peer-")):
+        raise RuntimeError(f"zipf key {paths[-1]} at b: {status} {cs!r}; wanted a hit or a peer hit")
+    scripts = []
+    for i in range(3):
+        script = tmp / f"zipf-{i}.lua"
+        script.write_text(lua_script(size, args.zipf_keys, args.zipf_s, seed=1000 + i, host=SITE))
+        scripts.append(script)
+    conns = args.node_connections
+    spread = [(n, "/", conns, s) for n, s in zip(nodes, scripts, strict=True)]
+    run_wrks("zipf-settle", size, spread, 2.0, nodes)
+    before = {n.name: served_bytes(n.host, n.admin_port) for n in nodes}
+    rows.append(run_wrks("zipf-region", size, spread, args.duration, nodes))
+    after = {n.name: served_bytes(n.host, n.admin_port) for n in nodes}
+    rows.append(
+        run_wrks("zipf-one-node", size, [(solo, "/", conns, s) for s in scripts], args.duration, [solo])
+    )
+    delta = {t: sum(after[n][t] - before[n].get(t, 0.0) for n in after) for t in after["a"]}
+    non_owner = delta.get("hot", 0.0) + delta.get("peer", 0.0)
+    node_rps = rows[-2].rps / len(nodes)
+    share = {
+        "hot_share_measured": delta.get("hot", 0.0) / non_owner if non_owner else 0.0,
+        "hot_share_expected": expected_hot_share(
+            args.zipf_keys, args.zipf_s, node_rps, HOT_MIN_HITS, min(HOT_WINDOW_S, 2.0 + args.duration)
+        ),
+        "served_fraction": {t: v / max(1.0, sum(delta.values())) for t, v in delta.items()},
+    }
+    return rows, share
+
+
+def print_tables(rows: list[Measure], sizes: list[int], share: dict[str, float]) -> dict[str, object]:
+    """Prints the three tables and the targets; returns the ratios."""
     by = {(r.part, r.size): r for r in rows}
-    ratios: dict[str, dict[str, float]] = {}
-    head = f"{'size':>7} | {'run':<26} | {'req/s':>9} | {'MB/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'nodes cpu%':>10} | errors"
-    print("\nhit throughput: 3-node region (3 wrk -c32, one per node, each on the key it owns) vs one node (wrk -c64)")
+    out: dict[str, object] = {}
+    head = (
+        f"{'size':>7} | {'hit':<22} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'node us/req':>11} | "
+        f"{'a / b us':>11} | {'wrk cpu%':>8} | {'other%':>6} | errors"
+    )
+    print("\nCPU per hit (all node processes, /proc/PID/stat), one key, wrk -c8 on one node")
     print(head + "\n" + "-" * len(head))
     for size in sizes:
-        for part, label in (("region", "region, 3 nodes (sum)"), ("one-node", "one node")):
+        for part, label in (
+            ("owner-hit", "owner (local hit)"),
+            ("peer-hit", "peer hit (b asks a)"),
+            ("hot-hit", "hot copy (b keeps a's)"),
+        ):
             r = by[(part, size)]
-            print(f"{size_label(size):>7} | {label:<26} | {r.rps:>9,.0f} | {r.mb_s:>8,.1f} | {r.p50_ms:>7.2f} | "
-                  f"{r.p99_ms:>7.2f} | {r.node_cpu_pct:>10.0f} | {r.errors}")
-        reg, one = by[("region", size)], by[("one-node", size)]
-        ratios[size_label(size)] = {"region_over_one_rps": reg.rps / one.rps if one.rps else 0.0}
-        print(f"{'':>7}   region / one node: {ratios[size_label(size)]['region_over_one_rps']:.2f}x req/s")
-    print("\npeer hop: the same key at its owner (local hit) and at a non-owner (fetches from the owner)")
-    print(head + "\n" + "-" * len(head))
-    for size in sizes:
-        for part, label in (("owner-hit", "owner (local hit)"), ("peer-hop", "non-owner (peer hop)")):
-            r = by[(part, size)]
-            print(f"{size_label(size):>7} | {label:<26} | {r.rps:>9,.0f} | {r.mb_s:>8,.1f} | {r.p50_ms:>7.2f} | "
-                  f"{r.p99_ms:>7.2f} | {r.node_cpu_pct:>10.0f} | {r.errors}")
-        own, hop = by[("owner-hit", size)], by[("peer-hop", size)]
-        added = {"added_p50_ms": hop.p50_ms - own.p50_ms, "added_p99_ms": hop.p99_ms - own.p99_ms,
-                 "hop_over_owner_p50": hop.p50_ms / own.p50_ms if own.p50_ms else 0.0,
-                 "hop_over_owner_rps": hop.rps / own.rps if own.rps else 0.0}
-        ratios[size_label(size)].update(added)
-        print(f"{'':>7}   the hop adds p50 {added['added_p50_ms']:+.2f} ms ({added['hop_over_owner_p50']:.1f}x), "
-              f"p99 {added['added_p99_ms']:+.2f} ms; req/s {added['hop_over_owner_rps']:.2f}x of the owner's")
-    print("nodes cpu%: all three edge processes together (100 = one core); the machine's cores are shared "
-          "by the nodes, the origin and wrk.")
-    return ratios
+            print(
+                f"{size_label(size):>7} | {label:<22} | {r.rps:>8,.0f} | {r.p50_ms:>7.2f} | "
+                f"{r.p99_ms:>7.2f} | "
+                f"{r.cpu_us:>11.1f} | {r.us_of('a'):>5.1f}/{r.us_of('b'):<5.1f} | {r.wrk_pct:>8.0f} | "
+                f"{r.other_pct:>6.0f} | {r.errors}"
+            )
+        own, peer, hot = by[("owner-hit", size)], by[("peer-hit", size)], by[("hot-hit", size)]
+        ratio = {
+            "peer_over_owner_cpu": peer.cpu_us / own.cpu_us,
+            "hot_over_owner_cpu": hot.cpu_us / own.cpu_us,
+            "added_p50_ms": peer.p50_ms - own.p50_ms,
+            "added_p99_ms": peer.p99_ms - own.p99_ms,
+        }
+        out[size_label(size)] = ratio
+        verdict = "met" if ratio["peer_over_owner_cpu"] <= PEER_OVER_OWNER_MAX else "NOT met"
+        print(
+            f"{'':>7}   peer hit = {ratio['peer_over_owner_cpu']:.2f}x the CPU of an owner hit (target <= "
+            f"{PEER_OVER_OWNER_MAX}x: {verdict}); hot copy {ratio['hot_over_owner_cpu']:.2f}x; the hop adds "
+            f"p50 {ratio['added_p50_ms']:+.2f} ms, p99 {ratio['added_p99_ms']:+.2f} ms"
+        )
+    zsize = rows[-1].size
+    reg, one = by[("zipf-region", zsize)], by[("zipf-one-node", zsize)]
+    print(
+        f"\nZipf load ({size_label(one.size)}): 3 wrk -t1 with a Zipf script, one per region node "
+        "vs all three on a lone node"
+    )
+    head2 = (
+        f"{'run':<24} | {'hits/s':>8} | {'p99 ms':>7} | {'nodes cpu%':>10} | {'node us/req':>11} | "
+        f"{'wrk cpu%':>8} | {'other%':>6} | errors"
+    )
+    print(head2 + "\n" + "-" * len(head2))
+    for r, label in ((reg, "region, 3 nodes"), (one, "one node (no cluster)")):
+        print(
+            f"{label:<24} | {r.rps:>8,.0f} | {r.p99_ms:>7.2f} | "
+            f"{100 * sum(r.node_cpu_s.values()) / r.wall_s:>10.0f} "
+            f"| {r.cpu_us:>11.1f} | {r.wrk_pct:>8.0f} | {r.other_pct:>6.0f} | {r.errors}"
+        )
+    out["region_over_one"] = reg.rps / one.rps if one.rps else 0.0
+    verdict = "met" if out["region_over_one"] >= REGION_OVER_ONE_MIN else "NOT met"
+    print(
+        f"region / one node: {out['region_over_one']:.2f}x hits/s "
+        f"(target >= {REGION_OVER_ONE_MIN}x: {verdict})"
+    )
+    print(
+        f"non-owner requests answered from hot copies: {100 * share['hot_share_measured']:.1f}% "
+        f"(the ring's rule predicts {100 * share['hot_share_expected']:.1f}%); bytes served by tier: "
+        + ", ".join(f"{t} {100 * v:.1f}%" for t, v in share["served_fraction"].items() if v)
+    )
+    out.update(share)
+    return out
 
 
 def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
-    """Starts origin and region, measures each size, prints and writes the results."""
-    say("step 1: tools")
+    """Starts the origin, runs both parts, prints and writes the results."""
     if shutil.which("wrk") is None:
         ensure_tools(say)
-    say("step 2: demo origin and a 3-node region")
-    oport = free_port("127.0.0.1")
-    origin = procs.start("origin", [sys.executable, "-m", "origin.demo", "--listen", f"127.0.0.1:{oport}"], oport, say)
-    wait_listening(origin, "127.0.0.1", oport)
-    nodes = {name: Node(name, host, free_port(host), free_port(host)) for name, host in NODES}
-    conf = write_config(tmp / "region.toml", oport, list(nodes.values()))
-    started = {n.name: procs.start(f"edge-{n.name}", [sys.executable, "-m", "edge", "--config", str(conf),
-                                                      "--node", n.name, "--no-access-log", "--log-level", "WARNING"],
-                                   n.port, say) for n in nodes.values()}
-    for n in nodes.values():
-        wait_listening(started[n.name], n.host, n.port)
-        wait_listening(started[n.name], n.host, n.internal_port)
-    pids = [svc.proc.pid for svc in started.values()]
-    rows: list[Measure] = []
-    for size in args.sizes:
-        say(f"size {size_label(size)}: keys, warm-up and checks")
-        keys = keys_by_owner(nodes, size)
-        for name, path in keys.items():
-            check(nodes[name], path, size, hit=True, via=None)
-        check(nodes["b"], keys["a"], size, hit=False, via="peer-a")
-        rows.append(run_wrks("region", size, [(nodes[n], keys[n], args.node_connections) for n in nodes],
-                             args.duration, pids))
-        rows.append(run_wrks("one-node", size, [(nodes["a"], keys["a"], args.single_connections)],
-                             args.duration, pids))
-        rows.append(run_wrks("owner-hit", size, [(nodes["a"], keys["a"], args.hop_connections)], args.duration, pids))
-        rows.append(run_wrks("peer-hop", size, [(nodes["b"], keys["a"], args.hop_connections)], args.duration, pids))
-        check(nodes["b"], keys["a"], size, hit=False, via="peer-a")  # still no local copy at b
-    ratios = print_tables(rows, args.sizes)
+    oport = start_origin(procs)
+    rows = hop_costs(args, tmp, procs, oport)
+    zipf_rows, share = zipf_load(args, tmp, procs, oport)
+    rows += zipf_rows
+    ratios = print_tables(rows, args.sizes, share)
+    print(
+        "node us/req: CPU microseconds of all edge processes per request; a / b: of node a and b alone. "
+        "wrk cpu%: the load generator (100 = one core). other%: the rest of the machine meanwhile "
+        "(other sessions on a shared machine: high values disturb every figure)."
+    )
     out = RESULTS / f"cluster-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"duration_s": args.duration, "sizes": args.sizes, "node_connections": args.node_connections,
-              "single_connections": args.single_connections, "hop_connections": args.hop_connections,
-              "wrk_threads": 1, "nodes": 3, "hot_min_hits": 1_000_000_000, "edge_memory": "1GiB"}
-    out.write_text(json.dumps({"machine": machine_info(), "params": params, "ratios": ratios,
-                               "results": [asdict(r) for r in rows]}, indent=2) + "\n")
+    params = dict(vars(args))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "params": params,
+                "ratios": ratios,
+                "results": [{**asdict(r), "cpu_us": r.cpu_us} for r in rows],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     say(f"wrote {out.relative_to(REPO)}")
     return 0 if all(r.errors == 0 for r in rows) else 1
+
+
+def start_origin(procs: Services) -> int:
+    """The demo origin on 127.0.0.1; returns its port."""
+    port = free_port(HOST)
+    svc = procs.start(
+        "origin", [sys.executable, "-m", "origin.demo", "--listen", f"{HOST}:{port}"], port, say
+    )
+    svc.wait_ready(30.0)
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,11 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
     p.add_argument("--quick", action="store_true", help="3 s runs (overrides --duration)")
-    p.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1KiB,1MiB"),
-                   help="object sizes, comma-separated (default 1KiB,1MiB)")
-    p.add_argument("--node-connections", type=int, default=32, help="wrk connections per node, region run (32)")
-    p.add_argument("--single-connections", type=int, default=64, help="wrk connections, one-node run (64)")
-    p.add_argument("--hop-connections", type=int, default=8, help="wrk connections, peer-hop latency runs (8)")
+    p.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=parse_sizes("1KiB,1MiB"),
+        help="object sizes of the one-key runs, comma-separated (default 1KiB,1MiB)",
+    )
+    p.add_argument("--hop-connections", type=int, default=8, help="wrk connections, one-key runs (8)")
+    p.add_argument("--node-connections", type=int, default=16, help="connections of each Zipf wrk (16)")
+    p.add_argument("--zipf-keys", type=int, default=1000, help="keys of the Zipf load (1000)")
+    p.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent (1.0)")
+    p.add_argument(
+        "--zipf-size", type=lambda t: parse_sizes(t)[0], default=1024, help="Zipf object size (1KiB)"
+    )
     return p
 
 

@@ -249,7 +249,9 @@ class EdgeNode:
         if self._discovery is not None:
             await self._discovery.stop()
             self._discovery = None
+        old_routing = self.routing
         self._build_routing(cfg.cache.memory_bytes, hot=self.routing.hot)
+        old_routing.close()  # the old peer clients' idle connections; streaming ones finish
         self.purges.set_peers(cfg.peers)
         if self._membership is not None:
             self._membership.start()
@@ -387,6 +389,8 @@ class EdgeNode:
             await wait_closed(self._server, SHUTDOWN_DEADLINE_S)
 
     async def _close_resources(self) -> None:
+        if self.routing is not None:
+            self.routing.close()  # peer connections (fills have finished or been abandoned)
         await close_resources(
             invalidator=self.invalidator,
             coalescer=self._coalescer,

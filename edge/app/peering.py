@@ -58,7 +58,6 @@ def build_peering(
             p,
             self_name=cfg.node.name,
             secret=cluster.secret,
-            session=session,
             timeouts=cluster.peer_timeouts,
             margin_s=cluster.peer_deadline_margin_s,
             down=functools.partial(lambda name: membership.down_event(name), p.name),
@@ -97,7 +96,7 @@ def build_peering(
             on_discovered(tuple(discovered.values()))
 
         def leave(name: str) -> None:
-            peers.pop(name, None)
+            _drop(peers, name)
             if discovered.pop(name, None) is not None:
                 on_discovered(tuple(discovered.values()))
 
@@ -110,3 +109,10 @@ def build_peering(
             on_leave=leave,
         )
     return Peering(routing, membership, found)
+
+
+def _drop(peers: dict[str, Upstream], name: str) -> None:
+    """A peer left DNS: its client goes, and with it its idle connections."""
+    client = peers.pop(name, None)
+    if isinstance(client, PeerClient):
+        client.close()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from cluster.members import HEALTH_PATH
-from cluster.peer import DEADLINE_HEADER, HOP_HEADER, SECRET_HEADER, check_secret, parse_deadline
+from cluster.peer import DEADLINE_HEADER, HOP_HEADER, SECRET_HEADER, PeerClient, check_secret, parse_deadline
 from cluster.purge import JournalError, Purge
 from cluster.purge_wire import (
     CONTENT_TYPE,
@@ -127,6 +127,13 @@ class PeerRouting:
     def peer_failed(self, name: str) -> None:
         """A peer fetch failed before its head: counts as a failed probe."""
         self._report_failure(name)
+
+    def close(self) -> None:
+        """Closes the peer clients' idle connections (a stop, or a new ring's clients took over);
+        responses still streaming finish, then their connections close."""
+        for client in self._peers.values():
+            if isinstance(client, PeerClient):
+                client.close()
 
 
 class _PeerHandler(Protocol):
