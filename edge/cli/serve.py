@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 
 from edge.app import EdgeNode
+from edge.app.workers import WorkerPlan, watch_parent
 from edge.config.deployment import EdgeConfig
 from edge.config.errors import ConfigError
 
@@ -39,9 +40,9 @@ class _Ask(enum.Enum):
     RELOAD = "reload"
 
 
-async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
-    """Starts the node and serves until SIGTERM/SIGINT; returns the exit code (0)."""
-    node = EdgeNode(cfg)
+async def serve(cfg: EdgeConfig, reload: Reloader | None = None, worker: WorkerPlan | None = None) -> int:
+    """Starts the node (or one worker of it) and serves until SIGTERM/SIGINT; returns the exit code (0)."""
+    node = EdgeNode(cfg, worker)
     await node.start()
     print(
         f"edgecache node {cfg.node.name} serving on http://{cfg.node.host}:{node.port}",
@@ -64,6 +65,10 @@ async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
         loop.add_signal_handler(sig, ask, _Ask.STOP)
     loop.add_signal_handler(signal.SIGHUP, ask, _Ask.RELOAD)
     loop.add_signal_handler(signal.SIGUSR1, node.reopen_logs)  # only sets a flag for the log's thread
+    parent: asyncio.Task[None] | None = None
+    if worker is not None:  # edge.cli.supervisor: it waits for this, and its death stops the worker
+        worker.announce_ready()
+        parent = asyncio.create_task(watch_parent(worker, lambda: ask(_Ask.STOP)), name="parent")
     while await asks.get() is not _Ask.STOP:
         await _reload(node, reload)
     log.info("stopping node %s: draining", cfg.node.name)
@@ -75,6 +80,8 @@ async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
         if current is not None and current.cancelling():
             raise
         await node.stop()
+    if parent is not None:
+        parent.cancel()
     return 0
 
 
