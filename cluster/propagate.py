@@ -18,6 +18,7 @@ A lone node is always trusted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -93,6 +94,7 @@ class PurgeHub:
         self._peers = tuple(p for p in peers if p.name != self_name)  # every other node, every region
         self._transport = transport
         self._interval_s = sync_interval_s
+        self._wake = asyncio.Event()  # set: run a catch-up round now (new peers), not at the interval
         self.max_lag_s = max_lag_s
         self._sync_timeout_s = sync_timeout_s
         self._clock = clock
@@ -157,9 +159,16 @@ class PurgeHub:
         return purges[:limit], len(purges) > limit
 
     def set_peers(self, peers: Sequence[PeerConfig]) -> None:
-        """A config reload changed the deployment's nodes: fan out and catch up with these."""
+        """The deployment's nodes changed (reload, DNS discovery): fan out and catch up with these.
+
+        A node not known before is caught up with at once rather than at the next interval, so
+        a node that was alone accepts purges and trusts its cache again without waiting.
+        """
+        known = {p.name for p in self._peers}
         self._peers = tuple(p for p in peers if p.name != self.self_name)
         self._sync = {p.name: self._sync.get(p.name) or _PeerSync() for p in self._peers}
+        if any(p.name not in known for p in self._peers):
+            self._wake.set()
         if self._loop_task is None and self._peers:
             self.start()
 
@@ -216,7 +225,9 @@ class PurgeHub:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):  # the interval passed without a new peer
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            self._wake.clear()
             try:
                 await self.sync_round()
             except Exception:  # a bug in one round must not end catch-up for good

@@ -21,6 +21,7 @@ the final one and hands a 103's fields to the request's sink (origin/early_hints
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -125,7 +126,7 @@ def _check_target(target: str) -> None:
 class OriginClient:
     """Fetches from one origin server; an Upstream."""
 
-    __slots__ = ("_client_timeout", "_rewrite", "_server", "_server_name", "_session", "_timeouts")
+    __slots__ = ("_client_timeout", "_rewrite", "_server", "_server_name", "_session", "_timeouts", "_tls")
 
     def __init__(
         self,
@@ -133,8 +134,11 @@ class OriginClient:
         timeouts: TimeoutConfig,
         session: aiohttp.ClientSession,
         rewrite: OriginRewrite | None = None,
+        tls_context: ssl.SSLContext
+        | None = None,  # the pool's (origin/tls.py); None = aiohttp's verified default
     ) -> None:
         self._server = server
+        self._tls: ssl.SSLContext | bool = tls_context if tls_context is not None else True
         self._timeouts = timeouts
         self._session = session
         self._rewrite = rewrite if rewrite is not None else OriginRewrite()
@@ -187,12 +191,19 @@ class OriginClient:
                     allow_redirects=False,
                     timeout=self._client_timeout,
                     server_hostname=self._server_name,
+                    ssl=self._tls,
                 )
         except TimeoutError as exc:
             # Also aiohttp's ConnectionTimeoutError (sock_connect), which is a TimeoutError.
             elapsed = loop.time() - started
             raise UpstreamTimeout(
                 f"{request.method} {upstream}: no response head after {elapsed:.3f}s",
+                upstream=upstream,
+            ) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise ConnectError(
+                f"{request.method} {upstream}: TLS certificate not accepted ({_verify_message(exc)}); fix "
+                "the origin's certificate, or give its pool tls_ca_file",
                 upstream=upstream,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
@@ -216,6 +227,12 @@ class OriginClient:
             close=body.close,
             upstream=upstream,
         )
+
+
+def _verify_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What OpenSSL found wrong with the certificate, in one line."""
+    error = exc.certificate_error
+    return str(getattr(error, "verify_message", None) or error).replace("\n", " ")
 
 
 class _Body:

@@ -18,6 +18,7 @@ __all__ = [
     "HealthCheckConfig",
     "OriginPoolConfig",
     "OriginRewrite",
+    "OriginTls",
     "PassiveHealthConfig",
     "RetryConfig",
     "RouteRule",
@@ -211,6 +212,20 @@ class OriginRewrite:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OriginTls:
+    """How a pool checks its https servers' certificates (origin/tls.py builds the context)."""
+
+    # check the chain and that the certificate names the server (the URL's host, or the
+    # rewrite's TLS server name); False is an explicit, logged opt-out for a broken origin
+    verify: bool = True
+    ca_file: str | None = None  # PEM CAs trusted instead of the system store; None = the system's
+
+    def __post_init__(self) -> None:
+        if not self.verify and self.ca_file is not None:
+            raise ValueError("ca_file has no effect when verify is off")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OriginPoolConfig:
     """A named group of interchangeable origin servers."""
 
@@ -226,6 +241,7 @@ class OriginPoolConfig:
     backup: str | None = None
     rewrite: OriginRewrite = field(default_factory=OriginRewrite)  # Host, SNI, path, headers
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # fetches at once, queue
+    tls: OriginTls = field(default_factory=OriginTls)  # certificate checks of https servers
 
     def __post_init__(self) -> None:
         if not self.servers:

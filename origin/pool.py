@@ -56,6 +56,7 @@ from origin.health import (
     ServerStatus,
 )
 from origin.retry import IDEMPOTENT_METHODS, NoRetryReason, RetryBudget, retry_denied
+from origin.tls import client_context
 from origin.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 __all__ = [
@@ -110,10 +111,10 @@ class OriginPool:
         if client_factory is None:
             if session is None:
                 raise ValueError("an OriginPool needs a session or a client_factory")
-            shared = session
+            shared, tls = session, client_context(config)  # verified by default (origin/tls.py)
 
             def client_factory(server: ServerConfig) -> OriginClient:
-                return OriginClient(server, config.timeouts, shared, config.rewrite)
+                return OriginClient(server, config.timeouts, shared, config.rewrite, tls)
 
         self._clients = tuple(client_factory(s) for s in config.servers)
         self._health = tuple(ServerHealth(config.passive, config.health) for _ in config.servers)

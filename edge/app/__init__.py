@@ -14,6 +14,7 @@ The wiring is cut by idea; each module builds one part from explicit parameters:
     serving.py   the request handler for a config, the listening sockets, the admin API
     shutdown.py  the steps of a stop: stop accepting, wait for requests and fills, close
     logs.py      the access log: open at start, swap on reload
+    stderr_log.py  the node's own log on stderr, written by a thread behind a bounded queue
     status.py    what GET /status shows
 """
 

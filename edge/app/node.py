@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from cluster.config import PeerConfig
 from cluster.discovery import DnsDiscovery
 from cluster.members import Membership
 from cluster.propagate import PurgeHub
@@ -39,7 +40,7 @@ from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections, raise_fd_limit
 from edge.server.lifecycle import Lifecycle, PublicGate, announce_s
 from edge.server.protocol import Responder
-from edge.server.tls import ServerTls, TlsError
+from edge.server.tls import ServerTls, TlsError, reload_certificates
 from edge.store.base import Store
 from edge.store.dirlock import DirLock
 from edge.store.memory import MemoryStore
@@ -223,6 +224,8 @@ class EdgeNode:
             membership = False  # leaving every ring takes the peer listener away: a restart
             plan = ReloadPlan(plan.live - {LiveChange.MEMBERSHIP}, (*plan.restart_only, "nodes (ring)"))
         applied = merge_live(self.config, new, plan.live)
+        if self.tls is not None and not reload_certificates(self.tls, new.tls):  # new handshakes only
+            plan = ReloadPlan(plan.live, plan.restart_only, failed=("tls.certificates",))
         if LiveChange.POOLS in plan.live:
             assert self._session is not None
             old_pools, self._pools = self._pools, build_pools(new.pools, self._session)
@@ -267,11 +270,16 @@ class EdgeNode:
     def _build_routing(self, memory_bytes: int, hot: MemoryStore | None = None) -> None:
         """Wires the region's ring, peer clients and membership (edge.app.peering); none when alone."""
         assert self._session is not None
-        peering = build_peering(self.config, self._session, memory_bytes, hot)
+        peering = build_peering(self.config, self._session, memory_bytes, hot, self._discovered)
         if peering is not None:
             self.routing, self._membership = peering.routing, peering.membership
             if peering.discovery is not None:
                 self._discovery = peering.discovery
+
+    def _discovered(self, found: tuple[PeerConfig, ...]) -> None:
+        """DNS discovery added or dropped nodes: purges fan out to and catch up with them too."""
+        if self.purges is not None:
+            self.purges.set_peers((*self.config.peers, *found))
 
     def purge_status(self) -> dict[str, object]:
         """What GET /status shows: this node, its purge state and its store."""

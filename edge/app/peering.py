@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,11 +33,17 @@ class Peering:
 
 
 def build_peering(
-    cfg: EdgeConfig, session: aiohttp.ClientSession, memory_bytes: int, hot: MemoryStore | None = None
+    cfg: EdgeConfig,
+    session: aiohttp.ClientSession,
+    memory_bytes: int,
+    hot: MemoryStore | None = None,
+    on_discovered: Callable[[tuple[PeerConfig, ...]], object] = lambda found: None,
 ) -> Peering | None:
     """The region's ring, peer clients, membership and hot-key store (None for a lone node).
 
     A reload passes the `hot` store already built: the invalidator purges that one.
+    `on_discovered` is told every node DNS discovery currently adds, each time that set
+    changes (purges must reach those nodes too, not only the configured ones).
     """
     cluster = cfg.cluster
     parents = cfg.parent_peers
@@ -82,12 +89,24 @@ def build_peering(
     )
     found = None
     if discovery is not None:
+        discovered: dict[str, PeerConfig] = {}
+
+        def join(peer: PeerConfig) -> None:
+            peers[peer.name] = client(peer)
+            discovered[peer.name] = peer
+            on_discovered(tuple(discovered.values()))
+
+        def leave(name: str) -> None:
+            peers.pop(name, None)
+            if discovered.pop(name, None) is not None:
+                on_discovered(tuple(discovered.values()))
+
         found = DnsDiscovery(
             dataclasses.replace(discovery, fail_after=cluster.fail_after),
             membership,
             self_name=cfg.node.name,
             self_url=cfg.node.internal_url,
-            on_join=lambda peer: peers.__setitem__(peer.name, client(peer)),
-            on_leave=lambda name: peers.pop(name, None),
+            on_join=join,
+            on_leave=leave,
         )
     return Peering(routing, membership, found)

@@ -18,13 +18,14 @@ Exit codes: 0 after a clean stop, 2 for a bad command line or config, 1 when the
 from __future__ import annotations
 
 import argparse
-import logging
+import atexit
 import os
 import sys
 from dataclasses import replace
 from importlib import metadata
 
 from edge.app import StartupError
+from edge.app.stderr_log import start_stderr_log
 from edge.cli.supervisor import supervise, worker_count, worker_plan
 from edge.config.cache import Eviction
 from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
@@ -225,9 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = _flag_problem(args)
     if problem is not None:
         parser.error(problem)  # usage and the problem on stderr, exit 2
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # the node's log: a bounded queue and a writer thread, so a stalled stderr never blocks the loop
+    atexit.register(start_stderr_log(args.log_level).stop)  # queued lines get a bounded time at exit
     try:
         cfg = _config(args)
         count = worker_count(args.workers, cfg.server.workers, os.environ)

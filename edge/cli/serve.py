@@ -20,6 +20,7 @@ import enum
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from edge.app import EdgeNode
@@ -94,8 +95,15 @@ async def _reload(node: EdgeNode, reload: Reloader | None) -> None:
         new = await asyncio.to_thread(reload)  # reading the file is blocking I/O
     except ConfigError as exc:
         log.error("SIGHUP: config not reloaded, the running config stays: %s", exc)
+        node.metrics.reloads.failed()
         return
     try:
-        await node.reload(new)
+        plan = await node.reload(new)
     except Exception:  # a bug while applying must not end a node that was serving fine
         log.exception("SIGHUP: applying the new config failed; parts may be half applied")
+        node.metrics.reloads.failed()
+        return
+    if plan.failed:  # e.g. new certificates that cannot be used: the running ones stay
+        node.metrics.reloads.failed()
+    else:
+        node.metrics.reloads.succeeded(time.time())

@@ -13,6 +13,7 @@ from typing import Any
 from edge.config.checks import choice
 from edge.config.errors import ConfigError
 from edge.config.origin_rewrite import REWRITE_KEYS, parse_rewrite
+from edge.config.origin_tls import TLS_KEYS, parse_origin_tls
 from origin.config import (
     AdmissionConfig,
     Balance,
@@ -51,6 +52,7 @@ _POOL_KEYS = frozenset(
     | _PASSIVE_KEYS
     | _TIMEOUT_KEYS.keys()
     | REWRITE_KEYS
+    | TLS_KEYS
 )
 _ROUTE_KEYS = frozenset({"host", "path_prefix", "origin"})
 
@@ -210,6 +212,7 @@ def _parse_pool(name: str, value: object, path: str) -> OriginPoolConfig:
         backup=_optional_string(table, "backup", path, "fallback"),
         rewrite=parse_rewrite(table, path),
         admission=_parse_admission(table, path),
+        tls=parse_origin_tls(table, path, servers),
     )
 
 

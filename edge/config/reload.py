@@ -6,7 +6,9 @@ limits, the access log (on or off, which file) and the region's membership (node
 probe settings) are applied in place: the stores, the coalescer's running fills and every
 open connection are kept. Everything bound at start is reported as needing a restart and
 keeps its running value: the listening addresses, the disk and state directories, the
-cache and coalescer sizes, the listener's limits and timeouts, the cluster secret.
+cache and coalescer sizes, the listener's limits and timeouts (the TLS handshake's too), the
+cluster secret. TLS certificates are read again on every reload (edge.server.tls), whether
+`[tls]` changed or only the files behind it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ReloadPlan:
 
     live: frozenset[LiveChange]  # applied now
     restart_only: tuple[str, ...]  # dotted keys that differ but keep their running value
+    failed: tuple[str, ...] = ()  # dotted keys whose new value could not be used (the old one runs)
 
     @property
     def empty(self) -> bool:
@@ -60,6 +63,7 @@ def _node_bound(cfg: EdgeConfig) -> dict[str, object]:
         "coalesce": cfg.coalesce,
         "limits": cfg.limits,
         "server": cfg.server,
+        "tls.handshake_timeout_s": cfg.tls.handshake_timeout_s,
         "cluster.secret": cfg.cluster.secret if cfg.cluster is not None else None,
         "cluster (added or removed)": cfg.cluster is None,
         "cluster purge catch-up": cfg.purge_sync,

@@ -198,7 +198,11 @@ class Filler:
             purge_gen=plan.purge_gen,
         )
         # a purge that arrived during the revalidation wins over its 304
-        updated = store is not None and self._admits(meta) and await store.update_meta(stale.key, meta)
+        updated = (
+            store is not None
+            and self._admits(meta)
+            and await store.update_meta(stale.key, meta, expect=stale)
+        )
         if updated and store is not None and not self._admits(meta):
             # it arrived while the update was written: the sweep may already have passed the key
             await store.remove(stale.key, RemoveReason.PURGE)

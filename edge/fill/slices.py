@@ -14,6 +14,13 @@ Answers that do not fit, and what becomes of them:
                                            is stored ("keep what can be kept"), the asked one
                                            is published, and the rest is stored too
     WRONG_RANGE, BAD_STATUS                UpstreamError
+
+Purges: a hard purge removes a stored slice the moment it is looked up (the purged bytes are
+never served, even when the origin still has the same version). A soft purge is enforced on
+the object's record, which the handler revalidates with one conditional request for the
+object's validators before any slice is read; a slice's id carries those validators, so the
+slices stored for the version just confirmed (a 304, or a 200 with the same validators) are
+served again instead of fetched again (issue 14).
 A cold seek (no record yet) defines the object from its first 206; an object that cannot be
 sliced (not storable, Vary, no validator, too small, Range ignored) fails the fill with
 SliceRefused, and the caller falls back to the whole-object fill.
@@ -26,6 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from edge.config.cache import CacheConfig
 from edge.fill.coalesce import Coalescer, Fill, FillHead, JoinResult
@@ -52,6 +60,7 @@ from origin.upstream import Headers, Upstream, UpstreamRequest, UpstreamResponse
 __all__ = [
     "ChunkCutter",
     "SliceChanged",
+    "SliceGuard",
     "SliceJob",
     "SliceRefused",
     "SliceSource",
@@ -135,6 +144,12 @@ async def commit_record(store: Store, record: EntryMeta) -> bool:
         return await writer.commit()
 
 
+class SliceGuard(FillGuard, Protocol):
+    """The purge state slices are checked against (edge.purge.invalidate.Invalidator)."""
+
+    def hard_purged(self, meta: EntryMeta) -> bool: ...
+
+
 class SliceSource:
     """Reads slices from the store or their coalesced fills; runs the slice producers."""
 
@@ -144,7 +159,7 @@ class SliceSource:
         coalescer: Coalescer,
         cache: CacheConfig,
         max_object_bytes: int,
-        guard: FillGuard | None = None,
+        guard: SliceGuard | None = None,
     ) -> None:
         self._coalescer = coalescer
         self._cache = cache
@@ -159,7 +174,8 @@ class SliceSource:
         hit = await job.store.lookup(sid)
         if hit is None:
             return None
-        purged = self._guard is not None and not self._guard.admits(hit.meta)
+        # soft purges are settled on the record (revalidated before we are asked): see above
+        purged = self._guard is not None and self._guard.hard_purged(hit.meta)
         if purged or not slice_matches(hit.meta, record, index):
             await hit.close()
             await job.store.remove(sid, RemoveReason.PURGE if purged else RemoveReason.INVALID)

@@ -41,4 +41,4 @@ async def settle_playlist(
     )
     if lifetime is None or lifetime == meta.lifetime_s:
         return False
-    return await store.update_meta(meta.key, meta.replace(lifetime_s=lifetime))
+    return await store.update_meta(meta.key, meta.replace(lifetime_s=lifetime), expect=meta)

@@ -23,6 +23,7 @@ from cluster.members import PeerStatus
 from cluster.ring import Ring
 from edge.metrics.counts import Histogram, RequestCounts
 from edge.metrics.origin import OriginCounts
+from edge.metrics.reloads import ReloadCounts
 from edge.server.accesslog import AccessLog
 from edge.server.connections import Connections
 from edge.store.base import Store, StoreStats
@@ -50,6 +51,7 @@ class Sources:
     peer_status: Callable[[], list[PeerStatus]] | None = None
     purge_status: Callable[[float], Mapping[str, Any]] | None = None  # cluster.propagate.PurgeHub.status
     purges_invalidated: Callable[[], int] | None = None
+    reloads: ReloadCounts | None = None  # config reloads (SIGHUP) by result
 
 
 def _histogram(name: str, doc: str, labels: list[str], rows: Iterator[tuple[list[str], Histogram]]) -> Metric:
@@ -73,6 +75,8 @@ class NodeCollector(Collector):
         yield from self._stores()
         yield from self._listeners()
         yield from self._cluster()
+        if self._s.reloads is not None:
+            yield from self._s.reloads.families(PREFIX)
 
     def _requests(self) -> Iterator[Metric]:
         s = self._s

@@ -18,6 +18,7 @@ from edge.metrics.collector import Sources, store_readers
 from edge.metrics.counts import RequestCounts
 from edge.metrics.http import observability_routes
 from edge.metrics.origin import MeteredUpstream, OriginCounts
+from edge.metrics.reloads import ReloadCounts
 from edge.metrics.series import Sampler, Series
 from edge.purge.invalidate import Invalidator
 from edge.server.accesslog import AccessLog
@@ -38,6 +39,7 @@ class NodeMetrics:
         self.origins = OriginCounts()
         self.series = Series(self.clients, self.origins)
         self._sampler = Sampler(self.series, clock)
+        self.reloads = ReloadCounts(clock())  # SIGHUP reloads, counted by edge.cli.serve
 
     def metered(self, pools: Mapping[str, Upstream]) -> dict[str, Upstream]:
         """The origin pools by name, each counting its fetches."""
@@ -72,6 +74,7 @@ class NodeMetrics:
             peer_status=membership.status if membership is not None else None,
             purge_status=purges.status,
             purges_invalidated=lambda: invalidator.removed,
+            reloads=self.reloads,
         )
         return observability_routes(sources, self.series)
 

@@ -258,6 +258,14 @@ class Invalidator:
                     return False
         return True
 
+    def hard_purged(self, meta: EntryMeta) -> bool:
+        """Whether a hard purge matching `meta` arrived after it was stored (soft ones do not count)."""
+        for rules in (self._pending, self._recent):
+            for rule in rules:
+                if not rule.soft and rule.gen > meta.purge_gen and rule.matches(meta):
+                    return True
+        return False
+
     # -- sweeping -------------------------------------------------------------------------
     async def _sweep_loop(self) -> None:
         while True:
@@ -303,13 +311,13 @@ class Invalidator:
         if not soft:
             removed = await store.remove(key, RemoveReason.PURGE)
         elif meta is not None:
-            removed = await store.update_meta(key, meta.replace(invalidated=True))
+            removed = await store.update_meta(key, meta.replace(invalidated=True), expect=meta)
         else:
             hit = await store.lookup(key)
             if hit is None:
                 return 0
             await hit.close()
-            removed = await store.update_meta(key, hit.meta.replace(invalidated=True))
+            removed = await store.update_meta(key, hit.meta.replace(invalidated=True), expect=hit.meta)
         self.removed += removed
         return int(removed)
 

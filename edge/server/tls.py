@@ -5,7 +5,9 @@ newer, ALPN `http/1.1`) and returns the first as the listener's context; its SNI
 swaps in the context whose host names match the name the client sent (an exact name first,
 then a `*.domain` wildcard, one label deep), and keeps the default otherwise. `reload`
 builds a complete new set before it swaps, so a bad file leaves the running certificates in
-place (for a SIGHUP reload).
+place (for a SIGHUP reload). A context already given to a connection is never changed:
+OpenSSL copies the certificate into each connection at accept, so connections open at a
+reload keep theirs and only new handshakes see the new files.
 
 Under TLS the kernel cannot send file bytes itself: the writer detects the TLS transport and
 reads disk objects in 256 KiB pieces on the executor, writing them through the TLS
@@ -19,7 +21,7 @@ import ssl
 
 from edge.config.tls import TlsCertificate, TlsConfig
 
-__all__ = ["ServerTls", "TlsError", "match_certificate"]
+__all__ = ["ServerTls", "TlsError", "match_certificate", "reload_certificates"]
 
 log = logging.getLogger("edge.server.tls")
 
@@ -77,7 +79,12 @@ class ServerTls:
                     exact.setdefault(host, index)
         if self._contexts:  # a reload: the listener holds self.default; give it the new first certificate
             first = config.certificates[0]
-            self.default.load_cert_chain(first.cert_file, first.key_file)  # just loaded above: usable
+            try:  # just loaded above, so only a file replaced in between can fail here
+                self.default.load_cert_chain(first.cert_file, first.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise TlsError(
+                    f"tls.certificates[0]: {first.cert_file} changed while it was read ({exc})"
+                ) from exc
             self.default.minimum_version = contexts[0].minimum_version
             contexts[0] = self.default
         else:
@@ -92,3 +99,21 @@ class ServerTls:
         index = match_certificate(name, self._exact, self._wildcard)
         if index is not None and index < len(self._contexts):
             sock.context = self._contexts[index]
+
+
+def reload_certificates(tls: ServerTls, config: TlsConfig) -> bool:
+    """SIGHUP: reads every certificate file again (renewed in place or renamed); False if kept.
+
+    Called on every reload, even when `[tls]` did not change: a renewal tool (certbot,
+    cert-manager) rewrites the files under the same names and then sends SIGHUP.
+    """
+    try:
+        tls.reload(config)
+    except TlsError as exc:
+        log.error("SIGHUP: TLS certificates not reloaded, the running ones stay: %s", exc)
+        return False
+    log.info(
+        "SIGHUP: TLS certificates reloaded (%d); new handshakes use them, open connections keep theirs",
+        len(config.certificates),
+    )
+    return True

@@ -191,10 +191,13 @@ class Store(Protocol):
         """Starts storing an object named meta.key; visible only after commit()."""
         ...
 
-    async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
-        """Replaces the stored meta (304 freshening, soft purge), keeping the body; False if absent.
+    async def update_meta(self, key: bytes, meta: EntryMeta, *, expect: EntryMeta) -> bool:
+        """Replaces the stored meta (304 freshening, soft purge), keeping the body.
 
-        The stored body_length and checksum are kept whatever `meta` says.
+        Compare-and-set: only while the stored meta is still the version `expect` describes
+        (EntryMeta.same_version), so a sweep or a refresh that read the entry earlier never
+        writes over a newer fill, refresh or soft purge. False if absent or changed. The
+        stored body_length and checksum are kept whatever `meta` says.
         """
         ...
 

@@ -212,11 +212,14 @@ class DiskStore:
         fd, path = await self._run(diskfile.create_tmp, self.root, self._tmp)
         return DiskWriter(self, meta, fd, path, diskfile.reserve_bytes(meta))
 
-    async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
-        """Publishes a copy with the new meta; if that fails the object is removed (False)."""
+    async def update_meta(self, key: bytes, meta: EntryMeta, *, expect: EntryMeta) -> bool:
+        """Publishes a copy with the new meta if the object is still `expect`'s version.
+
+        False if absent or changed; if the rewrite fails the object is removed (False).
+        """
         async with self._locks.hold(key):
             old = self._index.get(key)
-            if old is None:
+            if old is None or not old.meta.same_version(expect):
                 return False
             kept = meta.replace(key=key, body_length=old.meta.body_length, checksum=old.meta.checksum)
             try:

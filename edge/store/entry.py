@@ -57,6 +57,18 @@ class EntryMeta:
         """Returns a copy with the given fields changed."""
         return dataclasses.replace(self, **changes)
 
+    def same_version(self, other: EntryMeta) -> bool:
+        """Whether `other` describes the same stored object in the same state as this meta.
+
+        A new fill or a 304 refresh gives a new response_time, a soft purge sets invalidated;
+        update_meta compares with this so it never writes over a change it did not see.
+        """
+        return (
+            self.response_time == other.response_time
+            and self.request_time == other.request_time
+            and self.invalidated == other.invalidated
+        )
+
     def age(self, now: float) -> float:
         """Current age in seconds (RFC 9111 §4.2.3)."""
         return self.initial_age_s + max(0.0, now - self.response_time)

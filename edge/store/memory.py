@@ -122,10 +122,10 @@ class MemoryStore:
         meta = meta.replace(body_length=len(body), checksum=xxhash.xxh3_64_intdigest(body))
         return self._install(MemoryHit(meta, body))
 
-    async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
-        """Swaps in new meta, keeping body, body_length and checksum."""
+    async def update_meta(self, key: bytes, meta: EntryMeta, *, expect: EntryMeta) -> bool:
+        """Swaps in new meta if the entry is still `expect`'s version, keeping body, length, checksum."""
         old = self._entries.get(key)
-        if old is None:
+        if old is None or not old.meta.same_version(expect):
             return False
         kept = meta.replace(key=key, body_length=old.meta.body_length, checksum=old.meta.checksum)
         self._entries[key] = MemoryHit(kept, old.body)

@@ -83,11 +83,11 @@ class TieredStore:
                 self.disk_skipped += 1
         return TieredWriter(self, meta, await self.memory.open_writer(meta), writer)
 
-    async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
-        """Updates both tiers; True if either held the object."""
+    async def update_meta(self, key: bytes, meta: EntryMeta, *, expect: EntryMeta) -> bool:
+        """Updates both tiers where they still hold `expect`'s version; True if either did."""
         async with self._locks.hold(key):
-            in_memory = await self.memory.update_meta(key, meta)
-            on_disk = self.disk is not None and await self.disk.update_meta(key, meta)
+            in_memory = await self.memory.update_meta(key, meta, expect=expect)
+            on_disk = self.disk is not None and await self.disk.update_meta(key, meta, expect=expect)
             if in_memory and self.disk is not None and not on_disk:
                 # The disk copy vanished or could not be rewritten: memory must not outlive
                 # a soft purge on disk, and disk must not resurface the old meta later.

@@ -130,6 +130,19 @@ class TestSweep:
         assert sorted(m.url for m in store.entries()) == ["http://a.test/other"]
 
 
+class TestHardPurged:
+    async def test_hard_purged_counts_only_hard_rules_newer_than_the_entry_when_slices_are_checked(
+        self, inv: Invalidator
+    ) -> None:
+        # issue 14: a soft purge is settled on a sliced object's record, a hard one on each slice
+        await inv.apply(_purge(PurgeKind.URL, "http://a.test/soft", soft=True), 1)
+        await inv.apply(_purge(PurgeKind.URL, "http://a.test/hard", seq=2), 2)
+        assert not inv.admits(_meta("/soft")) and not inv.hard_purged(_meta("/soft"))
+        assert inv.hard_purged(_meta("/hard"))
+        assert not inv.hard_purged(_meta("/hard", gen=2))  # stored after the purge
+        assert not inv.hard_purged(_meta("/other"))
+
+
 class TestFillVersusPurge:
     async def test_admits_is_false_when_matching_purge_arrived_during_fill(self, inv: Invalidator) -> None:
         inv.start()

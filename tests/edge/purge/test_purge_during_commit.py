@@ -83,10 +83,10 @@ class _HeldStore:
     async def open_writer(self, meta: EntryMeta) -> _HeldWriter:
         return _HeldWriter(await self.inner.open_writer(meta), self)
 
-    async def update_meta(self, key: bytes, meta: EntryMeta) -> bool:
+    async def update_meta(self, key: bytes, meta: EntryMeta, *, expect: EntryMeta) -> bool:
         self.reached.set()
         await self.gate.wait()
-        return await self.inner.update_meta(key, meta)
+        return await self.inner.update_meta(key, meta, expect=expect)
 
     async def remove(self, key: bytes, reason: RemoveReason) -> bool:
         return await self.inner.remove(key, reason)

@@ -224,7 +224,7 @@ class StoreContract:
         meta, body = make_meta("fresh"), body_of(200 * KiB, seed=7)
         await put(store, meta, body)
         newer = meta.replace(response_time=2000.0, invalidated=True, body_length=0, checksum=0)
-        assert await store.update_meta(meta.key, newer)
+        assert await store.update_meta(meta.key, newer, expect=meta)
         found = await fetch(store, meta.key)
         assert found is not None
         stored, read = found
@@ -233,7 +233,32 @@ class StoreContract:
         assert (stored.body_length, stored.checksum) == (len(body), xxhash.xxh3_64_intdigest(body))
 
     async def test_store_refuses_meta_update_when_key_absent(self, store: Store) -> None:
-        assert not await store.update_meta(make_meta("absent").key, make_meta("absent"))
+        absent = make_meta("absent")
+        assert not await store.update_meta(absent.key, absent, expect=absent)
+
+    async def test_meta_update_read_before_a_newer_fill_leaves_the_newer_object_alone(
+        self, store: Store
+    ) -> None:
+        # a purge sweep or a 304 refresh read `old`; a new fill committed before it wrote
+        old = make_meta("raced", etag='"old"', headers=(("content-type", "text/plain"),))
+        await put(store, old, b"old body")
+        new = make_meta("raced", etag='"new"', response_time=1999.0, headers=(("content-type", "image/png"),))
+        await put(store, new, b"new body, longer")
+        assert not await store.update_meta(old.key, old.replace(invalidated=True), expect=old)
+        found = await fetch(store, old.key)
+        assert found is not None
+        stored, body = found
+        assert body == b"new body, longer" and stored.etag == '"new"' and not stored.invalidated
+        assert stored.headers == (("content-type", "image/png"),)
+
+    async def test_refresh_read_before_a_soft_purge_does_not_clear_it(self, store: Store) -> None:
+        meta = make_meta("purged-meanwhile")
+        await put(store, meta, b"body")
+        assert await store.update_meta(meta.key, meta.replace(invalidated=True), expect=meta)  # soft purge
+        refreshed = meta.replace(response_time=3000.0, request_time=2999.0)  # a 304 read before the purge
+        assert not await store.update_meta(meta.key, refreshed, expect=meta)
+        found = await fetch(store, meta.key)
+        assert found is not None and found[0].invalidated and found[0].response_time == meta.response_time
 
     async def test_store_iterates_every_entry_when_removing_during_iteration(
         self, store: Store

@@ -133,7 +133,7 @@ class TestDiskStoreRestart:
         metas = [make_meta(f"keep{i}") for i in range(3)]
         for i, meta in enumerate(metas):
             await put(store, meta, body_of(50 * KiB, seed=i))
-        await store.update_meta(metas[0].key, metas[0].replace(etag='"fresh"'))
+        assert await store.update_meta(metas[0].key, metas[0].replace(etag='"fresh"'), expect=metas[0])
         await store.close()
         store = await _open(tmp_path)
         assert store.stats.entries == 3 and store.verification_pending == 3
@@ -363,7 +363,7 @@ class TestDiskStoreRaces:
         assert hit is not None
         await hit.close()
         await hit.close()  # idempotent
-        await store.update_meta(meta.key, meta.replace(etag='"2"'))
+        assert await store.update_meta(meta.key, meta.replace(etag='"2"'), expect=meta)
         await store.remove(meta.key, RemoveReason.PURGE)
         assert _open_fds() == fds
         await store.close()

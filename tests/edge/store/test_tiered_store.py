@@ -124,7 +124,7 @@ class TestTieredPromotion:
     ) -> None:
         meta = make_meta("soft")
         await put(tiered, meta, b"body")
-        assert await tiered.update_meta(meta.key, meta.replace(invalidated=True))
+        assert await tiered.update_meta(meta.key, meta.replace(invalidated=True), expect=meta)
         await tiered.memory.remove(meta.key, RemoveReason.EVICTION)
         found = await fetch(tiered, meta.key)  # promoted again from disk
         assert found is not None and found[0].invalidated
