@@ -145,45 +145,11 @@ def measure(args: argparse.Namespace, svc: Service, size: int, hit: bool) -> Row
     return row
 
 
-def edge_workers_setting() -> bool:
-    """Whether this tree's [server] section knows `workers` (added by another branch)."""
-    probe = ("from edge.config.server import ServerConfig; "
-             "print('workers' in ServerConfig.__dataclass_fields__)")
-    res = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                         timeout=60, check=False)
-    return res.stdout.strip() == "True"
-
-
 def edge_command(args: argparse.Namespace, tmp: Path, port: int, origin_port: int) -> list[str]:
-    """The edge's command line: the quick start, or a config file when --edge-workers is given."""
-    quick = [sys.executable, "-m", "edge", "--origin", f"http://{HOST}:{origin_port}",
-             "--listen", f"{HOST}:{port}", "--memory", "1GiB", "--no-access-log",
-             "--log-level", "WARNING"]
-    if args.edge_workers is None:
-        return quick
-    if not edge_workers_setting():
-        say(f"  --edge-workers {args.edge_workers}: the [server] workers setting is unavailable "
-            "in this tree; the edge runs as one process")
-        return quick
-    workers = f'"{args.edge_workers}"' if args.edge_workers == "auto" else args.edge_workers
-    conf = tmp / "edge.toml"
-    conf.write_text(f"""access_log = false
-[nodes.bench]
-listen = "{HOST}:{port}"
-[cache]
-memory_bytes = "1GiB"
-memory_max_object_bytes = "8MiB"
-[server]
-workers = {workers}
-[origins.demo]
-servers = ["http://{HOST}:{origin_port}"]
-[[routes]]
-host = "*"
-origin = "demo"
-""")
-    say(f"  edge: {conf.name} with [server] workers = {workers}")
-    return [sys.executable, "-m", "edge", "--config", str(conf), "--node", "bench",
-            "--log-level", "WARNING"]
+    """The edge's command line: the quick start with --edge-workers worker processes (default 1)."""
+    return [sys.executable, "-m", "edge", "--origin", f"http://{HOST}:{origin_port}",
+            "--listen", f"{HOST}:{port}", "--memory", "1GiB", "--no-access-log",
+            "--log-level", "WARNING", "--workers", str(args.edge_workers or 1)]
 
 
 def start_servers(args: argparse.Namespace, tmp: Path, procs: Services,
@@ -331,8 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nginx-workers", type=int, default=1,
                    help="nginx worker_processes (default 1: the edge is one process)")
     p.add_argument("--edge-workers", type=_workers, default=None, metavar="N|auto",
-                   help="run the edge from a config file with [server] workers = N (or \"auto\"); "
-                   "where the setting is unavailable, says so and runs one process")
+                   help="edge worker processes sharing one cache (--workers N or auto; default 1)")
     p.add_argument("--ats-threads", type=int, default=1,
                    help="Traffic Server exec threads (default 1, like one nginx worker)")
     # Measured here: sendfile off is nginx's faster setting on loopback (1 KiB ~1.5x, 8 MiB

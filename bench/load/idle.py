@@ -181,7 +181,7 @@ def main() -> int:
     p = build_parser()
     p.description = __doc__
     p.add_argument("--idle", type=int, default=10_000, help="idle connections per server (10000)")
-    p.set_defaults(sizes=parse_sizes("1KiB,1MiB"))
+    p.set_defaults(sizes=parse_sizes("1KiB,1MiB"), servers=["edge", "nginx"])
     args = p.parse_args()
     if args.quick:
         args.duration = 3.0

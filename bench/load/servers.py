@@ -223,6 +223,8 @@ class Services:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # one edge process unless asked (workers = "auto" is the node's own default)
+                env={**os.environ, "EDGECACHE_WORKERS": os.environ.get("EDGECACHE_WORKERS", "1")},
             )
         svc = Service(name, proc, log, port)
         self.started.append(svc)

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -22,17 +21,18 @@ from cluster.propagate import PurgeHub
 from edge.app.logs import open_access_log, swap_access_log
 from edge.app.peering import build_peering
 from edge.app.purging import build_purging, catch_up
-from edge.app.serving import build_handler, listen, start_admin
+from edge.app.serving import build_handler, listen, start_admin, swap_pools
 from edge.app.shutdown import close_resources, finish_fills, stop_accepting, wait_closed, wait_requests
 from edge.app.startup import StartupError, check_parsers
 from edge.app.status import node_status
-from edge.app.stores import lock_disk_dir, memory_store, open_disk, tiered_store
+from edge.app.stores import open_stores
 from edge.app.workers import WorkerPlan, build_siblings, purge_endpoints, serve_siblings
 from edge.config.deployment import EdgeConfig
 from edge.config.reload import LiveChange, ReloadPlan, log_reload, merge_live, plan_reload
 from edge.fill.coalesce import Coalescer
 from edge.metrics.node import NodeMetrics
 from edge.peering.routing import PeerGate, PeerRouting
+from edge.peering.workers import Siblings
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
 from edge.request.handler import Handler
@@ -63,6 +63,7 @@ class EdgeNode:
         self.config = config
         self.worker = worker  # one of the machine's worker processes (edge.app.workers); None: alone
         self._siblings: tuple[asyncio.Server, PeerGate] | None = None  # the sibling listener, its gate
+        self._sibling_clients: Siblings | None = None  # how this worker asks the others (built once)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -91,7 +92,14 @@ class EdgeNode:
         self.tls_port = config.node.tls_port
 
     async def start(self) -> None:
-        """Opens the stores and the listener."""
+        """Opens the stores and the listeners; a StartupError closes what was opened."""
+        try:
+            await self._start()
+        except StartupError:
+            await self._close_resources()
+            raise
+
+    async def _start(self) -> None:
         check_parsers()
         cfg = self.config
         # certificates first: an unusable one stops the node before anything is opened
@@ -118,36 +126,26 @@ class EdgeNode:
                 self._gate, cfg.node.tls_host, cfg.node.tls_port, where, self.connections, self.tls
             )
             self.tls_port = self._tls_server.sockets[0].getsockname()[1]
-        memory = memory_store(cfg)
-        disk_dir = cfg.disk_dir
-        disk = None
-        spool_dir: Path | None = None
-        if disk_dir is not None:
-            # one node per directory (the supervisor holds it for its workers)
-            self._dir_lock = await lock_disk_dir(disk_dir) if self.worker is None else None
-            disk = await open_disk(disk_dir, cfg.cache, self.worker)
-            spool_dir = disk_dir / "spool"
-        self.store = tiered_store(cfg.cache, memory, disk)
+        stores = await open_stores(cfg, self.worker)
+        self._dir_lock, self.store = stores.dir_lock, stores.tiered
         self._session = make_session()
         self._pools = build_pools(cfg.pools, self._session)
         for pool in self._pools.values():
             pool.start()
-        self._build_routing(memory.max_bytes)
+        self._build_routing(stores.memory.max_bytes)
+        if self.worker is not None:
+            self._sibling_clients = build_siblings(self.worker, cfg)
         co = cfg.coalesce
         self._coalescer = Coalescer(
-            spool_dir=spool_dir,
+            spool_dir=stores.spool_dir,
             memory_spool_bytes=co.spool_memory_bytes,
             head_timeout_s=co.head_timeout_s,
             idle_timeout_s=co.idle_timeout_s,
             pass_memo_s=co.pass_memo_s,
         )
-        self._largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
-        stores: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
-        try:
-            self.invalidator, hub = await build_purging(cfg, self.store, stores, self._session, self.worker)
-        except StartupError:
-            await self._close_resources()
-            raise
+        self._largest = stores.largest
+        purged: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
+        self.invalidator, hub = await build_purging(cfg, self.store, purged, self._session, self.worker)
         self.purges = hub
         handler = self._build_handler(cfg)
         endpoints = purge_endpoints(self.worker, cfg, hub, self.invalidator, self._session)
@@ -182,11 +180,7 @@ class EdgeNode:
         )
         if cfg.node.admin_host is not None:
             self._admin = Admin(cfg.admin, hub, self.purge_status, extra_routes=self._observability())
-            try:
-                await start_admin(self._admin, cfg)
-            except StartupError:
-                await self._close_resources()
-                raise
+            await start_admin(self._admin, cfg)
         hub.start()
         if self._admin is not None:
             self.metrics.start()
@@ -209,7 +203,7 @@ class EdgeNode:
             largest=self._largest,
             access_log=self._access_log,
             metrics=self.metrics,
-            siblings=None if self.worker is None else build_siblings(self.worker, cfg, self._session),
+            siblings=self._sibling_clients,
         )
 
     async def reload(self, new: EdgeConfig) -> ReloadPlan:
@@ -228,11 +222,7 @@ class EdgeNode:
             plan = ReloadPlan(plan.live, plan.restart_only, failed=("tls.certificates",))
         if LiveChange.POOLS in plan.live:
             assert self._session is not None
-            old_pools, self._pools = self._pools, build_pools(new.pools, self._session)
-            for pool in self._pools.values():
-                pool.start()
-            for pool in old_pools.values():
-                await pool.close()  # stops its health checks; fetches in flight go on
+            self._pools = await swap_pools(self._pools, new.pools, self._session)
         if LiveChange.ADMIN in plan.live and self._admin is not None:
             self._admin.reconfigure(new.admin)
         if LiveChange.ACCESS_LOG in plan.live and new.access_log:
@@ -324,30 +314,22 @@ class EdgeNode:
         conns: Connections,
         tls: ServerTls | None = None,
     ) -> asyncio.Server:
-        try:
-            return await listen(
-                responder,
-                host,
-                port,
-                where=where,
-                conns=conns,
-                limits=self.config.limits,
-                tasks=self._tasks,
-                tls=tls,
-                handshake_timeout_s=self.config.tls.handshake_timeout_s,
-                reuse_port=self.worker is not None,  # the machine's workers share the port
-            )
-        except StartupError:
-            await self._close_resources()
-            raise
+        return await listen(
+            responder,
+            host,
+            port,
+            where=where,
+            conns=conns,
+            limits=self.config.limits,
+            tasks=self._tasks,
+            tls=tls,
+            handshake_timeout_s=self.config.tls.handshake_timeout_s,
+            reuse_port=self.worker is not None,  # the machine's workers share the port
+        )
 
     async def drain(self) -> None:
-        """A graceful stop (SIGTERM, SIGINT): announce, stop accepting, finish, close.
-
-        The order is edge.server.lifecycle's: readiness and peer health turn 503 while the
-        listeners still serve, then stop() lets in-flight requests and fills finish, all
-        within `[server] drain_timeout_s`.
-        """
+        """SIGTERM/SIGINT, in edge.server.lifecycle's order: readiness and peer health turn 503 while
+        the listeners serve, then stop() lets in-flight work finish, within `drain_timeout_s`."""
         server = self.config.server
         loop = asyncio.get_running_loop()
         deadline = loop.time() + server.drain_timeout_s
@@ -404,6 +386,8 @@ class EdgeNode:
     async def _close_resources(self) -> None:
         if self.routing is not None:
             self.routing.close()  # peer connections (fills have finished or been abandoned)
+        if self._sibling_clients is not None:
+            self._sibling_clients.close()
         await close_resources(
             invalidator=self.invalidator,
             coalescer=self._coalescer,

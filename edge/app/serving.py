@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+import aiohttp
+
 from edge.app.startup import StartupError
 from edge.config.deployment import EdgeConfig
 from edge.config.limits import Limits
@@ -26,10 +28,11 @@ from edge.server.connections import Connections
 from edge.server.protocol import HttpProtocol, Responder
 from edge.server.tls import ServerTls
 from edge.store.tiered import TieredStore
-from origin.pool import OriginPool
+from origin.config import OriginPoolConfig
+from origin.pool import OriginPool, build_pools
 from origin.routes import Router
 
-__all__ = ["build_handler", "listen", "start_admin"]
+__all__ = ["build_handler", "listen", "start_admin", "swap_pools"]
 
 log = logging.getLogger("edge.app")
 
@@ -124,3 +127,16 @@ async def start_admin(admin: Admin, cfg: EdgeConfig) -> None:
             f"pick a free address in nodes.{cfg.node.name}.admin"
         ) from exc
     log.info("node %s admin API on http://%s:%d", cfg.node.name, cfg.node.admin_host, admin.port)
+
+
+async def swap_pools(
+    old: Mapping[str, OriginPool], pools: Mapping[str, OriginPoolConfig], session: aiohttp.ClientSession
+) -> dict[str, OriginPool]:
+    """A reload changed the origin pools: the new ones start, the old ones stop their health checks
+    (fetches in flight on them go on)."""
+    new = build_pools(pools, session)
+    for pool in new.values():
+        pool.start()
+    for pool in old.values():
+        await pool.close()
+    return new

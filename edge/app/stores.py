@@ -131,6 +131,45 @@ async def open_disk(disk_dir: Path, cache: CacheConfig, share: DiskShare | None 
     return disk
 
 
+class Stores:
+    """What open_stores opened: the tiers, the spool directory and the disk directory's lock."""
+
+    __slots__ = ("dir_lock", "disk", "memory", "spool_dir", "tiered")
+
+    def __init__(
+        self,
+        memory: MemoryStore,
+        disk: DiskStore | None,
+        dir_lock: DirLock | None,
+        cache: CacheConfig,
+        spool_dir: Path | None,
+    ) -> None:
+        self.memory, self.disk, self.dir_lock, self.spool_dir = memory, disk, dir_lock, spool_dir
+        self.tiered = tiered_store(cache, memory, disk)
+
+    @property
+    def largest(self) -> int:
+        """The largest object any tier stores."""
+        return max(self.memory.max_object_bytes, self.disk.max_object_bytes if self.disk is not None else 0)
+
+
+async def open_stores(cfg: EdgeConfig, share: DiskShare | None) -> Stores:
+    """The memory tier, and the disk tier when configured (locked to this node unless a worker's share)."""
+    memory = memory_store(cfg)
+    disk_dir = cfg.disk_dir
+    if disk_dir is None:
+        return Stores(memory, None, None, cfg.cache, None)
+    # one node per directory (a machine's supervisor holds it for its workers)
+    dir_lock = await lock_disk_dir(disk_dir) if share is None else None
+    try:
+        disk = await open_disk(disk_dir, cfg.cache, share)
+    except StartupError:
+        if dir_lock is not None:
+            dir_lock.release()
+        raise
+    return Stores(memory, disk, dir_lock, cfg.cache, disk_dir / "spool")
+
+
 def _unreadable(exc: OSError, disk_dir: Path) -> StartupError:
     return StartupError(
         f"{WHERE}: {exc.strerror or exc} on {exc.filename or disk_dir}; fix its permissions "

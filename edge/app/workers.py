@@ -163,15 +163,13 @@ def sibling_timeouts(cfg: EdgeConfig) -> TimeoutConfig:
     )
 
 
-def build_siblings(plan: WorkerPlan, cfg: EdgeConfig, session: aiohttp.ClientSession | None) -> Siblings:
-    """The clients that ask the other workers of this machine (over the node's client session)."""
-    assert session is not None, "the node's session is opened before its handler is built"
+def build_siblings(plan: WorkerPlan, cfg: EdgeConfig) -> Siblings:
+    """The clients that ask the other workers of this machine (built once per worker)."""
     clients: dict[int, Upstream] = {
         i: PeerClient(
             plan.peer(i, cfg.node.region),
             self_name=f"{cfg.node.name}/{worker_label(plan.index)}",
             secret=plan.secret,
-            session=session,
             timeouts=sibling_timeouts(cfg),
         )
         for i in range(plan.count)

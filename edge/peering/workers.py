@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cluster.peer import PeerClient
 from origin.upstream import Upstream
 
 __all__ = ["Siblings", "owner_worker", "worker_label"]
@@ -53,3 +54,9 @@ class Siblings:
     def client(self, index: int) -> Upstream:
         """The client that asks sibling `index` over its sibling listener."""
         return self._clients[index]
+
+    def close(self) -> None:
+        """Closes the sibling clients' idle connections (the worker is stopping)."""
+        for client in self._clients.values():
+            if isinstance(client, PeerClient):
+                client.close()

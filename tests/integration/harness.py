@@ -100,7 +100,8 @@ def _spawn(name: str, args: list[str], host: str, port: int, log_dir: Path, read
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     out = open(log_path, "ab")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # one process per node unless a test asks for workers (benches import this harness too)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", EDGECACHE_WORKERS=os.environ.get("EDGECACHE_WORKERS", "1"))
     popen = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     out.close()
     proc = Proc(name, popen, host, port, log_path)
