@@ -125,6 +125,7 @@ class Handler:
                 access_log=access_log,
                 router=router,
                 counts=counts,
+                hot=routing.hot if routing is not None else None,
             ).try_fast
 
         # the hot path: bound once, so the listener calls FastPath directly
