@@ -3,10 +3,10 @@
 `FastPath.try_fast` runs for every plain GET/HEAD before a Request object exists, so it
 stays allocation-light: it hashes the request's own bytes with the key's hash
 (`edge.rules.key.url_id`), peeks the memory tier (then, in a region, the hot copies of keys
-other nodes own: edge.peering.routing, looked up in the same order as the slow path),
-selects a Vary variant straight from the raw header bytes, and returns a prebuilt response
-(`FastHeads`). Anything it cannot answer alone (no entry, stale, purge rules pending, a normalised query) it declines with
-None and the slow path (`Handler.handle`) takes the request.
+other nodes own: edge.peering.routing, in the slow path's order), selects a Vary variant
+straight from the raw header bytes, and returns a prebuilt response (`FastHeads`). Anything
+it cannot answer alone (no entry, stale, purge rules pending, a normalised query) it
+declines with None and the slow path (`Handler.handle`) takes the request.
 
 Counting stays as cheap as the rest: the hit adds to a counter cell looked up by the raw
 Host bytes (the route is memoised per host when the host's route ignores the path), and to
