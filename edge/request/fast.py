@@ -105,9 +105,10 @@ class FastPath:
         peek = self._peek
         hit = peek(store_id)
         if hit is None:
-            peek = self._peek_hot  # not in the main store: a hot copy (the slow path's order)
-            if peek is None:
+            peek_hot = self._peek_hot  # not in the main store: a hot copy (the slow path's order)
+            if peek_hot is None:
                 return None
+            peek = peek_hot
             hit = peek(store_id)
             if hit is None:
                 return None
