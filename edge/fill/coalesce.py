@@ -152,6 +152,11 @@ class Coalescer:
         task.add_done_callback(partial(self._task_done, fill))
         return JoinResult(fill, leader=True, passed=False)
 
+    def running(self, key: bytes) -> bool:
+        """Whether a fill new joiners of `key` would share is running (edge.request.relay asks)."""
+        fill = self._fills.get(key)
+        return fill is not None and fill.outcome in (None, FillOutcome.DONE)
+
     def detach(self, fill: Fill[Any]) -> None:
         """Stops handing `fill` to new joiners (its readers go on); the next join starts anew.
 
