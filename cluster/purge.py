@@ -30,7 +30,16 @@ from typing import Any, Protocol
 import msgpack
 import xxhash
 
-__all__ = ["JournalError", "Purge", "PurgeKind", "PurgeLog", "PurgeTarget", "pack_purge", "unpack_purge"]
+__all__ = [
+    "JournalError",
+    "Purge",
+    "PurgeKind",
+    "PurgeLog",
+    "PurgeTarget",
+    "pack_purge",
+    "read_journal",
+    "unpack_purge",
+]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +141,11 @@ def _read(path: Path) -> tuple[list[Purge], int]:
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         pass  # corrupt record: everything from here on is cut off
     return purges, good
+
+
+def read_journal(path: Path) -> list[Purge]:
+    """Blocking: a journal file's intact records in arrival order, read only (a sibling worker's replica)."""
+    return _read(path)[0]
 
 
 def _truncate(path: Path, length: int) -> None:

@@ -27,6 +27,7 @@ from edge.app.shutdown import close_resources, finish_fills, stop_accepting, wai
 from edge.app.startup import StartupError, check_parsers
 from edge.app.status import node_status
 from edge.app.stores import lock_disk_dir, memory_store, open_disk, tiered_store
+from edge.app.workers import WorkerPlan, build_siblings, purge_endpoints, serve_siblings
 from edge.config.deployment import EdgeConfig
 from edge.config.reload import LiveChange, ReloadPlan, log_reload, merge_live, plan_reload
 from edge.fill.coalesce import Coalescer
@@ -58,8 +59,10 @@ FILL_GRACE_S = 5.0  # running fills get this long to finish and commit before th
 class EdgeNode:
     """One running edge node."""
 
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(self, config: EdgeConfig, worker: WorkerPlan | None = None) -> None:
         self.config = config
+        self.worker = worker  # one of the machine's worker processes (edge.app.workers); None: alone
+        self._siblings: tuple[asyncio.Server, PeerGate] | None = None  # the sibling listener, its gate
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -120,8 +123,9 @@ class EdgeNode:
         disk = None
         spool_dir: Path | None = None
         if disk_dir is not None:
-            self._dir_lock = await lock_disk_dir(disk_dir)  # one node per directory
-            disk = await open_disk(disk_dir, cfg.cache)
+            # one node per directory (the supervisor holds it for its workers)
+            self._dir_lock = await lock_disk_dir(disk_dir) if self.worker is None else None
+            disk = await open_disk(disk_dir, cfg.cache, self.worker)
             spool_dir = disk_dir / "spool"
         self.store = tiered_store(cfg.cache, memory, disk)
         self._session = make_session()
@@ -140,17 +144,18 @@ class EdgeNode:
         self._largest = max(memory.max_object_bytes, disk.max_object_bytes if disk is not None else 0)
         stores: list[Store] = [self.store] if self.routing is None else [self.store, self.routing.hot]
         try:
-            self.invalidator, hub = await build_purging(cfg, self.store, stores, self._session)
+            self.invalidator, hub = await build_purging(cfg, self.store, stores, self._session, self.worker)
         except StartupError:
             await self._close_resources()
             raise
         self.purges = hub
         handler = self._build_handler(cfg)
+        endpoints = purge_endpoints(self.worker, cfg, hub, self.invalidator, self._session)
         if cfg.cluster is not None and cfg.node.internal_host is not None:
             gate = self._peer_gate = PeerGate(
                 handler.for_peers(),
                 cfg.cluster.secret,
-                purges=hub,
+                purges=endpoints[0],
                 serving=lambda: self.lifecycle.serving_peers,
             )
             self._internal_connections = Connections.for_listener(cfg.server, nofile)
@@ -162,6 +167,10 @@ class EdgeNode:
                 self._internal_connections,
             )
             log.info("node %s peer listener on %s", cfg.node.name, cfg.node.internal_url)
+        if self.worker is not None:
+            self._siblings = await serve_siblings(
+                self.worker, handler, endpoints[1], cfg, nofile, self._tasks
+            )
         await catch_up(hub, cfg)  # before serving anything cached
         self._gate.serve(handler)
         log.info(
@@ -200,6 +209,7 @@ class EdgeNode:
             largest=self._largest,
             access_log=self._access_log,
             metrics=self.metrics,
+            siblings=None if self.worker is None else build_siblings(self.worker, cfg, self._session),
         )
 
     async def reload(self, new: EdgeConfig) -> ReloadPlan:
@@ -232,8 +242,9 @@ class EdgeNode:
             await self._rejoin(applied)
         handler = self._build_handler(applied)
         self._gate.serve(handler)
-        if self._peer_gate is not None:
-            self._peer_gate.serve(handler.for_peers())
+        for peer_gate in (self._peer_gate, self._siblings[1] if self._siblings else None):
+            if peer_gate is not None:
+                peer_gate.serve(handler.for_peers())
         log_reload(plan)
         return plan
 
@@ -324,6 +335,7 @@ class EdgeNode:
                 tasks=self._tasks,
                 tls=tls,
                 handshake_timeout_s=self.config.tls.handshake_timeout_s,
+                reuse_port=self.worker is not None,  # the machine's workers share the port
             )
         except StartupError:
             await self._close_resources()
@@ -364,7 +376,8 @@ class EdgeNode:
         self._gate.draining()
         loop = asyncio.get_running_loop()
         stop_accepting(
-            (self._server, self._internal, self._tls_server), (self.connections, self._internal_connections)
+            (self._server, self._internal, self._tls_server, self._siblings[0] if self._siblings else None),
+            (self.connections, self._internal_connections),
         )
         if drain_until is not None:
             await wait_requests(self._tasks, drain_until - loop.time())

@@ -10,6 +10,7 @@ from cluster.propagate import PurgeHub
 from cluster.purge import PurgeLog
 from cluster.purge_wire import HttpPurgeTransport
 from edge.app.startup import StartupError
+from edge.app.workers import WorkerPlan, relay_target, replica_journal
 from edge.config.deployment import EdgeConfig
 from edge.purge.invalidate import Invalidator
 from edge.rules.site_policy import PolicySet, key_url_form
@@ -22,7 +23,11 @@ log = logging.getLogger("edge.app")
 
 
 async def build_purging(
-    cfg: EdgeConfig, store: TieredStore, stores: list[Store], session: aiohttp.ClientSession
+    cfg: EdgeConfig,
+    store: TieredStore,
+    stores: list[Store],
+    session: aiohttp.ClientSession,
+    worker: WorkerPlan | None = None,
 ) -> tuple[Invalidator, PurgeHub]:
     """Opens the purge journal, re-applies purges not yet swept, and builds the hub.
 
@@ -33,14 +38,19 @@ async def build_purging(
     sync = cfg.purge_sync
     # a peer's copy may predate a purge that had not reached it yet: see edge.purge.invalidate
     window = sync.max_lag_s + sync.sync_interval_s + cfg.admin.purge_timeout_s
+    replica = worker is not None and not worker.leader  # reads the leader's journal (edge.app.workers)
+    swept = f"swept-w{worker.index}" if worker is not None and replica else "swept"
     invalidator = Invalidator(
         stores,
-        state_path=state / "swept" if state is not None else None,
+        state_path=state / swept if state is not None else None,
         peer_window_s=window,
         normalise_url=key_url_form(PolicySet(cfg.policies)),
     )
     try:
-        journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
+        if replica:
+            journal = await replica_journal(state / "journal" if state is not None else None, cfg.node.name)
+        else:
+            journal = await PurgeLog.open(state / "journal" if state is not None else None, cfg.node.name)
         await invalidator.load(journal.generation)
     except OSError as exc:
         raise StartupError(
@@ -50,13 +60,13 @@ async def build_purging(
     for gen, purge in journal.after(invalidator.swept_through):
         await invalidator.apply(purge, gen)
     invalidator.start()
-    peers = cfg.peers if cfg.cluster is not None and cfg.node.internal_url is not None else ()
+    peers = cfg.peers if cfg.cluster is not None and cfg.node.internal_url is not None and not replica else ()
     transport = HttpPurgeTransport(
         session, secret=cfg.cluster.secret if cfg.cluster else "", self_name=cfg.node.name
     )
     hub = PurgeHub(
         journal,
-        invalidator,
+        invalidator if worker is None or replica else relay_target(worker, cfg, invalidator, session),
         invalidator,
         self_name=cfg.node.name,
         peers=peers,

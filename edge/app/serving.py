@@ -15,6 +15,7 @@ from edge.fill.sliced_fill import SlicedFill
 from edge.fill.slices import SliceSource
 from edge.metrics.node import NodeMetrics
 from edge.peering.routing import PeerRouting
+from edge.peering.workers import Siblings
 from edge.purge.admin import Admin
 from edge.purge.invalidate import Invalidator
 from edge.request.handler import Handler
@@ -44,6 +45,7 @@ def build_handler(
     largest: int,
     access_log: AccessLog | None,
     metrics: NodeMetrics,
+    siblings: Siblings | None = None,
 ) -> Handler:
     """The request handler for a config (at start, and on each reload); stores stay the same.
 
@@ -72,6 +74,7 @@ def build_handler(
         counts=metrics.clients,
         peer_counts=metrics.peers,
         cache_name=cache_name(cfg.node.name if cfg.cluster is not None else None),
+        siblings=siblings,  # the machine's other workers (docs/workers.md)
     )
 
 
@@ -86,6 +89,7 @@ async def listen(
     tasks: set[asyncio.Task[None]],
     tls: ServerTls | None = None,
     handshake_timeout_s: float | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """A listener on host:port whose connections answer with `responder`; request tasks go in `tasks`.
 
@@ -98,6 +102,7 @@ async def listen(
             host,
             port,
             reuse_address=True,
+            reuse_port=reuse_port or None,  # SO_REUSEPORT: the machine's worker processes share the port
             backlog=2048,
             ssl=tls.default if tls is not None else None,
             ssl_handshake_timeout=handshake_timeout_s if tls is not None else None,

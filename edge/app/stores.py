@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import assert_never
+from typing import Protocol, assert_never
 
 from edge.app.startup import StartupError
 from edge.config.cache import CacheConfig, Eviction
@@ -14,15 +14,27 @@ from edge.config.deployment import EdgeConfig
 from edge.store.admission import AdmissionMode, make_admission
 from edge.store.dirlock import DirLock
 from edge.store.disk import DiskStore, DiskUnusable
+from edge.store.entry import EntryMeta
 from edge.store.eviction import EvictionPolicy, LRUPolicy
 from edge.store.gdsf import GDSFPolicy
 from edge.store.memory import MemoryStore
 from edge.store.s3fifo import S3FIFOPolicy
+from edge.store.shared import SharedDiskStore
 from edge.store.tiered import TieredStore
 
 __all__ = ["hot_store", "lock_disk_dir", "memory_store", "open_disk", "policy", "tiered_store"]
 
 log = logging.getLogger("edge.app")
+
+
+class DiskShare(Protocol):
+    """A worker's share of the machine's disk tier (edge.app.workers.WorkerPlan)."""
+
+    @property
+    def tmp(self) -> str: ...
+
+    def owns(self, meta: EntryMeta) -> bool: ...
+
 
 WHERE = "disk tier"  # how StartupError names the disk tier
 
@@ -82,15 +94,21 @@ async def lock_disk_dir(disk_dir: Path) -> DirLock | None:
         raise _unreadable(exc, disk_dir) from exc
 
 
-async def open_disk(disk_dir: Path, cache: CacheConfig) -> DiskStore:
-    """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError."""
+async def open_disk(disk_dir: Path, cache: CacheConfig, share: DiskShare | None = None) -> DiskStore:
+    """Opens the disk tier and its spool directory; a directory it cannot use is a StartupError.
+
+    With `share`, a worker's tier on the machine's shared directory (edge.store.shared).
+    """
     started = time.monotonic()
+    kind = DiskStore if share is None else SharedDiskStore
     try:
-        disk = await DiskStore.open(
+        disk = await kind.open(
             disk_dir,
             max_bytes=cache.disk_bytes,
             max_object_bytes=cache.disk_max_object_bytes,
             policy=disk_policy(cache.policy, cache.disk_bytes),
+            tmp="tmp" if share is None else share.tmp,
+            owns=None if share is None else share.owns,
         )
     except DiskUnusable as exc:
         raise StartupError(f"{WHERE}: {exc}") from exc

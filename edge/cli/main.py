@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import os
 import sys
 from dataclasses import replace
 from importlib import metadata
 
 from edge.app import StartupError
 from edge.app.stderr_log import start_stderr_log
+from edge.cli.supervisor import supervise, worker_count, worker_plan
 from edge.config.cache import Eviction
 from edge.config.deployment import CacheConfig, ConfigError, EdgeConfig, load, parse_size, quickstart
 from edge.config.quick_media import quick_media
@@ -130,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="lifetime of live HLS/DASH playlists (default: half the target duration)",
     )
+    p.add_argument(  # issue 13: docs/workers.md
+        "--workers",
+        metavar="N",
+        help='worker processes sharing one cache: "auto" (one per core) or a number (default: [server] '
+        "workers, else $EDGECACHE_WORKERS, else auto)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
     o.add_argument(
@@ -222,16 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(start_stderr_log(args.log_level).stop)  # queued lines get a bounded time at exit
     try:
         cfg = _config(args)
+        count = worker_count(args.workers, cfg.server.workers, os.environ)
+        worker = worker_plan(os.environ)
     except ConfigError as exc:
         print(f"edgecache: config error: {exc}", file=sys.stderr)
         return 2
+    if worker is None and count > 1:
+        return supervise(argv, cfg, count)  # starts the workers, each runs this again (issue 13)
     try:
         import uvloop
 
         from edge.cli.serve import serve
 
-        reload = (lambda: _config(args)) if args.config else None  # SIGHUP reads the file again
-        return uvloop.run(serve(cfg, reload))
+        def read() -> EdgeConfig:
+            return _config(args) if worker is None else worker.shape(_config(args))
+
+        reload = read if args.config else None  # SIGHUP reads the file again
+        return uvloop.run(serve(cfg if worker is None else worker.shape(cfg), reload, worker))
     except StartupError as exc:
         print(f"edgecache: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from edge.app import EdgeNode
+from edge.app.workers import WorkerPlan, watch_parent
 from edge.config.deployment import EdgeConfig
 from edge.config.errors import ConfigError
 
@@ -40,9 +41,9 @@ class _Ask(enum.Enum):
     RELOAD = "reload"
 
 
-async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
-    """Starts the node and serves until SIGTERM/SIGINT; returns the exit code (0)."""
-    node = EdgeNode(cfg)
+async def serve(cfg: EdgeConfig, reload: Reloader | None = None, worker: WorkerPlan | None = None) -> int:
+    """Starts the node (or one worker of it) and serves until SIGTERM/SIGINT; returns the exit code (0)."""
+    node = EdgeNode(cfg, worker)
     await node.start()
     print(
         f"edgecache node {cfg.node.name} serving on http://{cfg.node.host}:{node.port}",
@@ -65,6 +66,10 @@ async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
         loop.add_signal_handler(sig, ask, _Ask.STOP)
     loop.add_signal_handler(signal.SIGHUP, ask, _Ask.RELOAD)
     loop.add_signal_handler(signal.SIGUSR1, node.reopen_logs)  # only sets a flag for the log's thread
+    parent: asyncio.Task[None] | None = None
+    if worker is not None:  # edge.cli.supervisor: it waits for this, and its death stops the worker
+        worker.announce_ready()
+        parent = asyncio.create_task(watch_parent(worker, lambda: ask(_Ask.STOP)), name="parent")
     while await asks.get() is not _Ask.STOP:
         await _reload(node, reload)
     log.info("stopping node %s: draining", cfg.node.name)
@@ -76,6 +81,8 @@ async def serve(cfg: EdgeConfig, reload: Reloader | None = None) -> int:
         if current is not None and current.cancelling():
             raise
         await node.stop()
+    if parent is not None:
+        parent.cancel()
     return 0
 
 

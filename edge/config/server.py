@@ -15,7 +15,7 @@ from typing import Any, Literal
 from edge.config.checks import check_keys, number
 from edge.config.errors import ConfigError
 
-__all__ = ["ServerConfig", "parse_server"]
+__all__ = ["ServerConfig", "parse_server", "parse_workers"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +58,9 @@ class ServerConfig:
     # "json" (one JSON object a line) or "combined" (the Apache/nginx combined format plus
     # cache=, upstream= and us= fields)
     access_log_format: Literal["json", "combined"] = "json"
+    # worker processes sharing one cache on this machine (docs/workers.md): "auto" = one per
+    # core, or a whole number >= 1; None (not set) = $EDGECACHE_WORKERS, else "auto". --workers wins
+    workers: int | Literal["auto"] | None = None
 
 
 _POSITIVE = ("head_timeout_s", "idle_timeout_s", "body_timeout_s", "send_timeout_s", "request_timeout_s")
@@ -88,6 +91,7 @@ def parse_server(t: Mapping[str, Any]) -> ServerConfig:
         drain_announce_s=number(t, "drain_announce_s", 0.0, "server") if "drain_announce_s" in t else None,
         ready_path=_path(t, "ready_path", d.ready_path),
         access_log_format=_log_format(t.get("access_log_format", d.access_log_format)),
+        workers=parse_workers(t["workers"], "server.workers") if "workers" in t else None,
     )
 
 
@@ -104,3 +108,14 @@ def _log_format(value: object) -> Literal["json", "combined"]:
     if value == "combined":
         return "combined"
     raise ConfigError(f'server.access_log_format: expected "json" or "combined", got {value!r}')
+
+
+def parse_workers(value: object, where: str) -> int | Literal["auto"]:
+    """`workers`: "auto" or a whole number >= 1 (a digit string too, for flags and the environment)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise ConfigError(f'{where}: expected "auto" or a whole number from 1 to 1024, got {value!r}')
+    return value

@@ -26,6 +26,7 @@ from edge.fill.route import FillStore
 from edge.fill.slices import SliceSource
 from edge.metrics.counts import RequestCounts
 from edge.peering.routing import PeerRouting
+from edge.peering.workers import Siblings
 from edge.purge.invalidate import Invalidator, Verdict
 from edge.request.admit import Refusal, admit
 from edge.request.context import RequestContext, Served
@@ -92,6 +93,7 @@ class Handler:
         peer_counts: RequestCounts | None = None,
         cache_name: str = CACHE_NAME,
         slices: SliceSource | None = None,
+        siblings: Siblings | None = None,
     ) -> None:
         self._router = router
         self._counts = counts  # client requests (None: not counted)
@@ -107,7 +109,9 @@ class Handler:
         self._stores: dict[FillStore, Store] = {FillStore.MAIN: store}
         if routing is not None:
             self._stores[FillStore.HOT] = routing.hot
-        self._fills = FillStarter(coalescer=coalescer, filler=filler, stores=self._stores, routing=routing)
+        self._fills = FillStarter(
+            coalescer=coalescer, filler=filler, stores=self._stores, routing=routing, siblings=siblings
+        )
         # a non-owner's plain misses go straight to the owner (edge.request.relay)
         relay = (
             None if routing is None else Relay(routing, self._fills, filler, self._purges, clock, cache_name)

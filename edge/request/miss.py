@@ -16,8 +16,9 @@ from collections.abc import Mapping
 
 from edge.fill.coalesce import Coalescer, Fill, JoinResult
 from edge.fill.producer import Filler, FillInfo, FillPlan
-from edge.fill.route import FillRoute, FillStore, asks_hot, plan_fill_route
+from edge.fill.route import FillRoute, FillSource, FillStore, asks_hot, plan_fill_route
 from edge.peering.routing import PeerRouting
+from edge.peering.workers import Siblings, worker_label
 from edge.request.context import RequestContext
 from edge.request.forward import upstream_request
 from edge.store.base import Store
@@ -40,7 +41,9 @@ class FillStarter:
         filler: Filler,
         stores: Mapping[FillStore, Store],
         routing: PeerRouting | None,
+        siblings: Siblings | None = None,
     ) -> None:
+        self._siblings = siblings  # the machine's other worker processes (docs/workers.md)
         self._coalescer = coalescer
         self._filler = filler
         self._stores = stores  # this node's stores by name (MAIN, and HOT in a cluster)
@@ -113,12 +116,35 @@ class FillStarter:
                 on_fallback=functools.partial(self._peer_failed, route.peer),
                 source=route.label,
             )
+        if self._siblings is not None and route.source is not FillSource.REGION_OWNER:
+            plan = self._via_sibling(plan, self._siblings, key.id)
 
         async def producer(fill: Fill[FillInfo]) -> None:
             await self._filler.run(fill, plan)
 
         fill_id = store_id + (b"|auth" if authorization else b"") + (b"|via-peer" if route.own_fill else b"")
         return self._coalescer.join(fill_id, producer, ignore_pass=rescue)
+
+    @staticmethod
+    def _via_sibling(plan: FillPlan, siblings: Siblings, key_id: bytes) -> FillPlan:
+        """This machine fills the key: its owner worker does, unless that is this worker.
+
+        Asked as a peer, the owner never forwards again. A sibling that cannot be reached
+        (restarting) is replaced by the route's own upstream; this worker keeps the answer
+        only in its memory tier (edge.store.shared: the owner alone writes the disk).
+        """
+        owner = siblings.owner(key_id)
+        if owner is None:
+            return plan
+        label = worker_label(owner)
+        return dataclasses.replace(
+            plan,
+            upstream=siblings.client(owner),
+            fallback=plan.upstream,
+            fallback_store=plan.store,
+            on_fallback=lambda exc: log.warning("%s failed (%s); filling without it", label, exc),
+            source=label,
+        )
 
     def detach(self, fill: Fill[FillInfo]) -> None:
         """New requests for the fill's key no longer join it (it began before a purge)."""

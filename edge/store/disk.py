@@ -95,6 +95,8 @@ class DiskStore:
         max_object_bytes: int,
         policy: EvictionPolicy | None,
         executor: Executor | None,
+        tmp: str = "tmp",
+        owns: Callable[[EntryMeta], bool] | None = None,
     ) -> None:
         if max_object_bytes <= 0 or max_bytes <= 0:
             raise ValueError("max_bytes and max_object_bytes must be positive")
@@ -105,6 +107,8 @@ class DiskStore:
         if self._policy.max_bytes != max_bytes:
             raise ValueError("the policy's max_bytes must equal the store's")
         self._executor = executor
+        self._tmp = tmp  # this process's tmp directory under root (one per worker, docs/workers.md)
+        self._owns = owns  # None: every object is this store's; else only those it says (a worker's share)
         self._index: dict[bytes, ObjectInfo] = {}
         self._unverified: set[bytes] = set()  # keys whose current file's body is unchecked
         self._locks = KeyLocks()
@@ -124,6 +128,8 @@ class DiskStore:
         policy: EvictionPolicy | None = None,
         verify_in_background: bool = True,
         executor: Executor | None = None,
+        tmp: str = "tmp",
+        owns: Callable[[EntryMeta], bool] | None = None,
     ) -> DiskStore:
         """Cleans tmp/, rebuilds the index from the object files and starts verification.
 
@@ -136,9 +142,11 @@ class DiskStore:
             max_object_bytes=max_object_bytes,
             policy=policy,
             executor=executor,
+            tmp=tmp,
+            owns=owns,
         )
         victims: list[bytes] = []
-        scanned = await store._run(diskfile.scan, store.root)  # DiskUnusable: cannot hold the cache
+        scanned = await store._run(diskfile.scan, store.root, tmp)  # DiskUnusable: cannot hold the cache
         if scanned.foreign:
             shown = ", ".join(str(p) for p in scanned.foreign[:3])
             more = f" and {len(scanned.foreign) - 3} more" if len(scanned.foreign) > 3 else ""
@@ -151,6 +159,8 @@ class DiskStore:
                 more,
             )
         for info in scanned.objects:
+            if not store.owns(info.meta):
+                continue  # another worker's: it indexes, evicts and purges it
             key = info.meta.key
             store._index[key] = info
             store._bytes += info.file_bytes
@@ -199,7 +209,7 @@ class DiskStore:
 
     async def open_writer(self, meta: EntryMeta) -> DiskWriter:
         """Creates the tmp file the body streams into."""
-        fd, path = await self._run(diskfile.create_tmp, self.root)
+        fd, path = await self._run(diskfile.create_tmp, self.root, self._tmp)
         return DiskWriter(self, meta, fd, path, diskfile.reserve_bytes(meta))
 
     async def update_meta(self, key: bytes, meta: EntryMeta, *, expect: EntryMeta) -> bool:
@@ -213,7 +223,7 @@ class DiskStore:
                 return False
             kept = meta.replace(key=key, body_length=old.meta.body_length, checksum=old.meta.checksum)
             try:
-                info = await self._run(diskfile.rewrite_meta, self.root, old, kept)
+                info = await self._run(diskfile.rewrite_meta, self.root, old, kept, self._tmp)
             except (OSError, diskfile.CorruptObject):
                 # A soft purge that cannot be recorded must not leave the object fresh.
                 log.exception("meta rewrite failed for %s; removing it", key.hex())
@@ -235,6 +245,10 @@ class DiskStore:
         elif reason is RemoveReason.INVALID:
             self.invalid += 1
         return True
+
+    def owns(self, meta: EntryMeta) -> bool:
+        """Whether this store writes, indexes and evicts the object (always, but for a worker's share)."""
+        return self._owns is None or self._owns(meta)
 
     def __contains__(self, key: object) -> bool:
         return key in self._index

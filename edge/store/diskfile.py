@@ -122,9 +122,9 @@ def _encode_head(packed: bytes, body_offset: int) -> bytes:
     return head + bytes(body_offset - len(head))
 
 
-def create_tmp(root: Path) -> tuple[int, Path]:
-    """Creates a fresh file under tmp/ and returns its descriptor and path."""
-    path = root / "tmp" / secrets.token_hex(16)  # the form _OWN_NAME matches
+def create_tmp(root: Path, tmp: str = "tmp") -> tuple[int, Path]:
+    """Creates a fresh file under tmp/ (a worker's own tmp-wN/, docs/workers.md); returns fd and path."""
+    path = root / tmp / secrets.token_hex(16)  # the form _OWN_NAME matches
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644)
     return fd, path
 
@@ -186,20 +186,20 @@ def _rename_into_place(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
-def _copy_into_new(root: Path, src: int, src_offset: int, meta: EntryMeta) -> tuple[Path, int]:
+def _copy_into_new(root: Path, src: int, src_offset: int, meta: EntryMeta, tmp: str) -> tuple[Path, int]:
     # Builds header + meta + a copy of the body in a new tmp file; returns it closed and fsynced.
     packed = pack_meta(meta)
     body_offset = HEADER.size + len(packed)
-    fd, tmp = create_tmp(root)
+    fd, path = create_tmp(root, tmp)
     try:
         pwrite_all(fd, _encode_head(packed, body_offset), 0)
         _copy_range(src, src_offset, fd, body_offset, meta.body_length)
         os.fsync(fd)
     except BaseException:
-        discard_tmp(fd, tmp)
+        discard_tmp(fd, path)
         raise
     os.close(fd)
-    return tmp, body_offset
+    return path, body_offset
 
 
 def publish(root: Path, fd: int, tmp: Path, meta: EntryMeta, reserved: int) -> ObjectInfo:
@@ -221,22 +221,22 @@ def publish(root: Path, fd: int, tmp: Path, meta: EntryMeta, reserved: int) -> O
         return ObjectInfo(meta, reserved, reserved + meta.body_length)
     # The final meta outgrew the reservation: copy the body behind a fresh header.
     try:
-        tmp2, body_offset = _copy_into_new(root, fd, reserved, meta)
+        tmp2, body_offset = _copy_into_new(root, fd, reserved, meta, tmp.parent.name)
     finally:
         discard_tmp(fd, tmp)
     _rename_into_place(tmp2, final)
     return ObjectInfo(meta, body_offset, body_offset + meta.body_length)
 
 
-def rewrite_meta(root: Path, old: ObjectInfo, meta: EntryMeta) -> ObjectInfo:
+def rewrite_meta(root: Path, old: ObjectInfo, meta: EntryMeta, tmp: str = "tmp") -> ObjectInfo:
     """Publishes a copy of the object with new meta (same tmp + fsync + rename discipline)."""
     final = object_path(root, meta.key)
     src = os.open(final, os.O_RDONLY | _O_CLOEXEC)
     try:
-        tmp, body_offset = _copy_into_new(root, src, old.body_offset, meta)
+        made, body_offset = _copy_into_new(root, src, old.body_offset, meta, tmp)
     finally:
         os.close(src)
-    _rename_into_place(tmp, final)
+    _rename_into_place(made, final)
     return ObjectInfo(meta, body_offset, body_offset + meta.body_length)
 
 
@@ -310,7 +310,7 @@ def _step(what: str, advice: str) -> Iterator[None]:
         raise DiskUnusable(f"{what} failed ({exc.strerror or exc}); {advice}") from exc
 
 
-def prepare(root: Path) -> None:
+def prepare(root: Path, tmp: str = "tmp") -> None:
     """Makes `root` ready for the cache, or raises DiskUnusable saying what is wrong and what to do.
 
     Creates the directory and its tmp/ and objects/ fan-out, checks that the filesystem can
@@ -330,12 +330,12 @@ def prepare(root: Path) -> None:
         f"make {root} writable by the user running the node (uid {os.getuid()}) or pick another disk_dir"
     )
     with _step(f"writing in {root}", writable):
-        (root / "tmp").mkdir(exist_ok=True)
+        (root / tmp).mkdir(exist_ok=True)
         for prefix in range(256):
             # Every fan-out directory exists before the first rename, so no entry needs a
             # fsync of objects/ itself later.
             (root / "objects" / f"{prefix:02x}").mkdir(parents=True, exist_ok=True)
-        fd, probe = create_tmp(root)
+        fd, probe = create_tmp(root, tmp)
         try:
             pwrite_all(fd, MAGIC, 0)
         except BaseException:
@@ -352,16 +352,16 @@ def prepare(root: Path) -> None:
         _fsync_dir(root)
 
 
-def scan(root: Path) -> Scan:
+def scan(root: Path, tmp: str = "tmp") -> Scan:
     """Empties tmp/ of the node's own files and returns every valid object, oldest first.
 
     Deletes only what the node names: tmp files of create_tmp's form, and object files at their
     key's path that fail their checks. Anything else is left in place and reported as foreign.
     """
-    prepare(root)
+    prepare(root, tmp)
     foreign: list[Path] = []
     mine: list[Path] = []
-    for path in sorted((root / "tmp").iterdir()):
+    for path in sorted((root / tmp).iterdir()):
         (mine if _OWN_NAME.fullmatch(path.name) and not path.is_dir() else foreign).append(path)
     unlink_quietly(mine)
     found: list[tuple[float, ObjectInfo]] = []

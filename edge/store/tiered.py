@@ -67,7 +67,7 @@ class TieredStore:
     async def open_writer(self, meta: EntryMeta) -> TieredWriter:
         """Opens a disk writer (if there is a disk tier that admits it) and a memory writer."""
         writer = None
-        if self.disk is not None:
+        if self.disk is not None and self.disk.owns(meta):  # a worker writes only its share
             # A replacement of a stored object is always admitted: skipping it would leave
             # the old body on disk. Until the disk first evicts it has room to spare, so
             # every miss is written (the filter still counts it).
