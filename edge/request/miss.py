@@ -150,6 +150,11 @@ class FillStarter:
         """New requests for the fill's key no longer join it (it began before a purge)."""
         self._coalescer.detach(fill)
 
+    @property
+    def coalescer(self) -> Coalescer:
+        """The node's coalescer (the relay counts its flights there)."""
+        return self._coalescer
+
     def running(self, fill_id: bytes) -> bool:
         """Whether a fill of this id runs (new requests for it join it)."""
         return self._coalescer.running(fill_id)

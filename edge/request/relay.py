@@ -127,12 +127,19 @@ class Relay:
         if self._fills.running(fill_id):
             return None  # a fill of this key runs here: join it
         flight = self._flights.get(fill_id)
+        counts = self._fills.coalescer  # /status counts relays and their waiters with the fills
         if flight is not None:
             # bounded: the leader settles it when it ends, however it ends, and its waits are
             # the peer client's (first byte, idle, total)
-            relayed = await asyncio.shield(flight.answer)
+            counts.relay_waiters += 1
+            try:
+                relayed = await asyncio.shield(flight.answer)
+            finally:
+                counts.relay_waiters -= 1
             return None if relayed is None else await self._follow(ctx, relayed)
         flight = self._flights[fill_id] = Flight(asyncio.get_running_loop())
+        counts.relays += 1
+        counts.relay_waiters += 1
         try:
             return await self._lead(ctx, route, flight)
         finally:
@@ -142,6 +149,9 @@ class Relay:
         """Hands the followers their answer; later requests start a relay of their own."""
         if self._flights.get(fill_id) is flight:
             del self._flights[fill_id]
+            counts = self._fills.coalescer
+            counts.relays -= 1
+            counts.relay_waiters -= 1
         if not flight.answer.done():
             flight.answer.set_result(relayed)
 
