@@ -109,16 +109,20 @@ class Coalescer:
         self._passes: OrderedDict[bytes, float] = OrderedDict()
         self._closed = False
         self.stopped_unwatched = 0  # unkept fills stopped because their last joiner left
+        # coalescing done without a fill (edge.request.relay: a non-owner's relays to the owner),
+        # counted in `in_flight` and `waiting` so /status shows every shared upstream fetch
+        self.relays = 0
+        self.relay_waiters = 0
 
     @property
     def in_flight(self) -> int:
-        """Fills new joiners would share."""
-        return len(self._fills)
+        """Fills (and relays) new joiners would share."""
+        return len(self._fills) + self.relays
 
     @property
     def waiting(self) -> int:
-        """Joiners holding a fill new joiners would share (for /status and tests)."""
-        return sum(fill.holders for fill in self._fills.values())
+        """Requests holding a fill (or a relay) new joiners would share (for /status and tests)."""
+        return sum(fill.holders for fill in self._fills.values()) + self.relay_waiters
 
     def join(self, key: bytes, producer: Producer[T], *, ignore_pass: bool = False) -> JoinResult[T]:
         """Returns the running fill for key, a pass, or a new fill whose producer starts now.
@@ -151,6 +155,11 @@ class Coalescer:
         self._tasks[task] = fill
         task.add_done_callback(partial(self._task_done, fill))
         return JoinResult(fill, leader=True, passed=False)
+
+    def running(self, key: bytes) -> bool:
+        """Whether a fill new joiners of `key` would share is running (edge.request.relay asks)."""
+        fill = self._fills.get(key)
+        return fill is not None and fill.outcome in (None, FillOutcome.DONE)
 
     def detach(self, fill: Fill[Any]) -> None:
         """Stops handing `fill` to new joiners (its readers go on); the next join starts anew.

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from edge.config.deployment import CacheConfig
 from edge.fill.coalesce import Fill, FillHead
-from edge.fill.keep import VARY_MARKER_STATUS, decide_keep, refreshed_meta
+from edge.fill.keep import VARY_MARKER_STATUS, KeepDecision, decide_keep, refreshed_meta
 from edge.fill.streaming import settle_playlist
 from edge.fill.variants import VariantLimiter
 from edge.rules.key import CacheKey
@@ -135,6 +135,29 @@ class Filler:
             await self._run(fill, dataclasses.replace(plan, purge_gen=gen, began_gen=began))
         finally:
             self._purges.end_fill(gen)
+
+    def decide(
+        self,
+        response: UpstreamResponse,
+        *,
+        key: CacheKey,
+        client_headers: Mapping[str, str],
+        policy: CachePolicy,
+        purge_gen: int,
+    ) -> KeepDecision:
+        """A peer's answer passed on unstored, decided as a fill from that peer would decide it
+        (edge.request.relay: a non-owner's plain miss)."""
+        return decide_keep(
+            response,
+            key=key,
+            client_headers=client_headers,
+            authorization=False,
+            has_store=False,
+            cache=self._cache,
+            max_object_bytes=self._max_object_bytes,
+            policy=policy,
+            purge_gen=purge_gen,
+        )
 
     def _object_cap(self, response: UpstreamResponse, plan: FillPlan) -> int:
         """The largest body kept: any tier's, or no limit for one kept as slices (issue 14)."""

@@ -8,7 +8,7 @@ the Cache-Status ttl change with time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "Plan",
     "deliver_fill",
     "deliver_hit",
+    "deliver_relayed",
     "not_modified_headers",
     "plan_response",
     "send_head",
@@ -176,6 +177,34 @@ async def deliver_fill(
             await writer.write(chunk)
     writer.finish()
     return plan.status
+
+
+async def deliver_relayed(
+    request: Request,
+    writer: Writer,
+    *,
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    body: bytes | AsyncIterator[bytes],
+    length: int | None,
+    trailer: list[tuple[str, str]],
+) -> None:
+    """Sends a peer's answer to a plain request (no validators, no Range: the whole response).
+
+    A body held whole goes out with its head in one write; a stream as it arrives.
+    """
+    if HOP_HEADER not in request.headers:  # a client, not a peer: no CDN-only fields
+        headers = for_clients(headers)
+    plan = Plan(status, 0, length if length is not None else -1)
+    fields = _head_fields(plan, headers, trailer)
+    if isinstance(body, bytes):
+        writer.send_whole(status, fields, body)
+        return
+    writer.start(status, fields, length)
+    if request.method != "HEAD":
+        async for chunk in body:
+            await writer.write(chunk)
+    writer.finish()
 
 
 class _Prebuilt:

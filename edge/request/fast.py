@@ -2,14 +2,16 @@
 
 `FastPath.try_fast` runs for every plain GET/HEAD before a Request object exists, so it
 stays allocation-light: it hashes the request's own bytes with the key's hash
-(`edge.rules.key.url_id`), peeks the memory tier, selects a Vary variant straight from
-the raw header bytes, and returns a prebuilt response (`FastHeads`). Anything it cannot
-answer alone (no entry, stale, purge rules pending, a normalised query) it declines with
-None and the slow path (`Handler.handle`) takes the request.
+(`edge.rules.key.url_id`), peeks the memory tier (then, in a region, the hot copies of keys
+other nodes own: edge.peering.routing, in the slow path's order), selects a Vary variant
+straight from the raw header bytes, and returns a prebuilt response (`FastHeads`). Anything
+it cannot answer alone (no entry, stale, purge rules pending, a normalised query) it
+declines with None and the slow path (`Handler.handle`) takes the request.
 
 Counting stays as cheap as the rest: the hit adds to a counter cell looked up by the raw
 Host bytes (the route is memoised per host when the host's route ignores the path), and to
-the hit-latency histogram, both plain ints (edge.metrics.counts). The duration it reports
+the hit-latency histogram, both plain ints (edge.metrics.counts); a hot-copy hit is counted
+under the "hot" tier as the slow path counts it. The duration it reports
 runs from the parsed request head to the response being handed to the listener.
 """
 
@@ -42,7 +44,9 @@ FastAnswer = Callable[
 _perf = time.perf_counter
 _MAX_MEMO_HOSTS = 1024  # hosts whose route is memoised; the memo starts over beyond it
 _FIRST_BOUND_S = LATENCY_BOUNDS_S[0]  # nearly every fast hit falls in the first bucket: skip bisect
-_Known = tuple[bytes | None, Cell | None]  # FastPath._hosts' values
+# FastPath._hosts' values: the key prefix, the route's fast hit cell and the route's pool (None:
+# the path decides the route)
+_Known = tuple[bytes | None, Cell | None, str | None]
 
 
 class FastPath:
@@ -59,6 +63,7 @@ class FastPath:
         access_log: AccessLog | None,
         router: Router | None = None,
         counts: RequestCounts | None = None,
+        hot: MemoryStore | None = None,
     ) -> None:
         self._router = router
         self._counts = counts  # None: not counted
@@ -69,6 +74,9 @@ class FastPath:
             self._latency = counts.latency["hit"]
         self._peek = memory.peek
         self._record_hit = memory.record_hit
+        # hot copies (a region's non-owner): looked up after the main memory tier, as _find does
+        self._peek_hot = hot.peek if hot is not None else None
+        self._record_hot = hot.record_hit if hot is not None else None
         self._heads = heads  # shared with the handler, which drops entries it invalidates
         self._policies = policies
         self._purges = purges
@@ -94,14 +102,21 @@ class FastPath:
         # peek, and count the hit only once it is served here: a declined request is looked up
         # (and counted) again by the slow path
         store_id = url_id(prefix + target)
-        hit = self._peek(store_id)
+        peek = self._peek
+        hit = peek(store_id)
         if hit is None:
-            return None
+            peek_hot = self._peek_hot  # not in the main store: a hot copy (the slow path's order)
+            if peek_hot is None:
+                return None
+            peek = peek_hot
+            hit = peek(store_id)
+            if hit is None:
+                return None
         meta = hit.meta
         if meta.status == VARY_MARKER_STATUS:
             # select the variant from the raw fields, as CacheKey.variant does on the slow path
             store_id = variant_id(store_id, meta.vary, FirstFields(raw_headers, meta.vary))
-            hit = self._peek(store_id)
+            hit = peek(store_id)  # in the marker's store, as _find looks
             if hit is None:
                 return None
             meta = hit.meta
@@ -110,16 +125,27 @@ class FastPath:
         response = self._heads.get(meta, hit.body, now, head_only)
         if response is None:
             return None
-        self._record_hit(store_id)
+        hot = peek is not self._peek
+        if hot:
+            assert self._record_hot is not None
+            self._record_hot(store_id)
+        else:
+            self._record_hit(store_id)
         size = 0 if head_only else len(hit.body)
         seconds = _perf() - started
-        if self._counts is not None:
-            cell = known[1] or self._route_cell(host, target)
-            cell.count += 1
-            cell.bytes += size
+        counts = self._counts
+        if counts is not None:
             latency = self._latency
             latency.buckets[0 if seconds <= _FIRST_BOUND_S else bisect_left(LATENCY_BOUNDS_S, seconds)] += 1
             latency.sum += seconds
+            if hot:  # counted as the slow path counts a hot-copy hit: bytes under the "hot" tier
+                route = known[2]
+                cell = counts.cell("hit", route if route is not None else self._route(host, target))
+                counts.bytes_by_tier["hot"] += size
+            else:
+                cell = known[1] or self._route_cell(host, target)
+            cell.count += 1
+            cell.bytes += size
         if self._log is not None:
             method = "HEAD" if head_only else "GET"
             self._log.write_fast(
@@ -131,22 +157,28 @@ class FastPath:
         """What the fast path keeps of a Host it has not seen yet (memoised; the memo is bounded)."""
         if len(self._hosts) >= _MAX_MEMO_HOSTS:
             self._hosts.clear()
-        known: _Known = (None, None)
+        known: _Known = (None, None, None)
         if is_normal_host(host):
-            cell = None
+            cell = route = None
             if self._counts is not None:
                 rule = self._router.host_route(host.decode("latin-1")) if self._router is not None else None
                 if self._router is None or rule is not None:  # the host alone decides the route
-                    cell = self._counts.fast_cell(rule.pool if rule is not None else "")
-            known = (b"http://" + host.lower(), cell)
+                    route = rule.pool if rule is not None else ""
+                    cell = self._counts.fast_cell(route)
+            known = (b"http://" + host.lower(), cell, route)
         self._hosts[host] = known
         return known
 
     def _route_cell(self, host: bytes, target: bytes) -> Cell:
         """The hit counter cell of a host whose route the path decides (looked up every time)."""
-        assert self._counts is not None and self._router is not None
+        assert self._counts is not None
+        return self._counts.fast_cell(self._route(host, target))
+
+    def _route(self, host: bytes, target: bytes) -> str:
+        """The route's pool of a host whose route the path decides (looked up every time)."""
+        assert self._router is not None
         rule = self._router.match(host.decode("latin-1"), target.decode("latin-1"))
-        return self._counts.fast_cell(rule.pool if rule is not None else "")
+        return rule.pool if rule is not None else ""
 
 
 class FirstFields(Mapping[str, str]):

@@ -37,10 +37,11 @@ from edge.request.hints import forward_hints
 from edge.request.miss import FillStarter
 from edge.request.passthrough import Passthrough
 from edge.request.peerview import PeerView
+from edge.request.relay import Relay
 from edge.request.restart import RestartReason, may_restart
 from edge.request.sliced import SlicedServer
-from edge.request.stale import whole_body
-from edge.rules.freshness import Usability, can_serve_stale_on_error, usability
+from edge.request.stale import stale_ok, whole_body
+from edge.rules.freshness import Usability, usability
 from edge.rules.key import make_key, variant_id
 from edge.rules.outcome import (
     CACHE_NAME,
@@ -57,7 +58,6 @@ from edge.server.request import Request
 from edge.server.writer import ClientGone, Writer
 from edge.store.base import Hit, RemoveReason, Store
 from edge.store.disk import DiskHit
-from edge.store.entry import EntryMeta
 from edge.store.sliced import is_sliced
 from edge.store.tiered import TieredStore
 from origin.errors import UpstreamError
@@ -112,6 +112,11 @@ class Handler:
         self._fills = FillStarter(
             coalescer=coalescer, filler=filler, stores=self._stores, routing=routing, siblings=siblings
         )
+        # a non-owner's plain misses go straight to the owner (edge.request.relay)
+        relay = (
+            None if routing is None else Relay(routing, self._fills, filler, self._purges, clock, cache_name)
+        )
+        self._relay = relay
         # issue 14: large objects kept as slices, and cold seeks into them
         self._sliced = (
             None if slices is None else SlicedServer(source=slices, store=store, routing=routing, clock=clock)
@@ -129,6 +134,7 @@ class Handler:
                 access_log=access_log,
                 router=router,
                 counts=counts,
+                hot=routing.hot if routing is not None else None,
             ).try_fast
 
         # the hot path: bound once, so the listener calls FastPath directly
@@ -292,9 +298,15 @@ class Handler:
         self, ctx: RequestContext, store_id: bytes, stale: Hit | None, stale_in: FillStore | None
     ) -> _Step:
         # issue 11: a stale copy usable on error is never hidden by a memoised pass
-        rescue = stale is not None and self._stale_ok(ctx, stale.meta, self._clock())
+        rescue = stale is not None and stale_ok(self._purges, ctx.policy, stale.meta, self._clock())
         meta = stale.meta if stale is not None else None
-        with self._fills.join(ctx, store_id, meta, stale_in, rescue=rescue) as joined:
+        route = self._fills.route(ctx, stale_in)
+        relay = self._relay
+        step = None if stale is not None or relay is None else await relay.serve(ctx, store_id, route)
+        if step is not None and not isinstance(step, UpstreamError):
+            return step  # relayed to the owner (edge.request.relay); else the fill way
+        joined = self._fills.join(ctx, store_id, meta, stale_in, rescue=rescue, route=route, peer_error=step)
+        with joined:
             return await self._read_fill(ctx, stale, joined, stale if rescue else None)
 
     async def _read_fill(
@@ -375,25 +387,12 @@ class Handler:
         )
         return outcome
 
-    def _stale_ok(self, ctx: RequestContext, meta: EntryMeta, now: float) -> bool:
-        """RFC 5861 stale-if-error, or the policy's grace (never against must-revalidate).
-
-        Never while the node distrusts its cache (purges may have been missed) or for an entry
-        a purge removed: a purged version must not come back because the origin is down.
-        """
-        if self._purges.check(meta, now) not in (Verdict.VALID, Verdict.SOFT):
-            return False
-        if can_serve_stale_on_error(meta, now):
-            return True
-        grace = ctx.policy.grace_s
-        return grace > 0 and not meta.must_revalidate and not meta.no_cache and -meta.ttl(now) <= grace
-
     async def _stale_or_raise(
         self, ctx: RequestContext, stale: Hit | None, exc: BaseException | None
     ) -> CacheOutcome:
         """RFC 5861 stale-if-error: serve the stale entry when upstream failed, if allowed."""
         now = self._clock()
-        if stale is not None and self._stale_ok(ctx, stale.meta, now):
+        if stale is not None and stale_ok(self._purges, ctx.policy, stale.meta, now):
             await self._send_hit(ctx, stale, CacheOutcome.STALE_ERROR, now, detail="stale-if-error")
             return CacheOutcome.STALE_ERROR
         if exc is not None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from edge.fill.coalesce import Coalescer, Fill, JoinResult
 from edge.fill.producer import Filler, FillInfo, FillPlan
-from edge.fill.route import FillSource, FillStore, asks_hot, plan_fill_route
+from edge.fill.route import FillRoute, FillSource, FillStore, asks_hot, plan_fill_route
 from edge.peering.routing import PeerRouting
 from edge.peering.workers import Siblings, worker_label
 from edge.request.context import RequestContext
@@ -24,6 +24,7 @@ from edge.request.forward import upstream_request
 from edge.store.base import Store
 from edge.store.entry import EntryMeta
 from origin.errors import ConnectError, UpstreamError
+from origin.upstream import UpstreamRequest, UpstreamResponse
 
 __all__ = ["FillStarter"]
 
@@ -48,21 +49,9 @@ class FillStarter:
         self._stores = stores  # this node's stores by name (MAIN, and HOT in a cluster)
         self._routing = routing  # None: a lone node, every fill asks the origin
 
-    def join(
-        self,
-        ctx: RequestContext,
-        store_id: bytes,
-        stale: EntryMeta | None,
-        stale_in: FillStore | None,
-        *,
-        rescue: bool = False,
-    ) -> JoinResult[FillInfo]:
-        """Joins (or starts) the fill for this key; the caller releases the result.
-
-        `rescue`: the caller holds a stale copy it may serve on error, so it joins a fill
-        even while the key is memoised as pass (an error answer never hides that copy).
-        """
-        request, key, routing = ctx.request, ctx.key, self._routing
+    def route(self, ctx: RequestContext, stale_in: FillStore | None) -> FillRoute:
+        """Where this key's fill comes from and which store keeps it (counts a hot-key request)."""
+        key, routing = ctx.key, self._routing
         owner = parent = None
         if routing is not None:
             owner, parent = routing.owner(key.id), routing.parent_owner(key.id)
@@ -72,9 +61,32 @@ class FillStarter:
             and asks_hot(from_peer=ctx.from_peer, owner=owner, stale_in=stale_in)
             and routing.is_hot(key.id)
         )
-        route = plan_fill_route(
+        return plan_fill_route(
             from_peer=ctx.from_peer, owner=owner, parent_owner=parent, stale_in=stale_in, is_hot=hot
         )
+
+    def join(
+        self,
+        ctx: RequestContext,
+        store_id: bytes,
+        stale: EntryMeta | None,
+        stale_in: FillStore | None,
+        *,
+        rescue: bool = False,
+        route: FillRoute | None = None,
+        peer_error: UpstreamError | None = None,
+    ) -> JoinResult[FillInfo]:
+        """Joins (or starts) the fill for this key; the caller releases the result.
+
+        `rescue`: the caller holds a stale copy it may serve on error, so it joins a fill
+        even while the key is memoised as pass (an error answer never hides that copy).
+        `route`: the one `route()` gave (else asked here). `peer_error`: the owner already
+        failed this request before its head (edge.request.relay): the fill takes the origin
+        fallback at once, as a peer fill does, without asking the owner again.
+        """
+        request, key, routing = ctx.request, ctx.key, self._routing
+        if route is None:
+            route = self.route(ctx, stale_in)
         authorization = "authorization" in request.headers
         fetch = upstream_request(
             request,
@@ -98,7 +110,7 @@ class FillStarter:
             # a peer that fails before its head is replaced by the origin, kept in the main store
             plan = dataclasses.replace(
                 plan,
-                upstream=routing.peer(route.peer),
+                upstream=routing.peer(route.peer) if peer_error is None else _Failed(peer_error),
                 fallback=ctx.upstream,
                 fallback_store=self._stores[FillStore.MAIN],
                 on_fallback=functools.partial(self._peer_failed, route.peer),
@@ -138,8 +150,34 @@ class FillStarter:
         """New requests for the fill's key no longer join it (it began before a purge)."""
         self._coalescer.detach(fill)
 
+    @property
+    def coalescer(self) -> Coalescer:
+        """The node's coalescer (the relay counts its flights there)."""
+        return self._coalescer
+
+    def running(self, fill_id: bytes) -> bool:
+        """Whether a fill of this id runs (new requests for it join it)."""
+        return self._coalescer.running(fill_id)
+
+    def peer_failed(self, name: str, exc: UpstreamError) -> None:
+        """A peer could not answer before its head: logged, and a refused connection reported."""
+        self._peer_failed(name, exc)
+
     def _peer_failed(self, name: str, exc: UpstreamError) -> None:
         log.warning("peer %s failed (%s); filling from the origin", name, exc)
         # only a refused or failed connection says the peer is gone; a slow answer does not
         if self._routing is not None and isinstance(exc, ConnectError):
             self._routing.peer_failed(name)
+
+
+class _Failed:
+    """An Upstream that answers with the error the owner already gave this request, so the
+    fill takes its origin fallback exactly as for a failure of its own peer fetch."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: UpstreamError) -> None:
+        self._error = error
+
+    async def fetch(self, request: UpstreamRequest) -> UpstreamResponse:
+        raise self._error

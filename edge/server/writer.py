@@ -145,6 +145,20 @@ class Writer:
 
     def start(self, status: int, headers: list[tuple[str, str]], length: int | None) -> None:
         """Sends the head; `length` None means the body length is not known yet."""
+        self._transport.write(self._head(status, headers, length))
+
+    def send_whole(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Sends a whole response (head and body in one write) and finishes it."""
+        head = self._head(status, headers, len(body))
+        if self._head_only or not body:
+            self._transport.write(head)
+        else:
+            self._transport.write(head + body)
+            self.bytes_sent += len(body)
+        self.finish()
+
+    def _head(self, status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
+        """The head's bytes (the response starts: framing and Connection decided here)."""
         assert not self.started, "response already started"
         if self._transport.is_closing():
             raise ClientGone("client closed the connection")
@@ -166,7 +180,7 @@ class Writer:
             fields.append(("Connection", "close"))
         elif self._request.version == "1.0":
             fields.append(("Connection", "keep-alive"))
-        self._transport.write(build_head(status, fields))
+        return build_head(status, fields)
 
     def inform(self, status: int, headers: Iterable[tuple[str, str]]) -> bool:
         """Sends an interim 1xx head (103 Early Hints) before the response; False if too late.
