@@ -17,6 +17,7 @@ The run is written to bench/results/idle-<timestamp>.json. Everything started is
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import asyncio
 import json
 import resource
@@ -38,7 +39,10 @@ _OPENING_AT_ONCE = 200  # connections the holder opens concurrently
 
 
 # -- the holder (a child process: its sockets and CPU stay out of the bench process) -------------
-async def _open_one(port: int, path: str, gate: asyncio.Semaphore) -> asyncio.StreamReader | None:
+Held = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open_one(port: int, path: str, gate: asyncio.Semaphore) -> Held | None:
     async with gate:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 10)
@@ -49,30 +53,44 @@ async def _open_one(port: int, path: str, gate: asyncio.Semaphore) -> asyncio.St
             await asyncio.wait_for(reader.readexactly(length), 10)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, StopIteration, ValueError):
             return None
-    return reader
+    return reader, writer  # the writer must stay referenced: collecting it closes the connection
 
 
 async def _hold(port: int, count: int, path: str) -> None:
     """Opens `count` answered keep-alive connections, says how many, holds them until stdin closes."""
     gate = asyncio.Semaphore(_OPENING_AT_ONCE)
-    readers = [r for r in await asyncio.gather(*(_open_one(port, path, gate) for _ in range(count)))
-               if r is not None]
-    print(json.dumps({"open": len(readers), "failed": count - len(readers)}), flush=True)
+    held = [h for h in await asyncio.gather(*(_open_one(port, path, gate) for _ in range(count)))
+            if h is not None]
+    print(json.dumps({"open": len(held), "failed": count - len(held)}), flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # the bench closes our stdin when it is done
-    closed = sum(1 for r in readers if r.at_eof() or r.exception() is not None)
+    await asyncio.sleep(0)  # let any pending EOF be read
+    closed = sum(1 for r, _ in held if r.at_eof() or r.exception() is not None)
+    for _, w in held:
+        w.close()
     print(json.dumps({"closed_by_server": closed}), flush=True)
 
 
 def hold_main(argv: list[str]) -> int:
     port, count, path = int(argv[0]), int(argv[1]), argv[2]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_nofile(count)
     if count + 64 > hard:
         print(json.dumps({"error": f"--idle {count} needs more descriptors than the limit {hard}"}))
         return 2
     asyncio.run(_hold(port, count, path))
     return 0
+
+
+def raise_nofile(want: int) -> int:
+    """Raises the descriptor limit (the hard one too when allowed, as root) toward 2 * want + 8192."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(hard, 2 * want + 8192)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+        return target
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
 
 
 # -- the bench --------------------------------------------------------------------------------
@@ -123,9 +141,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
     say("step 1: tools (nginx, wrk)")
     ensure_tools(say)
     info = machine_info()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # nginx and the node inherit it
-    say(f"  descriptor limit {hard}; {args.idle} idle connections per server")
+    # nginx and the node inherit it: the node caps clients at (limit - reserve) / 2, so holding
+    # 10,000 needs a limit above 20,000 (as an operator sets LimitNOFILE in the systemd unit)
+    limit = raise_nofile(args.idle)
+    say(f"  descriptor limit {limit}; {args.idle} idle connections per server")
     say("step 2: demo origin")
     oport = free_port()
     procs.start("origin", [sys.executable, "-m", "origin.demo", "--listen", f"{HOST}:{oport}"],
@@ -157,7 +176,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Services) -> int:
             clean = clean and hit and opened.get("failed", 1) == 0 and closed == 0
             results.append({"server": name, "size": size, "idle": args.idle, **opened,
                             "closed_by_server": closed,
-                            "without": vars(quiet), "with": vars(loaded)})
+                            "without": asdict(quiet), "with": asdict(loaded)})
     say("step 4: results")
     print(f"{'size':>6} {'server':<6} {'req/s quiet':>12} {'req/s +idle':>12} {'ratio':>6} "
           f"{'p99 quiet':>10} {'p99 +idle':>10} {'cpu quiet':>9} {'cpu +idle':>9}")
